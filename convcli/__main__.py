@@ -1,0 +1,5 @@
+"""``python -m convcli`` is the same as the ``convcli`` command."""
+
+from .cli import main
+
+main()
