@@ -28,6 +28,7 @@ __all__ = [
     "resolve_padding",
     "conv_output_hw",
     "smallest_valid_input",
+    "anchor_positions",
     "transposed_output_size",
     "pool_output_size",
 ]
@@ -157,6 +158,16 @@ def conv_output_hw(size_hw: tuple[int, int], kernel_hw: tuple[int, int], padding
                 f"the {name} must be at least {smallest_valid_input(k, before, after, d)}")
         out.append(n)
     return (out[0], out[1])
+
+
+def anchor_positions(n_out: int, kernel: int, stride: int = 1, pad_before: int = 0,
+                     dilation: int = 1) -> list[int]:
+    """Input index under each output's kernel anchor (its centre tap ``(K-1)//2``).
+
+    ``i*S - P_before + D*((K-1)//2)``; may fall in the padding (below 0 or past the end).
+    """
+    offset = dilation * ((kernel - 1) // 2) - pad_before
+    return [i * stride + offset for i in range(n_out)]
 
 
 def transposed_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0,

@@ -1,0 +1,9 @@
+"""The convolution engine: NumPy in, NumPy out, Numba loops inside.
+
+Importing this package does not import Numba; the compiled paths (``_direct``,
+``_separable``) load on the first convolution.
+"""
+
+from .api import ENGINE_PATHS, PADDING_MODES, conv2d, convolve, pad_input, rank_one_factors
+
+__all__ = ["conv2d", "convolve", "pad_input", "rank_one_factors", "ENGINE_PATHS", "PADDING_MODES"]

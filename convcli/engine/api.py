@@ -1,0 +1,161 @@
+"""``conv2d`` with PyTorch's signature, and ``convolve``, the one entry to the compiled loops.
+
+``conv2d`` parses PyTorch-style arguments (ints, pairs, ``'same'``/``'valid'``) and
+hands explicit per-side padding to ``convolve``, which validates the arrays, pads the
+input once, picks an engine path and runs it. Numba is imported on the first call,
+not when convcli is imported.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import geometry
+from ..errors import UsageError
+
+__all__ = ["conv2d", "convolve", "pad_input", "rank_one_factors", "ENGINE_PATHS", "PADDING_MODES"]
+
+ENGINE_PATHS = ("direct", "separable")
+ENGINE_CHOICES = ("auto",) + ENGINE_PATHS
+# convcli's border names -> numpy.pad modes (PyTorch's names, plus 'symmetric').
+PADDING_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge",
+                 "circular": "wrap", "symmetric": "symmetric"}
+RANK_ONE_TOLERANCE = 1e-6  # second singular value relative to the first
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
+           padding_mode="zeros", *, flip=False, engine="auto") -> np.ndarray:
+    """2-D cross-correlation with the arguments and results of ``torch.nn.functional.conv2d``.
+
+    ``x`` is (C, H, W) or (N, C, H, W); ``weight`` (C_out, C_in/groups, kH, kW); ``bias``
+    (C_out,) or None. ``padding`` is an int, an (H, W) pair, ``'valid'`` or ``'same'``
+    (stride 1 only, as in PyTorch). ``padding_mode`` is ``zeros``, ``reflect``,
+    ``replicate``, ``circular`` (as ``torch.nn.Conv2d``) or ``symmetric``. ``flip=True``
+    gives a true convolution. ``engine`` forces ``direct`` or ``separable``. Returns
+    float32 with the dimensionality of ``x``.
+    """
+    weight = _as_float32(weight, "weight")
+    if weight.ndim != 4:
+        raise UsageError(f"weight must be 4-D (C_out, C_in/groups, kH, kW); got shape {weight.shape}")
+    if flip:
+        weight = np.ascontiguousarray(weight[..., ::-1, ::-1])
+    stride_hw = geometry.pair(stride, "stride")
+    dilation_hw = geometry.pair(dilation, "dilation")
+    explicit = geometry.resolve_padding(padding, weight.shape[2:], stride_hw=stride_hw,
+                                        dilation_hw=dilation_hw)
+    x = _as_float32(x, "x")
+    if x.ndim not in (3, 4):
+        raise UsageError(f"x must be (C, H, W) or (N, C, H, W); got shape {x.shape}")
+    out, _ = convolve(x if x.ndim == 4 else x[np.newaxis], weight, bias, stride=stride_hw,
+                      padding=explicit, dilation=dilation_hw, groups=groups,
+                      padding_mode=padding_mode, engine=engine)
+    return out if x.ndim == 4 else out[0]
+
+
+def convolve(x, weight, bias=None, *, stride=(1, 1), padding=geometry.Padding(0, 0, 0, 0),
+             dilation=(1, 1), groups=1, padding_mode="zeros", factors=None,
+             engine="auto") -> tuple[np.ndarray, str]:
+    """Convolve a batch ``x`` (N, C, H, W) with explicit per-side ``padding``.
+
+    ``factors`` optionally gives (column (C_out, kH), row (C_out, kW)) with
+    ``outer(column[c], row[c]) == weight[c, 0]``, as a separable kernel carries them;
+    without them ``auto`` detects rank-1 kernels itself. Returns (output, engine path).
+    """
+    x, weight = _as_float32(x, "x"), _as_float32(weight, "weight")
+    bias = _check_shapes(x, weight, bias, groups)
+    if engine not in ENGINE_CHOICES:
+        raise UsageError(f"engine must be one of {', '.join(ENGINE_CHOICES)}; got {engine!r}")
+    out_hw = geometry.conv_output_hw(x.shape[2:], weight.shape[2:], padding, stride_hw=stride,
+                                     dilation_hw=dilation)
+    out = np.empty((x.shape[0], weight.shape[0]) + out_hw, dtype=np.float32)
+    padded = pad_input(x, padding, padding_mode)
+    path = _choose_path(weight, groups, factors, engine)
+    if path == "separable":
+        from ._separable import separable_conv
+
+        column, row = (_as_float32(f, "factors") for f in factors) if factors is not None \
+            else rank_one_factors(weight)
+        separable_conv(padded, np.ascontiguousarray(column.reshape(weight.shape[0], -1)),
+                       np.ascontiguousarray(row.reshape(weight.shape[0], -1)), bias,
+                       stride[0], stride[1], dilation[0], dilation[1], out)
+    else:
+        from ._direct import direct_conv
+
+        direct_conv(padded, weight, bias, stride[0], stride[1], dilation[0], dilation[1],
+                    groups, out)
+    return out, path
+
+
+def pad_input(x: np.ndarray, padding: geometry.Padding, mode: str) -> np.ndarray:
+    """``x`` (N, C, H, W) with ``padding`` added around H and W in border ``mode``."""
+    if mode not in PADDING_MODES:
+        raise UsageError(f"padding_mode must be one of {', '.join(PADDING_MODES)}; got {mode!r}")
+    if padding == geometry.Padding(0, 0, 0, 0):
+        return np.ascontiguousarray(x)
+    if mode != "zeros" and 0 in x.shape[2:]:
+        raise UsageError(f"padding_mode {mode!r} needs a non-empty input; got shape {x.shape}")
+    return np.pad(x, ((0, 0), (0, 0), padding.rows, padding.cols), mode=PADDING_MODES[mode])
+
+
+def rank_one_factors(weight: np.ndarray, tolerance: float = RANK_ONE_TOLERANCE):
+    """(column (C_out, kH), row (C_out, kW)) if every ``weight[c, 0]`` is rank 1, else None."""
+    if weight.shape[1] != 1:
+        return None
+    columns, rows = [], []
+    for kernel in np.asarray(weight[:, 0], np.float64):
+        u, s, vt = np.linalg.svd(kernel)
+        if s[0] == 0 or (s.size > 1 and s[1] > tolerance * s[0]):
+            return None
+        scale = np.sqrt(s[0])
+        columns.append(u[:, 0] * scale)
+        rows.append(vt[0] * scale)
+    return np.array(columns, np.float32), np.array(rows, np.float32)
+
+
+def _choose_path(weight: np.ndarray, groups: int, factors, engine: str) -> str:
+    kernel_h, kernel_w = weight.shape[2:]
+    depthwise = weight.shape[1] == 1
+    if engine == "direct":
+        return "direct"
+    if engine == "separable":
+        if not depthwise or (factors is None and rank_one_factors(weight) is None):
+            raise UsageError("engine 'separable' needs a rank-1 kernel with one input channel per "
+                             "group (C_in/groups == 1); use engine 'auto' or 'direct'")
+        return "separable"
+    worth_it = kernel_h + kernel_w < kernel_h * kernel_w
+    if depthwise and worth_it and (factors is not None or rank_one_factors(weight) is not None):
+        return "separable"
+    return "direct"
+
+
+def _as_float32(array, name: str) -> np.ndarray:
+    array = np.asarray(array)
+    if array.dtype.kind not in "biuf":
+        raise UsageError(f"{name} must hold real numbers; got dtype {array.dtype}")
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def _check_shapes(x: np.ndarray, weight: np.ndarray, bias, groups: int) -> np.ndarray:
+    """Validate the PyTorch shape rules; return the bias as a float32 (C_out,) array."""
+    if x.ndim != 4:
+        raise UsageError(f"x must be (N, C, H, W) here; got shape {x.shape}")
+    if weight.ndim != 4:
+        raise UsageError(f"weight must be 4-D (C_out, C_in/groups, kH, kW); got shape {weight.shape}")
+    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise UsageError(f"groups must be a positive integer; got {groups!r}")
+    out_channels, group_in, kernel_h, kernel_w = weight.shape
+    if min(out_channels, group_in, kernel_h, kernel_w) < 1:
+        raise UsageError(f"weight has an empty dimension: shape {weight.shape}")
+    channels = x.shape[1]
+    if channels % groups or out_channels % groups:
+        raise UsageError(f"groups={groups} must divide both input channels ({channels}) and "
+                         f"output channels ({out_channels})")
+    if channels // groups != group_in:
+        raise UsageError(f"weight {weight.shape} expects {group_in * groups} input channels with "
+                         f"groups={groups}; x has {channels}")
+    if bias is None:
+        return np.zeros(out_channels, np.float32)
+    bias = _as_float32(bias, "bias")
+    if bias.shape != (out_channels,):
+        raise UsageError(f"bias must have shape ({out_channels},); got {bias.shape}")
+    return bias

@@ -1,0 +1,260 @@
+"""Every engine path against the float64 reference, torch and scipy, on random inputs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings, strategies as st
+
+from convcli import UsageError, conv2d
+from convcli.engine import convolve, rank_one_factors
+from convcli.geometry import Padding
+from reference import reference_conv2d
+
+MODES = ("zeros", "reflect", "replicate", "circular", "symmetric")
+RELATIVE_TOLERANCE = 1e-5
+SETTINGS = settings(max_examples=60, deadline=None, derandomize=True)
+
+
+def assert_matches_reference(result, x, weight, bias=None, **geometry):
+    """Within 1e-5 of the float64 reference, relative to the sum of |terms| (a float32 bound)."""
+    expected = reference_conv2d(x, weight, bias, **geometry)
+    magnitude = reference_conv2d(np.abs(x), np.abs(weight),
+                                 None if bias is None else np.abs(bias), **geometry)
+    assert result.shape == expected.shape
+    error = np.abs(result - expected) / np.maximum(magnitude, 1.0)
+    assert error.max() <= RELATIVE_TOLERANCE, error.max()
+
+
+@st.composite
+def problems(draw, depthwise_rank_one=False):
+    """A random convolution: shapes, groups, stride, per-side padding, dilation, border mode."""
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    kernel = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    dilation = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    padding = tuple(draw(st.integers(0, 4)) for _ in range(4))
+    if depthwise_rank_one:
+        groups = channels = draw(st.integers(1, 3))
+        out_channels = channels * draw(st.integers(1, 2))
+        columns = rng.standard_normal((out_channels, kernel[0]))
+        rows = rng.standard_normal((out_channels, kernel[1]))
+        weight = np.einsum("ci,cj->cij", columns, rows)[:, np.newaxis]
+    else:
+        groups = draw(st.integers(1, 3))
+        channels = groups * draw(st.integers(1, 3))
+        out_channels = groups * draw(st.integers(1, 3))
+        weight = rng.standard_normal((out_channels, channels // groups) + kernel)
+    # Large enough for at least one output pixel.
+    height = max(dilation[0] * (kernel[0] - 1) + 1 - padding[0] - padding[1], 1) + draw(st.integers(0, 12))
+    width = max(dilation[1] * (kernel[1] - 1) + 1 - padding[2] - padding[3], 1) + draw(st.integers(0, 12))
+    x = rng.standard_normal((draw(st.integers(1, 2)), channels, height, width)).astype(np.float32)
+    bias = rng.standard_normal(out_channels) if draw(st.booleans()) else None
+    return dict(x=x, weight=weight.astype(np.float32), bias=bias, stride=stride,
+                padding=padding, dilation=dilation, groups=groups, mode=draw(st.sampled_from(MODES)))
+
+
+def run_engine(problem, engine, factors=None):
+    top, bottom, left, right = problem["padding"]
+    return convolve(problem["x"], problem["weight"], problem["bias"], stride=problem["stride"],
+                    padding=Padding(top, bottom, left, right), dilation=problem["dilation"],
+                    groups=problem["groups"], padding_mode=problem["mode"], factors=factors,
+                    engine=engine)
+
+
+def reference_for(problem):
+    return {k: problem[k] for k in ("stride", "padding", "dilation", "groups", "mode")}
+
+
+@SETTINGS
+@given(problems())
+def test_direct_path_matches_reference(problem):
+    result, path = run_engine(problem, "direct")
+    assert path == "direct"
+    assert_matches_reference(result, problem["x"], problem["weight"], problem["bias"],
+                             **reference_for(problem))
+
+
+@SETTINGS
+@given(problems(depthwise_rank_one=True), st.booleans())
+def test_separable_path_matches_reference(problem, carry_factors):
+    factors = rank_one_factors(problem["weight"]) if carry_factors else None
+    result, path = run_engine(problem, "separable", factors)
+    assert path == "separable"
+    assert_matches_reference(result, problem["x"], problem["weight"], problem["bias"],
+                             **reference_for(problem))
+
+
+@SETTINGS
+@given(problems())
+def test_auto_path_matches_reference(problem):
+    result, _ = run_engine(problem, "auto")
+    assert_matches_reference(result, problem["x"], problem["weight"], problem["bias"],
+                             **reference_for(problem))
+
+
+def test_auto_picks_separable_only_when_it_saves_work(rng):
+    x = rng.standard_normal((1, 2, 9, 9)).astype(np.float32)
+    rank_one = np.outer([1.0, 2, 1], [-1.0, 0, 1])[None, None].repeat(2, 0)
+    assert convolve(x, rank_one, groups=2)[1] == "separable"
+    assert convolve(x, rng.standard_normal((2, 1, 3, 3)), groups=2)[1] == "direct"
+    assert convolve(x, rng.standard_normal((2, 1, 1, 3)), groups=2)[1] == "direct"  # 1+3 > 3
+    assert convolve(x, np.ones((1, 2, 3, 3)))[1] == "direct"                       # not depthwise
+
+
+def test_rank_one_factors_rebuild_the_kernel(rng):
+    weight = np.einsum("ci,cj->cij", rng.standard_normal((3, 4)), rng.standard_normal((3, 5)))
+    column, row = rank_one_factors(weight[:, None])
+    np.testing.assert_allclose(np.einsum("ci,cj->cij", column, row), weight, rtol=1e-5, atol=1e-6)
+    weight[1, 0, 0] += 1.0
+    assert rank_one_factors(weight[:, None]) is None
+
+
+def test_known_answer():
+    x = np.arange(16, dtype=np.float32).reshape(1, 4, 4)
+    result = conv2d(x, np.ones((1, 1, 2, 2), np.float32), np.array([0.5]), stride=2)
+    np.testing.assert_array_equal(result, [[[10.5, 18.5], [42.5, 50.5]]])
+    edges = conv2d(x, np.array([[[[-1, 0, 1]]]], np.float32), padding=(0, 1))
+    np.testing.assert_array_equal(edges[0, 1], [5, 2, 2, -6])     # zeros beyond both edges
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (5, 1), (2, 2)])
+@pytest.mark.parametrize("mode", MODES)
+def test_tiny_images_with_every_border(rng, shape, mode):
+    x = rng.standard_normal((1, 2) + shape).astype(np.float32)
+    weight = rng.standard_normal((2, 1, 3, 3)).astype(np.float32)
+    result, _ = convolve(x, weight, groups=2, padding=Padding(1, 1, 1, 1), padding_mode=mode)
+    assert_matches_reference(result, x, weight, padding=(1, 1, 1, 1), groups=2, mode=mode)
+
+
+def test_flip_is_true_convolution(rng):
+    ndimage = pytest.importorskip("scipy.ndimage")
+    image = rng.standard_normal((11, 13)).astype(np.float32)
+    kernel = rng.standard_normal((3, 5)).astype(np.float32)
+    result = conv2d(image[None], kernel[None, None], padding="same", flip=True)
+    expected = ndimage.convolve(image.astype(np.float64), kernel.astype(np.float64), mode="constant")
+    np.testing.assert_allclose(result[0], expected, rtol=1e-5, atol=1e-5)
+
+
+SCIPY_MODES = {"zeros": "constant", "reflect": "mirror", "replicate": "nearest",
+               "circular": "wrap", "symmetric": "reflect"}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_same_padding_matches_scipy_ndimage(rng, mode):
+    ndimage = pytest.importorskip("scipy.ndimage")
+    image = rng.standard_normal((17, 12))
+    kernel = rng.standard_normal((5, 3))
+    result = conv2d(image[None], kernel[None, None], padding="same", padding_mode=mode)
+    expected = ndimage.correlate(image, kernel, mode=SCIPY_MODES[mode])
+    np.testing.assert_allclose(result[0], expected, rtol=1e-5, atol=1e-5)
+
+
+@SETTINGS
+@given(problems(), st.sampled_from(["numbers", "same", "valid"]))
+def test_conv2d_matches_torch(problem, padding_kind):
+    torch = pytest.importorskip("torch")
+    functional = torch.nn.functional
+    x, weight, bias = problem["x"], problem["weight"], problem["bias"]
+    padding = {"numbers": problem["padding"][::2], "same": "same", "valid": "valid"}[padding_kind]
+    stride = (1, 1) if padding_kind == "same" else problem["stride"]
+    pads = (0, 0) if padding_kind == "valid" else problem["padding"][::2]
+    assume(all(x.shape[2 + i] + 2 * pads[i] >= problem["dilation"][i] * (weight.shape[2 + i] - 1) + 1
+               for i in range(2)))
+    kwargs = dict(stride=stride, padding=padding, dilation=problem["dilation"], groups=problem["groups"])
+    tensor_bias = None if bias is None else torch.from_numpy(bias.astype(np.float32))
+    expected = functional.conv2d(torch.from_numpy(x), torch.from_numpy(weight), tensor_bias, **kwargs)
+    result = conv2d(x, weight, bias, **kwargs)
+    np.testing.assert_allclose(result, expected.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(conv2d(x[0], weight, bias, **kwargs), expected.numpy()[0],
+                               rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_padding_modes_match_torch_conv2d_module(rng, mode):
+    torch = pytest.importorskip("torch")
+    layer = torch.nn.Conv2d(4, 6, (3, 4), stride=(2, 1), padding=(2, 1), dilation=(1, 2), groups=2,
+                            padding_mode=mode)
+    x = rng.standard_normal((2, 4, 9, 10)).astype(np.float32)
+    with torch.no_grad():
+        expected = layer(torch.from_numpy(x)).numpy()
+    result = conv2d(x, layer.weight.detach().numpy(), layer.bias.detach().numpy(), stride=(2, 1),
+                    padding=(2, 1), dilation=(1, 2), groups=2, padding_mode=mode)
+    np.testing.assert_allclose(result, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_inputs_are_never_modified_and_dtypes_are_accepted(rng):
+    x = rng.integers(0, 255, (3, 8, 8)).astype(np.uint8)
+    weight = rng.standard_normal((3, 1, 3, 3))
+    before = x.copy()
+    result = conv2d(x, weight, padding=1, groups=3)
+    assert result.dtype == np.float32
+    np.testing.assert_array_equal(x, before)
+    assert_matches_reference(result[None], x[None].astype(np.float32), weight.astype(np.float32),
+                             padding=(1, 1, 1, 1), groups=3)
+
+
+@pytest.mark.parametrize("call, phrases", [
+    (lambda x, w: conv2d(x, w, stride=2, padding="same"), ["same", "stride"]),
+    (lambda x, w: conv2d(x, w, groups=2), ["groups=2", "divide"]),
+    (lambda x, w: conv2d(x[:2], w), ["expects 3 input channels", "x has 2"]),
+    (lambda x, w: conv2d(x, w, padding=-1), ["padding", ">= 0"]),
+    (lambda x, w: conv2d(x[:, :2, :2], w), ["height 2 is too small", "at least 3"]),
+    (lambda x, w: conv2d(x, w, np.ones(3)), ["bias", "(4,)"]),
+    (lambda x, w: conv2d(x, w, padding_mode="mirror"), ["padding_mode", "reflect"]),
+    (lambda x, w: conv2d(x, w, stride=0), ["stride", ">= 1"]),
+    (lambda x, w: conv2d(x[0], w), ["(C, H, W)"]),
+    (lambda x, w: conv2d(x.astype(complex), w), ["real numbers"]),
+    (lambda x, w: conv2d(x, w, engine="separable"), ["separable", "rank-1"]),
+    (lambda x, w: conv2d(x, w, engine="fft"), ["engine", "auto"]),
+])
+def test_bad_arguments_raise_clear_errors(rng, call, phrases):
+    x = rng.standard_normal((3, 6, 6)).astype(np.float32)
+    weight = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    with pytest.raises(UsageError) as error:
+        call(x, weight)
+    for phrase in phrases:
+        assert phrase in str(error.value)
+
+
+@pytest.mark.slow
+def test_compiled_cache_works_from_a_read_only_install():
+    """Installed read-only (e.g. system-wide), Numba caches in the user's cache folder.
+
+    Root ignores file permissions, so ``engine/__pycache__`` is also made a plain file:
+    then no user can create the in-tree cache folder.
+    """
+    base = Path(tempfile.mkdtemp(prefix="convcli-readonly-"))
+    package, cache = base / "site" / "convcli", base / "cache"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "convcli", package,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    cache.mkdir()
+    (package / "engine" / "__pycache__").write_text("not a folder")
+    for path in [base, package.parent, package, *package.rglob("*")]:
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    cache.chmod(0o777)
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env.update(PYTHONPATH=str(package.parent), XDG_CACHE_HOME=str(cache), HOME=str(cache))
+    script = ("import numpy as np, convcli\n"
+              "x = np.arange(48, dtype=np.float32).reshape(3, 4, 4)\n"
+              "print(convcli.conv2d(x, np.ones((3, 1, 3, 3)), groups=3, padding=1)[1, 1, 1])")
+    try:
+        for _ in range(2):
+            result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                                    env=env, timeout=300, cwd=base)
+            assert result.returncode == 0, result.stderr
+            assert float(result.stdout) == 9 * 21.0
+        assert not list(package.rglob("*.nbi"))
+        assert list(cache.rglob("*.nbi")), "no Numba cache index in the user cache"
+    finally:
+        for path in [base, *base.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        shutil.rmtree(base)
