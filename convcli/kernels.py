@@ -1,0 +1,379 @@
+"""Kernels: the model, the ``NAME:key=value`` spec parser, the YAML loader and the listing.
+
+A ``Kernel`` is data: float64 weights in cross-correlation orientation, optional separable
+factors, bias and default geometry. An ``Operation`` is what ``-k`` names: one kernel, or
+several whose responses are combined (gradient magnitude, compass maximum). Built-ins
+(``builtin_kernels.py``) and YAML files produce the same objects.
+"""
+
+from __future__ import annotations
+
+import difflib
+import numbers
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import builtin_kernels, geometry
+from .errors import UsageError
+
+__all__ = ["Kernel", "Operation", "KernelInfo", "resolve", "parse_spec", "load_yaml",
+           "list_kernels", "render_kernel", "library_folder", "COMBINE_RULES"]
+
+COMBINE_RULES = ("single", "magnitude", "max")
+RANK_TOLERANCE = 1e-9
+YAML_KEYS = ("name", "description", "weights", "separable", "scale", "normalize", "bias",
+             "stride", "padding", "dilation")
+
+
+@dataclass(frozen=True, eq=False)
+class Kernel:
+    """Weights (kH, kW) or (C_out, C_in, kH, kW), float64, read-only, cross-correlation order."""
+
+    name: str
+    weights: np.ndarray
+    description: str = ""
+    factors: tuple[np.ndarray, np.ndarray] | None = None
+    bias: float | tuple[float, ...] | None = None
+    stride: int | tuple[int, int] = 1
+    padding: object = None
+    dilation: int | tuple[int, int] = 1
+    source: str = "built-in"
+
+    def __post_init__(self) -> None:
+        weights = np.array(self.weights, dtype=np.float64)
+        if weights.ndim not in (2, 4) or weights.size == 0:
+            raise UsageError(f"{self.name}: weights must be a non-empty 2-D matrix or 4-D "
+                             f"C_out x C_in x kH x kW nesting; got shape {weights.shape}")
+        if not np.all(np.isfinite(weights)):
+            raise UsageError(f"{self.name}: weights must be finite numbers")
+        weights.flags.writeable = False
+        object.__setattr__(self, "weights", weights)
+        if self.factors is not None:
+            column, row = (np.array(f, dtype=np.float64).ravel() for f in self.factors)
+            column.flags.writeable = row.flags.writeable = False
+            object.__setattr__(self, "factors", (column, row))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.weights.shape
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(kH, kW)."""
+        return self.weights.shape[-2:]
+
+    @property
+    def in_channels(self) -> int | None:
+        return self.weights.shape[1] if self.weights.ndim == 4 else None
+
+    @property
+    def out_channels(self) -> int | None:
+        return self.weights.shape[0] if self.weights.ndim == 4 else None
+
+    @property
+    def total(self) -> float:
+        return float(self.weights.sum())
+
+    @property
+    def is_zero_sum(self) -> bool:
+        return abs(self.total) < 1e-9 * max(1.0, float(np.abs(self.weights).sum()))
+
+    @property
+    def is_separable(self) -> bool:
+        """A 2-D kernel that is an outer product of a column and a row."""
+        if self.weights.ndim != 2:
+            return False
+        if self.factors is not None:
+            return True
+        singular = np.linalg.svd(self.weights, compute_uv=False)
+        return singular.size == 1 or singular[1] <= RANK_TOLERANCE * singular[0]
+
+    def with_defaults(self, **defaults) -> "Kernel":
+        """A copy with new default geometry (``dilation=``, ``stride=``, ``padding=``)."""
+        values = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        values.update(defaults)
+        return Kernel(**values)
+
+
+@dataclass(frozen=True)
+class Operation:
+    """What one ``-k`` names: kernels and how their responses combine into one output."""
+
+    name: str
+    kernels: tuple[Kernel, ...]
+    combine: str = "single"
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.combine not in COMBINE_RULES:
+            raise ValueError(f"combine must be one of {COMBINE_RULES}; got {self.combine!r}")
+
+
+@dataclass(frozen=True)
+class KernelInfo:
+    """One row of ``convcli kernels list``."""
+
+    name: str
+    size: str
+    kind: str
+    description: str
+
+
+# --- specs -----------------------------------------------------------------------------------
+
+def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
+    """``"gaussian:sigma=2,size=9"`` -> ``("gaussian", {"sigma": "2", "size": "9"})``."""
+    name, _, rest = spec.strip().partition(":")
+    parameters: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip() or not value.strip():
+            raise UsageError(f"kernel {spec!r}: parameters are key=value separated by commas; "
+                             f"got {item!r}")
+        if key.strip() in parameters:
+            raise UsageError(f"kernel {spec!r}: {key.strip()} is given twice")
+        parameters[key.strip()] = value.strip()
+    if not name.strip():
+        raise UsageError(f"kernel {spec!r}: the name is missing (see convcli kernels list)")
+    return name.strip().lower(), parameters
+
+
+def resolve(spec: str) -> Operation:
+    """The Operation a ``-k`` value names: a built-in, a library kernel, or a YAML file."""
+    text = str(spec).strip()
+    if text.lower().endswith((".yaml", ".yml")) or (Path(text).is_file() and ":" not in text):
+        return load_yaml(Path(text))
+    name, parameters = parse_spec(text)
+    dilation = parameters.pop("dilation", None)
+    if name in builtin_kernels.BUILTINS:
+        operation = builtin_kernels.build(name, parameters, spec=text)
+    elif name in _library():
+        if parameters:
+            raise UsageError(f"kernel {name}: a library kernel takes only dilation=D; "
+                             f"got {', '.join(parameters)}")
+        operation = load_yaml(_library()[name])
+        operation = Operation(text, operation.kernels, operation.combine, operation.description)
+    else:
+        known = sorted(builtin_kernels.BUILTINS) + sorted(_library())
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(close)}?" if close else ""
+        raise UsageError(f"unknown kernel {name!r}{hint} (convcli kernels list shows all)")
+    if dilation is not None:
+        value = _dilation_value(name, dilation)
+        operation = Operation(operation.name, tuple(k.with_defaults(dilation=value)
+                                                    for k in operation.kernels),
+                              operation.combine, operation.description)
+    return operation
+
+
+def _dilation_value(name: str, text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise UsageError(f"{name}: dilation must be a whole number >= 1; got {text}")
+    return int(text)
+
+
+# --- the YAML library ------------------------------------------------------------------------
+
+def library_folder() -> Path | None:
+    """The shipped YAML library: inside the installed package, else the checkout's ``kernels/``."""
+    here = Path(__file__).resolve().parent
+    for folder in (here / "kernel_library", here.parent / "kernels"):
+        if folder.is_dir():
+            return folder
+    return None
+
+
+def _library() -> dict[str, Path]:
+    """Library kernel name (the file stem) -> path."""
+    folder = library_folder()
+    if folder is None:
+        return {}
+    return {path.stem.lower(): path for path in sorted(folder.glob("*.y*ml"))}
+
+
+def load_yaml(path: Path) -> Operation:
+    """Load a YAML kernel file; every problem is a UsageError that starts with the path."""
+    import yaml
+
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such kernel file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"{path}: cannot read the kernel file ({error})") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise UsageError(f"{path}:{where}: invalid YAML ({problem})") from None
+    kernel = kernel_from_mapping(document, str(path), default_name=path.stem)
+    return Operation(kernel.name, (kernel,), "single", kernel.description)
+
+
+def kernel_from_mapping(document, where: str, *, default_name: str) -> Kernel:
+    """A Kernel from a parsed YAML mapping (see kernels/README.md for the format)."""
+    if not isinstance(document, dict):
+        raise UsageError(f"{where}: expected a mapping with 'weights' or 'separable'")
+    unknown = sorted(set(map(str, document)) - set(YAML_KEYS))
+    if unknown:
+        raise UsageError(f"{where}: unknown key(s) {', '.join(unknown)}; valid keys are "
+                         f"{', '.join(YAML_KEYS)}")
+    if ("weights" in document) == ("separable" in document):
+        raise UsageError(f"{where}: give exactly one of 'weights' or 'separable'")
+    factors = None
+    if "weights" in document:
+        weights = _numeric_array(document["weights"], where, "weights")
+        if weights.ndim not in (2, 4):
+            raise UsageError(f"{where}: weights must be a 2-D matrix or a 4-D C_out x C_in x kH x kW "
+                             f"nesting; got {weights.ndim} level(s) of lists")
+    else:
+        separable = document["separable"]
+        if not isinstance(separable, dict) or set(separable) != {"column", "row"}:
+            raise UsageError(f"{where}: separable needs exactly 'column' and 'row' lists")
+        column = _numeric_array(separable["column"], where, "separable.column")
+        row = _numeric_array(separable["row"], where, "separable.row")
+        if column.ndim != 1 or row.ndim != 1:
+            raise UsageError(f"{where}: separable column and row must be flat lists of numbers")
+        factors, weights = (column, row), np.outer(column, row)
+    scale = _scale(document, weights, where)
+    if scale != 1.0:
+        weights = weights * scale
+        if factors is not None:
+            factors = (factors[0] * scale, factors[1])
+    name = str(document.get("name", default_name))
+    return Kernel(name=name, weights=weights, description=str(document.get("description", "")),
+                  factors=factors, bias=_bias(document.get("bias"), weights, where),
+                  stride=_geometry_pair(document, "stride", where),
+                  padding=_padding(document.get("padding"), where),
+                  dilation=_geometry_pair(document, "dilation", where), source=where)
+
+
+def _geometry_pair(document: dict, key: str, where: str) -> tuple[int, int]:
+    value = document.get(key, 1)
+    return geometry.pair(tuple(value) if isinstance(value, list) else value, f"{where}: {key}")
+
+
+def _padding(value, where: str):
+    if value is None or (isinstance(value, str) and value.lower() in geometry.PADDING_WORDS):
+        return value.lower() if isinstance(value, str) else None
+    if isinstance(value, str):
+        raise UsageError(f"{where}: padding must be {', '.join(geometry.PADDING_WORDS)}, N or [H, W]; "
+                         f"got {value!r}")
+    return geometry.pair(tuple(value) if isinstance(value, list) else value, f"{where}: padding",
+                         minimum=0)
+
+
+def _numeric_array(value, where: str, key: str) -> np.ndarray:
+    if not isinstance(value, list) or not value:
+        raise UsageError(f"{where}: {key} must be a non-empty list")
+    try:
+        array = np.array(value, dtype=np.float64)
+    except ValueError:
+        raise UsageError(f"{where}: {key} must be a rectangular nesting of numbers "
+                         "(rows of equal length, no text)") from None
+    if array.dtype == object or any(isinstance(v, bool) for v in _flatten(value)):
+        raise UsageError(f"{where}: {key} must hold only numbers")
+    if not np.all(np.isfinite(array)):
+        raise UsageError(f"{where}: {key} must hold finite numbers")
+    return array
+
+
+def _flatten(value):
+    for item in value:
+        if isinstance(item, list):
+            yield from _flatten(item)
+        else:
+            yield item
+
+
+def _scale(document: dict, weights: np.ndarray, where: str) -> float:
+    if "scale" in document and document.get("normalize"):
+        raise UsageError(f"{where}: give scale or normalize, not both")
+    if document.get("normalize"):
+        total = weights.sum()
+        if abs(total) < 1e-12 * max(1.0, np.abs(weights).sum()):
+            raise UsageError(f"{where}: normalize: true divides by the sum, but the weights sum to 0 "
+                             "(a zero-sum kernel such as an edge detector); use scale instead")
+        return 1.0 / float(total)
+    scale = document.get("scale", 1.0)
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
+        raise UsageError(f"{where}: scale must be a number; got {scale!r}")
+    return float(scale)
+
+
+def _bias(bias, weights: np.ndarray, where: str):
+    if bias is None:
+        return None
+    values = bias if isinstance(bias, list) else [bias]
+    if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values):
+        raise UsageError(f"{where}: bias must be a number or a list of numbers; got {bias!r}")
+    channels = weights.shape[0] if weights.ndim == 4 else 1
+    if isinstance(bias, list) and len(values) != channels:
+        raise UsageError(f"{where}: bias has {len(values)} values but the kernel makes "
+                         f"{channels} output channel(s)")
+    return tuple(float(v) for v in values) if isinstance(bias, list) else float(bias)
+
+
+# --- listing and showing ---------------------------------------------------------------------
+
+def list_kernels() -> list[KernelInfo]:
+    """Every built-in kernel and operation, then the YAML library."""
+    infos = [KernelInfo(name, entry.size, entry.kind, entry.description)
+             for name, entry in builtin_kernels.BUILTINS.items()]
+    for name, path in _library().items():
+        try:
+            kernel = load_yaml(path).kernels[0]
+        except UsageError as error:
+            infos.append(KernelInfo(name, "?", "library", f"(broken: {error})"))
+            continue
+        infos.append(KernelInfo(name, "x".join(map(str, kernel.shape)), "library",
+                                kernel.description.strip().splitlines()[0] if kernel.description else ""))
+    return infos
+
+
+def render_kernel(operation: Operation) -> str:
+    """The matrix of every kernel with its sum and whether it separates (like showKernel)."""
+    several = len(operation.kernels) > 1
+    lines = []
+    if several:
+        lines.append(f"{operation.name}: {len(operation.kernels)} kernels, responses combined by "
+                     f"{'sqrt(sum of squares)' if operation.combine == 'magnitude' else 'maximum'}")
+        lines.append(f"  {operation.description}")
+    for kernel in operation.kernels:
+        shape = "x".join(map(str, kernel.shape))
+        separable = "yes" if kernel.is_separable else "no"
+        total = 0.0 if kernel.is_zero_sum else kernel.total
+        details = [f"sum {_format(total)}", f"separable: {separable}"]
+        if kernel.dilation not in (1, (1, 1)):
+            details.append(f"dilation {kernel.dilation}")
+        if kernel.bias is not None:
+            details.append(f"bias {kernel.bias}")
+        lines.append(f"{kernel.name} ({shape}): " + ", ".join(details))
+        if kernel.description and not several:
+            lines.append(f"  {kernel.description}")
+        if kernel.weights.ndim == 2:
+            lines.extend(_matrix_lines(kernel.weights))
+        else:
+            for out_channel, in_channel in np.ndindex(*kernel.weights.shape[:2]):
+                lines.append(f"  [out {out_channel}, in {in_channel}]")
+                lines.extend(_matrix_lines(kernel.weights[out_channel, in_channel]))
+        if kernel.factors is not None:
+            lines.append("  column: " + " ".join(_format(v) for v in kernel.factors[0]))
+            lines.append("  row:    " + " ".join(_format(v) for v in kernel.factors[1]))
+    return "\n".join(lines)
+
+
+def _matrix_lines(matrix: np.ndarray) -> list[str]:
+    cells = [[_format(v) for v in row] for row in matrix]
+    width = max(len(c) for row in cells for c in row)
+    return ["  " + " ".join(c.rjust(width) for c in row) for row in cells]
+
+
+def _format(value: float) -> str:
+    """Integers without decimals, others with 4 significant digits."""
+    if float(value).is_integer():
+        return str(int(value))
+    return f"{value:.4g}"
+

@@ -1,0 +1,212 @@
+"""Built-in kernels against their textbook definitions; the spec parser and YAML loader."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from convcli.errors import UsageError
+from convcli.kernels import library_folder, list_kernels, load_yaml, parse_spec, render_kernel, resolve
+
+
+def kernel(spec: str):
+    operation = resolve(spec)
+    assert len(operation.kernels) == 1
+    return operation.kernels[0]
+
+
+@pytest.mark.parametrize("spec, shape", [
+    ("identity", (1, 1)), ("box", (3, 3)), ("box:size=4", (4, 4)), ("gaussian", (7, 7)),
+    ("gaussian:sigma=2", (13, 13)), ("gaussian:sigma=2,size=5", (5, 5)), ("binomial", (5, 5)),
+    ("sobel-x", (3, 3)), ("scharr-y", (3, 3)), ("prewitt-x", (3, 3)), ("roberts-x", (2, 2)),
+    ("laplacian", (3, 3)), ("log:sigma=1.5", (11, 11)), ("sharpen", (3, 3)), ("emboss", (3, 3)),
+    ("motion:length=7,angle=30", (7, 7)), ("motion:length=4", (5, 5)), ("dog:sigma1=1,sigma2=2", (13, 13)),
+])
+def test_builtin_shapes(spec, shape):
+    assert kernel(spec).size == shape
+
+
+def test_gradient_kernels_are_the_textbook_ones():
+    np.testing.assert_array_equal(kernel("sobel-x").weights, [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]])
+    np.testing.assert_array_equal(kernel("sobel-y").weights, [[-1, -2, -1], [0, 0, 0], [1, 2, 1]])
+    np.testing.assert_array_equal(kernel("scharr-x").weights, [[-3, 0, 3], [-10, 0, 10], [-3, 0, 3]])
+    np.testing.assert_array_equal(kernel("prewitt-y").weights, [[-1, -1, -1], [0, 0, 0], [1, 1, 1]])
+    np.testing.assert_array_equal(kernel("roberts-y").weights, [[0, 1], [-1, 0]])
+    np.testing.assert_array_equal(kernel("laplacian:neighbors=8").weights,
+                                  [[1, 1, 1], [1, -8, 1], [1, 1, 1]])
+
+
+@pytest.mark.parametrize("spec", ["box:size=5", "gaussian:sigma=1.3", "binomial:size=4", "sobel-x",
+                                  "sobel-y", "scharr-x", "prewitt-y"])
+def test_separable_factors_rebuild_the_weights(spec):
+    k = kernel(spec)
+    assert k.factors is not None and k.is_separable
+    np.testing.assert_allclose(np.outer(*k.factors), k.weights, atol=1e-15)
+
+
+def test_gaussian_follows_the_formula():
+    k = kernel("gaussian:sigma=1.5")
+    x = np.arange(-5, 6)
+    taps = np.exp(-x ** 2 / (2 * 1.5 ** 2))
+    np.testing.assert_allclose(k.weights, np.outer(taps, taps) / taps.sum() ** 2, rtol=1e-12)
+    assert math.isclose(k.total, 1.0)
+
+
+def test_binomial_is_pascals_triangle():
+    np.testing.assert_allclose(kernel("binomial:size=5").factors[0], np.array([1, 4, 6, 4, 1]) / 16)
+
+
+@pytest.mark.parametrize("spec", ["laplacian", "log:sigma=1", "log:sigma=2.5", "dog", "sobel-x",
+                                  "roberts-x", "high-pass"])
+def test_derivative_kernels_sum_to_zero(spec):
+    assert kernel(spec).is_zero_sum
+
+
+def test_log_has_a_negative_centre_and_is_radially_symmetric():
+    weights = kernel("log:sigma=1.2").weights
+    centre = weights.shape[0] // 2
+    assert weights[centre, centre] == weights.min() < 0
+    np.testing.assert_allclose(weights, weights.T)
+    np.testing.assert_allclose(weights, weights[::-1, ::-1])
+
+
+def test_motion_blur_lies_on_its_line():
+    horizontal = kernel("motion:length=5").weights
+    np.testing.assert_allclose(horizontal[2], np.full(5, 0.2))
+    assert horizontal.sum() == pytest.approx(1.0) and np.count_nonzero(horizontal[[0, 1, 3, 4]]) == 0
+    vertical = kernel("motion:length=5,angle=90").weights
+    np.testing.assert_allclose(vertical, horizontal.T, atol=1e-12)
+    diagonal = kernel("motion:length=5,angle=45").weights
+    assert diagonal[0, 4] > 0 and diagonal[4, 0] > 0 and diagonal[0, 0] == 0   # rising to the right
+
+
+def test_compass_operators_are_eight_rotations():
+    kirsch = resolve("kirsch")
+    assert kirsch.combine == "max" and len(kirsch.kernels) == 8
+    distinct = {k.weights.tobytes() for k in kirsch.kernels}
+    assert len(distinct) == 8
+    np.testing.assert_array_equal(kirsch.kernels[2].weights, [[-3, -3, 5], [-3, 0, 5], [-3, -3, 5]])
+    np.testing.assert_array_equal(kirsch.kernels[4].weights, kirsch.kernels[0].weights[::-1, ::-1])
+    sobel_compass = resolve("compass:base=sobel")
+    np.testing.assert_array_equal(sobel_compass.kernels[0].weights, -kernel("sobel-y").weights)
+    np.testing.assert_array_equal(sobel_compass.kernels[6].weights, -kernel("sobel-x").weights)
+
+
+def test_gradient_magnitude_operations():
+    for name in ("sobel", "scharr", "prewitt"):
+        operation = resolve(name)
+        assert operation.combine == "magnitude"
+        assert [k.name for k in operation.kernels] == [f"{name}-x", f"{name}-y"]
+
+
+def test_dilation_parameter_on_every_kind():
+    assert kernel("gaussian:sigma=1,dilation=3").dilation == 3
+    assert all(k.dilation == 2 for k in resolve("sobel:dilation=2").kernels)
+    assert kernel("unsharp:dilation=2").dilation == 2
+
+
+def test_parse_spec():
+    assert parse_spec(" Gaussian:sigma=2, size=9 ") == ("gaussian", {"sigma": "2", "size": "9"})
+    assert parse_spec("sobel") == ("sobel", {})
+
+
+@pytest.mark.parametrize("spec, phrases", [
+    ("gausian", ["'gausian'", "did you mean gaussian"]),
+    ("zzzz", ["unknown kernel 'zzzz'", "kernels list"]),
+    ("gaussian:sigma=0", ["sigma must be > 0", "got 0"]),
+    ("gaussian:sigma=abc", ["sigma"]),
+    ("gaussian:size=4", ["odd"]),
+    ("box:width=3", ["unknown parameter width", "valid: size, dilation"]),
+    ("laplacian:neighbors=6", ["4 or 8"]),
+    ("dog:sigma1=2,sigma2=1", ["sigma2 must be larger"]),
+    ("box:size", ["key=value"]),
+    ("box:dilation=0", ["dilation"]),
+    ("unsharp:size=3", ["only dilation"]),
+])
+def test_bad_specs(spec, phrases):
+    with pytest.raises(UsageError) as error:
+        resolve(spec)
+    for phrase in phrases:
+        assert phrase in str(error.value)
+
+
+def test_every_library_file_loads_and_is_listed():
+    folder = library_folder()
+    assert folder is not None
+    files = sorted(folder.glob("*.yaml"))
+    assert {"emboss-5x5", "edge-enhance", "unsharp", "ridge", "luma"} <= {f.stem for f in files}
+    listed = {info.name: info for info in list_kernels()}
+    for path in files:
+        operation = load_yaml(path)
+        assert operation.kernels[0].weights.size
+        assert listed[path.stem].kind == "library" and "broken" not in listed[path.stem].description
+    assert listed["luma"].size == "1x3x1x1"
+    names = [info.name for info in list_kernels()]
+    assert len(names) == len(set(names)), "a library file shadows a built-in"
+
+
+def test_library_values():
+    np.testing.assert_allclose(kernel("luma").weights.ravel(), [0.299, 0.587, 0.114])
+    unsharp = kernel("unsharp")
+    assert unsharp.total == pytest.approx(1.0) and unsharp.weights[2, 2] == pytest.approx(476 / 256)
+    edge = kernel("edge-enhance")
+    assert edge.total == pytest.approx(1.0) and edge.weights[1, 1] == pytest.approx(5.0)
+    lines = kernel("vertical-lines")
+    np.testing.assert_allclose(lines.weights, np.outer([1, 2, 1], [-1, 2, -1]) / 4)
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "k.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_yaml_forms(tmp_path):
+    k = kernel(str(write(tmp_path, "weights: [[1, 2], [3, 4]]\nscale: 0.5\nbias: 0.25\nstride: 2\n"
+                                   "padding: valid\ndilation: [1, 3]\n")))
+    np.testing.assert_array_equal(k.weights, [[0.5, 1], [1.5, 2]])
+    assert (k.bias, k.stride, k.padding, k.dilation, k.name) == (0.25, (2, 2), "valid", (1, 3), "k")
+    k = kernel(str(write(tmp_path, "name: blur\nseparable: {column: [1, 2, 1], row: [1, 1]}\n"
+                                   "normalize: true\n")))
+    np.testing.assert_allclose(k.weights, np.outer([1, 2, 1], [1, 1]) / 8)
+    np.testing.assert_allclose(np.outer(*k.factors), k.weights)
+    k = kernel(str(write(tmp_path, "weights: [[[[1]], [[2]]], [[[3]], [[4]]]]\nbias: [1, 2]\n")))
+    assert k.shape == (2, 2, 1, 1) and k.in_channels == 2 and k.bias == (1.0, 2.0)
+
+
+@pytest.mark.parametrize("text, phrases", [
+    ("weights: [[1, 2], [3]]", ["rectangular"]),
+    ("weights: [[1, a]]", ["rectangular"]),
+    ("weights: [1, 2, 3]", ["2-D matrix"]),
+    ("weights: [[1]]\nshape: 3", ["unknown key(s) shape", "valid keys"]),
+    ("weights: [[1, -1]]\nnormalize: true", ["sum to 0"]),
+    ("weights: [[1]]\nseparable: {column: [1], row: [1]}", ["exactly one"]),
+    ("weights: [[1, 2]\n  bad: [", ["line"]),
+    ("weights: [[1]]\nstride: 0", ["stride", ">= 1"]),
+    ("weights: [[1]]\npadding: lots", ["padding must be"]),
+    ("weights: [[1, 2]]\nbias: [1, 2]", ["bias has 2 values"]),
+    ("- 1\n- 2", ["expected a mapping"]),
+])
+def test_yaml_errors_name_the_file(tmp_path, text, phrases):
+    path = write(tmp_path, text)
+    with pytest.raises(UsageError) as error:
+        resolve(str(path))
+    assert str(error.value).startswith(str(path))
+    for phrase in phrases:
+        assert phrase in str(error.value)
+
+
+def test_missing_yaml_file(tmp_path):
+    with pytest.raises(UsageError, match="no such kernel file"):
+        resolve(str(tmp_path / "nope.yaml"))
+
+
+def test_render_kernel_shows_matrix_sum_and_separability():
+    text = render_kernel(resolve("sobel-x"))
+    assert "separable: yes" in text and "sum 0" in text
+    assert text.splitlines()[2].split() == ["-1", "0", "1"]
+    assert "separable: no" in render_kernel(resolve("laplacian"))
+    assert "[out 0, in 2]" in render_kernel(resolve("luma"))
+    assert "8 kernels" in render_kernel(resolve("kirsch"))
