@@ -1,0 +1,258 @@
+"""Pillow <-> float32 (C, H, W) arrays, value mapping, and atomic writers.
+
+Loading scales integer pixels to [0, 1] (8-bit / 255, 16-bit / 65535) and keeps float
+images as they are; alpha is split off so filters never touch it. Saving maps float
+responses back to pixels (``map_to_unit``) for PNG, or writes the raw floats (TIFF, NPY).
+Every write goes to a temporary file in the target folder and is renamed into place.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import FileFailure, UsageError
+
+__all__ = ["LoadedImage", "load_image", "read_header", "map_to_unit", "save_image", "atomic_write",
+           "IMAGE_SUFFIXES", "OUTPUT_FORMATS", "NORMALIZE_MODES", "LUMA_WEIGHTS"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".ppm",
+                  ".pgm", ".pbm", ".pnm", ".tga")
+OUTPUT_FORMATS = ("png", "tiff", "npy")
+NORMALIZE_MODES = ("clip", "abs", "minmax", "offset")
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601, as Pillow's convert("L")
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+READ_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError,
+               Image.DecompressionBombError)
+UMASK = os.umask(0o022)  # read once (os.umask can only be read by setting it) and restored
+os.umask(UMASK)
+# EXIF orientations 5-8 turn the image by 90 degrees, swapping height and width.
+TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """An image as float32 (C, H, W) colour channels plus optional (H, W) alpha in [0, 1]."""
+
+    path: Path
+    pixels: np.ndarray
+    alpha: np.ndarray | None
+    mode: str
+    bit_depth: int
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+def _open(path: Path) -> Image.Image:
+    """Open lazily (header only) or raise a FileFailure that names the path."""
+    if path.is_dir():
+        raise FileFailure(f"{path}: is a folder, not an image")
+    try:
+        return Image.open(path)
+    except FileNotFoundError:
+        raise FileFailure(f"{path}: no such file") from None
+    except PermissionError:
+        raise FileFailure(f"{path}: cannot read (permission denied)") from None
+    except UnidentifiedImageError:
+        raise FileFailure(f"{path}: not an image Pillow can read") from None
+    except READ_ERRORS as error:
+        raise FileFailure(f"{path}: cannot read the image ({error})") from None
+
+
+def read_header(path: Path, *, gray: bool = False) -> tuple[int, int, int]:
+    """(C, H, W) that ``load_image`` would return, from the header alone (no pixel decode)."""
+    path = Path(path)
+    with _open(path) as image:
+        width, height = image.size
+        if image.getexif().get(0x0112) in TRANSPOSING_ORIENTATIONS:
+            width, height = height, width
+        channels = 1 if gray else _colour_channels(image)
+    return channels, height, width
+
+
+def _colour_channels(image: Image.Image) -> int:
+    if image.mode == "P":
+        return 3
+    bands = image.getbands()
+    return len([b for b in bands if b != "A"]) if image.mode not in ("CMYK", "YCbCr", "LAB", "HSV") else 3
+
+
+def load_image(path: Path, *, gray: bool = False) -> LoadedImage:
+    """Decode ``path`` (EXIF orientation applied) into a LoadedImage; ``gray`` makes one channel."""
+    path = Path(path)
+    with _open(path) as opened:
+        try:
+            image = ImageOps.exif_transpose(opened)
+            image.load()
+        except READ_ERRORS as error:
+            raise FileFailure(f"{path}: cannot decode the image ({error})") from None
+        mode = opened.mode
+    pixels, alpha, bit_depth = _to_arrays(image)
+    if gray and pixels.shape[0] == 3:
+        pixels = np.tensordot(np.asarray(LUMA_WEIGHTS, np.float32), pixels, axes=1)[np.newaxis]
+    return LoadedImage(path, np.ascontiguousarray(pixels, np.float32), alpha, mode, bit_depth)
+
+
+def _to_arrays(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """(colour (C, H, W) float32, alpha (H, W) or None, bit depth) scaled to [0, 1]."""
+    mode = image.mode
+    if mode in SIXTEEN_BIT_MODES:
+        values = np.asarray(image, dtype=np.float32)
+        return values[np.newaxis] / 65535.0, None, 16
+    if mode == "F":
+        return np.asarray(image, dtype=np.float32)[np.newaxis], None, 32
+    if mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    elif mode in ("1", "L"):
+        image = image.convert("L")
+    elif mode == "PA":
+        image = image.convert("RGBA")
+    elif mode not in ("LA", "RGB", "RGBA"):
+        image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+    values = np.asarray(image, dtype=np.float32) / 255.0
+    if values.ndim == 2:
+        return values[np.newaxis], None, 8
+    channels = np.moveaxis(values, -1, 0)
+    if image.mode in ("LA", "RGBA"):
+        return channels[:-1], np.ascontiguousarray(channels[-1]), 8
+    return channels, None, 8
+
+
+# --- value mapping ---------------------------------------------------------------------------
+
+def map_to_unit(maps: np.ndarray, normalize: str) -> np.ndarray:
+    """Float responses -> [0, 1] for display.
+
+    clip: as they are, clipped; abs: magnitude, clipped (edge strength); minmax: the whole
+    array stretched to [0, 1] (a constant array gives 0); offset: + 0.5, clipped, so negative
+    responses stay visible as darker than mid-grey.
+    """
+    if normalize not in NORMALIZE_MODES:
+        raise UsageError(f"--normalize must be one of {', '.join(NORMALIZE_MODES)}; got {normalize!r}")
+    maps = np.nan_to_num(np.asarray(maps, np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+    if normalize == "abs":
+        maps = np.abs(maps)
+    elif normalize == "offset":
+        maps = maps + np.float32(0.5)
+    elif normalize == "minmax":
+        low, high = (float(maps.min()), float(maps.max())) if maps.size else (0.0, 0.0)
+        maps = (maps - low) / (high - low) if high > low else np.zeros_like(maps)
+    return np.clip(maps, 0.0, 1.0)
+
+
+def _quantize(unit: np.ndarray, bit_depth: int) -> np.ndarray:
+    top = 255 if bit_depth == 8 else 65535
+    return np.rint(unit * top).astype(np.uint8 if bit_depth == 8 else np.uint16)
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+def save_image(path: Path, maps: np.ndarray, *, fmt: str, alpha: np.ndarray | None = None,
+               bit_depth: int = 8, normalize: str = "clip", overwrite: bool = False) -> None:
+    """Write (C, H, W) float maps as PNG (1 or 3 channels, + alpha), TIFF (float32) or NPY."""
+    path = Path(path)
+    if fmt == "npy":
+        array = np.ascontiguousarray(maps, np.float32)
+        atomic_write(path, lambda f: np.save(f, array), overwrite=overwrite)
+    elif fmt == "tiff":
+        pages = [Image.fromarray(np.ascontiguousarray(m, np.float32), mode="F") for m in maps]
+        atomic_write(path, lambda f: pages[0].save(f, format="TIFF", save_all=True,
+                                                   append_images=pages[1:]), overwrite=overwrite)
+    elif fmt == "png":
+        pixels = _png_pixels(maps, alpha, bit_depth, normalize)
+        atomic_write(path, lambda f: _write_png(f, pixels), overwrite=overwrite)
+    else:
+        raise UsageError(f"--format must be one of {', '.join(OUTPUT_FORMATS)}; got {fmt!r}")
+
+
+def _png_pixels(maps: np.ndarray, alpha: np.ndarray | None, bit_depth: int,
+                normalize: str) -> np.ndarray:
+    """(H, W) or (H, W, C) unsigned integers, colour then alpha."""
+    if maps.shape[0] not in (1, 3):
+        raise UsageError(f"PNG holds 1 or 3 channels (plus alpha); these maps have {maps.shape[0]}; "
+                         "use --format tiff or npy")
+    if bit_depth not in (8, 16):
+        raise UsageError(f"--bit-depth must be 8 or 16; got {bit_depth}")
+    planes = list(_quantize(map_to_unit(maps, normalize), bit_depth))
+    if alpha is not None:
+        planes.append(_quantize(np.clip(alpha, 0.0, 1.0), bit_depth))
+    return planes[0] if len(planes) == 1 else np.stack(planes, axis=-1)
+
+
+def _write_png(file, pixels: np.ndarray) -> None:
+    """8-bit through Pillow; 16-bit gray through Pillow's I;16; 16-bit colour or with alpha by
+    ``encode_png16`` (Pillow cannot write those)."""
+    if pixels.dtype == np.uint8 or pixels.ndim == 2:
+        Image.fromarray(pixels).save(file, format="PNG")
+    else:
+        file.write(encode_png16(pixels))
+
+
+PNG_COLOUR_TYPES = {2: 4, 3: 2, 4: 6}  # channels (with alpha) -> PNG colour type: LA, RGB, RGBA
+
+
+def encode_png16(pixels: np.ndarray) -> bytes:
+    """A 16-bit PNG of (H, W, C) uint16 pixels, C = 2 (LA), 3 (RGB) or 4 (RGBA); filter 0."""
+    height, width, channels = pixels.shape
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    big_endian = np.ascontiguousarray(pixels, ">u2").view(np.uint8).reshape(height, -1)
+    raw = np.zeros((height, 1 + big_endian.shape[1]), np.uint8)   # filter byte 0 on each row
+    raw[:, 1:] = big_endian
+    header = struct.pack(">IIBBBBB", width, height, 16, PNG_COLOUR_TYPES[channels], 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(raw.tobytes(), 6)) + chunk(b"IEND", b""))
+
+
+def atomic_write(path: Path, write: Callable[[io.BufferedWriter], None], *,
+                 overwrite: bool = False) -> None:
+    """Write via ``write(file)`` to a temporary file beside ``path``, then move it into place.
+
+    Without ``overwrite`` an existing ``path`` is never replaced (checked atomically with a
+    hard link where the file system has them). A failure or Ctrl-C leaves no temporary file.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
+                                                 dir=path.parent)
+    except OSError as error:
+        raise FileFailure(f"{path}: cannot write ({error.strerror or error})") from None
+    try:
+        with os.fdopen(descriptor, "w+b") as file:  # TIFF writers read back what they wrote
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, 0o666 & ~UMASK)
+        _move_into_place(temporary, path, overwrite)
+    except OSError as error:
+        raise FileFailure(f"{path}: cannot write ({error.strerror or error})") from None
+    finally:  # also on KeyboardInterrupt
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def _move_into_place(temporary: str, path: Path, overwrite: bool) -> None:
+    if overwrite:
+        os.replace(temporary, path)
+        return
+    try:
+        os.link(temporary, path)          # fails if path exists: no race with another writer
+    except FileExistsError:
+        raise FileFailure(f"{path}: already exists; use --overwrite to replace it") from None
+    except OSError:                       # no hard links here (some network/FAT file systems)
+        if path.exists():
+            raise FileFailure(f"{path}: already exists; use --overwrite to replace it") from None
+        os.replace(temporary, path)
+
