@@ -1,0 +1,264 @@
+"""One image through: load -> convolve -> write, with timings.
+
+``plan_outputs`` decides every output path before any pixel is read, so usage
+problems (name collisions, a file ``-o`` with several outputs) stop the run before
+work starts; ``apply_to_image`` then does the work for one input and returns one
+``OutputRecord`` per kernel for the report.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import geometry, images
+from .engine import convolve
+from .errors import FileFailure, UsageError
+from .kernels import Kernel, Operation
+
+__all__ = ["ApplyOptions", "OutputRecord", "Job", "plan_outputs", "apply_to_image", "output_stem",
+           "kernel_geometry", "channel_plan"]
+
+OUTPUT_SUFFIXES = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".npy": "npy"}
+NORMALIZE_CHOICES = ("auto",) + images.NORMALIZE_MODES
+PAD_MODES = ("zeros", "reflect", "replicate", "circular", "symmetric")
+
+
+@dataclass(frozen=True)
+class ApplyOptions:
+    """What `convcli apply` was asked to do; ``None`` means "the kernel's default, else ours"."""
+
+    stride: tuple[int, int] | None = None
+    padding: geometry.PaddingSpec | None = None
+    pad_mode: str = "reflect"
+    dilation: tuple[int, int] | None = None
+    flip: bool = False
+    normalize: str = "auto"
+    fmt: str = "png"
+    bit_depth: int | None = None
+    overwrite: bool = False
+    gray: bool = False
+    engine: str = "auto"
+
+    def __post_init__(self) -> None:
+        _check_choice("--pad-mode", self.pad_mode, PAD_MODES)
+        _check_choice("--normalize", self.normalize, NORMALIZE_CHOICES)
+        _check_choice("--format", self.fmt, images.OUTPUT_FORMATS)
+        if self.bit_depth not in (None, 8, 16):
+            raise UsageError(f"--bit-depth must be 8 or 16; got {self.bit_depth}")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One output to produce: which input, which operation, where it goes."""
+
+    source: Path
+    operation: Operation
+    destination: Path
+
+
+@dataclass
+class OutputRecord:
+    """What happened for one output; the report renders these."""
+
+    input: str
+    output: str
+    kernel: str
+    input_shape: list[int]
+    output_shape: list[int]
+    kernel_shape: list[int]
+    stride: list[int]
+    padding: dict[str, int]
+    dilation: list[int]
+    pad_mode: str
+    engine: str
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    megapixels_per_s: float = 0.0
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _check_choice(option: str, value: str, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise UsageError(f"{option} must be one of {', '.join(valid)}; got {value!r}")
+
+
+def output_stem(operation: Operation) -> str:
+    """A file-name-safe form of the kernel spec: ``gaussian:sigma=2`` -> ``gaussian-sigma-2``."""
+    return re.sub(r"[^A-Za-z0-9.+-]+", "-", operation.name).strip("-.") or "kernel"
+
+
+def plan_outputs(sources: list[Path], operations: list[Operation], out: Path,
+                 options: ApplyOptions) -> list[Job]:
+    """Every (input, kernel) pair with its output path, checked before any work.
+
+    ``out`` is a file when there is exactly one input and one kernel and it ends in an
+    output suffix (``.png``, ``.tif``, ``.tiff``, ``.npy``); otherwise a folder that gets
+    ``{stem}_{kernel}.{ext}``.
+    """
+    if options.fmt == "png":
+        for operation in operations:
+            maps = operation.kernels[0].out_channels
+            if maps not in (None, 1, 3):
+                raise UsageError(f"kernel {operation.name} makes {maps} feature maps; PNG holds 1 or 3 "
+                                 "channels (plus alpha); use --format tiff or npy")
+    suffix_format = OUTPUT_SUFFIXES.get(out.suffix.lower())
+    if suffix_format and not out.is_dir():
+        if len(sources) * len(operations) != 1:
+            raise UsageError(
+                f"-o {out} names one file but this run makes {len(sources) * len(operations)} "
+                "outputs; give a folder instead")
+        if suffix_format != options.fmt:
+            raise UsageError(f"-o {out} ends in {out.suffix} but --format is {options.fmt}; "
+                             f"make them agree (png: .png, tiff: .tif/.tiff, npy: .npy)")
+        return [Job(sources[0], operations[0], out)]
+    jobs, seen = [], {}
+    extension = "tif" if options.fmt == "tiff" else options.fmt
+    for source in sources:
+        for operation in operations:
+            destination = out / f"{source.stem}_{output_stem(operation)}.{extension}"
+            if destination in seen:
+                raise UsageError(f"{seen[destination]} and {source} would both write {destination}; "
+                                 "rename one input or run them separately")
+            seen[destination] = source
+            jobs.append(Job(source, operation, destination))
+    return jobs
+
+
+def apply_to_image(source: Path, jobs: list[Job], options: ApplyOptions) -> list[OutputRecord]:
+    """Load ``source`` once and produce every job's output; one record per output."""
+    if not options.overwrite:
+        for job in jobs:
+            if job.destination.exists():
+                raise FileFailure(f"{job.destination}: already exists; use --overwrite to replace it")
+    started = time.perf_counter()
+    image = images.load_image(source, gray=options.gray)
+    load_ms = _ms_since(started)
+    return [_run_job(job, image, load_ms, options) for job in jobs]
+
+
+def kernel_geometry(kernel: Kernel, options: ApplyOptions):
+    """(stride, padding spec, dilation) for ``kernel``: the options', else the kernel's, else
+    an image filter's defaults (stride 1, 'same', dilation 1). ``explain`` uses this too."""
+    stride = options.stride or geometry.pair(kernel.stride, "stride")
+    dilation = options.dilation or geometry.pair(kernel.dilation, "dilation")
+    padding = options.padding if options.padding is not None else (
+        kernel.padding if kernel.padding is not None else "same")
+    return stride, padding, dilation
+
+
+def channel_plan(kernel: Kernel, channels: int, path: Path) -> tuple[int, int]:
+    """(groups, output channels) of ``kernel`` on a ``channels``-channel image.
+
+    A 2-D kernel runs depthwise (groups = C: the same kernel on every channel);
+    a 4-D kernel maps its C_in channels to C_out feature maps (groups = 1).
+    """
+    if kernel.weights.ndim == 2:
+        return channels, channels
+    out_channels, in_channels = kernel.weights.shape[:2]
+    if in_channels != channels:
+        raise FileFailure(
+            f"{path}: has {channels} channel(s) but kernel {kernel.name} expects {in_channels}"
+            + ("; use --gray for a one-channel kernel" if in_channels == 1 else ""))
+    return 1, out_channels
+
+
+def _run_job(job: Job, image: images.LoadedImage, load_ms: float,
+             options: ApplyOptions) -> OutputRecord:
+    channels, height, width = image.pixels.shape
+    first = job.operation.kernels[0]
+    stride, padding_spec, dilation = kernel_geometry(first, options)
+    padding = geometry.resolve_padding(
+        padding_spec, first.size, stride_hw=stride, dilation_hw=dilation,
+        size_hw=(height, width), strided_same=True)
+    try:
+        geometry.conv_output_hw((height, width), first.size, padding,
+                                stride_hw=stride, dilation_hw=dilation,
+                                what=f"{image.path}: image")
+    except UsageError as error:  # the image, not the options, is the problem here
+        raise FileFailure(str(error)) from None
+
+    started = time.perf_counter()
+    responses, paths = [], []
+    for kernel in job.operation.kernels:
+        weight, bias, factors, groups = _weights_for(kernel, channels, options.flip, image.path)
+        response, path = convolve(image.pixels[np.newaxis], weight, bias, stride=stride,
+                                  padding=padding, dilation=dilation, groups=groups,
+                                  padding_mode=options.pad_mode, factors=factors,
+                                  engine=options.engine)
+        responses.append(response[0])
+        paths.append(path)
+    maps = _combine(responses, job.operation.combine)
+    convolve_ms = _ms_since(started)
+
+    alpha = None
+    if image.alpha is not None and options.fmt == "png":
+        alpha = _alpha_at_outputs(image.alpha, maps.shape[1:], first.size, stride, padding, dilation)
+    normalize = options.normalize
+    if normalize == "auto":
+        normalize = "abs" if job.operation.combine == "single" and first.is_zero_sum else "clip"
+    bit_depth = options.bit_depth or (16 if image.bit_depth >= 16 else 8)
+    started = time.perf_counter()
+    images.save_image(job.destination, maps, fmt=options.fmt, alpha=alpha, bit_depth=bit_depth,
+                      normalize=normalize, overwrite=options.overwrite)
+    write_ms = _ms_since(started)
+
+    return OutputRecord(
+        input=str(image.path), output=str(job.destination), kernel=job.operation.name,
+        input_shape=[channels, height, width], output_shape=list(maps.shape),
+        kernel_shape=list(weight.shape), stride=list(stride), padding=padding.as_dict(),
+        dilation=list(dilation), pad_mode=options.pad_mode,
+        engine="+".join(dict.fromkeys(paths)),
+        timings_ms={"load": load_ms, "convolve": convolve_ms, "write": write_ms},
+        megapixels_per_s=round(height * width / 1e6 / max(convolve_ms / 1e3, 1e-9), 2))
+
+
+def _weights_for(kernel: Kernel, channels: int, flip: bool, path: Path):
+    """Engine arguments (weight, bias, factors, groups) for ``kernel`` on the image."""
+    groups, out_channels = channel_plan(kernel, channels, path)
+    weights = kernel.weights[..., ::-1, ::-1] if flip else kernel.weights
+    factors = None
+    if weights.ndim == 2:
+        weight = np.broadcast_to(weights, (channels, 1) + weights.shape)
+        if kernel.factors is not None:
+            column, row = (f[::-1] if flip else f for f in kernel.factors)
+            factors = (np.broadcast_to(column, (channels, column.size)),
+                       np.broadcast_to(row, (channels, row.size)))
+    else:
+        weight = weights
+    bias = None
+    if kernel.bias is not None:
+        bias = np.broadcast_to(np.asarray(kernel.bias, np.float32), (out_channels,))
+    return np.ascontiguousarray(weight, np.float32), bias, factors, groups
+
+
+def _combine(responses: list[np.ndarray], combine: str) -> np.ndarray:
+    """Merge the responses of an operation's kernels: one, gradient magnitude, or max."""
+    if combine == "single":
+        return responses[0]
+    if combine == "magnitude":
+        return np.sqrt(sum(np.square(r) for r in responses)).astype(np.float32)
+    if combine == "max":
+        return np.maximum.reduce(responses)
+    raise ValueError(f"unknown combine rule {combine!r}")  # a programming error, not a user one
+
+
+def _alpha_at_outputs(alpha: np.ndarray, out_hw: tuple[int, int], kernel_hw: tuple[int, int],
+                      stride: tuple[int, int], padding: geometry.Padding,
+                      dilation: tuple[int, int]) -> np.ndarray:
+    """Alpha sampled under each output pixel's kernel anchor (unchanged when sizes match)."""
+    rows, cols = (
+        np.clip(geometry.anchor_positions(out_hw[axis], kernel_hw[axis], stride[axis],
+                                          (padding.top, padding.left)[axis], dilation[axis]),
+                0, alpha.shape[axis] - 1)
+        for axis in range(2))
+    return np.ascontiguousarray(alpha[np.ix_(rows, cols)])
+
+
+def _ms_since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1e3, 3)

@@ -1,0 +1,267 @@
+"""`convcli apply`, `convcli kernels` end to end: outputs checked against scipy.ndimage."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from convcli.cli import main
+
+ndimage = pytest.importorskip("scipy.ndimage")
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+
+
+def run(args: list[str], capsys) -> tuple[int, str, str]:
+    """Run ``convcli ARGS`` in-process; return (exit code, stdout, stderr)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+def write_png(path: Path, array: np.ndarray) -> Path:
+    Image.fromarray(array).save(path)
+    return path
+
+
+@pytest.fixture
+def rgb_png(tmp_path, rng) -> Path:
+    return write_png(tmp_path / "photo.png", rng.integers(0, 256, (37, 41, 3), dtype=np.uint8))
+
+
+def gaussian_taps(sigma: float) -> np.ndarray:
+    radius = int(np.ceil(3 * sigma))
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    taps = np.exp(-x**2 / (2 * sigma**2))
+    return taps / taps.sum()
+
+
+def test_gaussian_blur_matches_scipy_with_reflect_borders(tmp_path, rgb_png, capsys):
+    code, out, err = run(["apply", rgb_png, "-k", "gaussian:sigma=1.5", "-o", tmp_path / "out",
+                          "--format", "npy", "--report", "none"], capsys)
+    assert code == 0, err
+    result = np.load(tmp_path / "out" / "photo_gaussian-sigma-1.5.npy")
+    image = np.asarray(Image.open(rgb_png), np.float64).transpose(2, 0, 1) / 255
+    taps = gaussian_taps(1.5)
+    expected = np.stack([ndimage.correlate(c, np.outer(taps, taps), mode="mirror") for c in image])
+    assert result.shape == expected.shape == (3, 37, 41)
+    np.testing.assert_allclose(result, expected, atol=1e-5)
+
+
+def test_sobel_magnitude_matches_scipy(tmp_path, rng, capsys):
+    gray = write_png(tmp_path / "g.png", rng.integers(0, 256, (30, 26), dtype=np.uint8))
+    code, _, err = run(["apply", gray, "-k", "sobel", "-o", tmp_path / "s.npy", "--format", "npy",
+                        "--pad-mode", "replicate", "--report", "none"], capsys)
+    assert code == 0, err
+    image = np.asarray(Image.open(gray), np.float64) / 255
+    gx = ndimage.correlate(image, np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1.0]]), mode="nearest")
+    gy = ndimage.correlate(image, np.array([[-1, -2, -1], [0, 0, 0], [1, 2, 1.0]]), mode="nearest")
+    np.testing.assert_allclose(np.load(tmp_path / "s.npy")[0], np.hypot(gx, gy), atol=1e-5)
+
+
+def test_flip_gives_true_convolution(tmp_path, rng, capsys):
+    gray = write_png(tmp_path / "g.png", rng.integers(0, 256, (20, 23), dtype=np.uint8))
+    code, _, err = run(["apply", gray, "-k", "emboss", "-o", tmp_path / "e.npy", "--format", "npy",
+                        "--flip", "--pad-mode", "zeros", "--report", "none"], capsys)
+    assert code == 0, err
+    emboss = np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2.0]])
+    image = np.asarray(Image.open(gray), np.float64) / 255
+    expected = ndimage.convolve(image, emboss, mode="constant")
+    np.testing.assert_allclose(np.load(tmp_path / "e.npy")[0], expected, atol=1e-5)
+
+
+def test_stride_with_same_padding_gives_ceil_size(tmp_path, rgb_png, capsys):
+    code, out, err = run(["apply", rgb_png, "-k", "box:size=4", "--stride", "2", "-o", tmp_path,
+                          "--report", "json"], capsys)
+    assert code == 0, err
+    record = json.loads(out)
+    assert record["output_shape"] == [3, 19, 21]          # ceil(37/2), ceil(41/2)
+    assert Image.open(record["output"]).size == (21, 19)
+
+
+def test_json_report_has_documented_keys_one_line_per_output(tmp_path, rgb_png, capsys):
+    code, out, err = run(["apply", rgb_png, "-k", "sobel-x", "-k", "gaussian:sigma=1", "-o", tmp_path / "o",
+                          "--report", "json"], capsys)
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert len(lines) == 2
+    for line in lines:
+        record = json.loads(line)
+        for key in ("input", "output", "input_shape", "output_shape", "kernel", "kernel_shape",
+                    "stride", "padding", "dilation", "engine", "timings_ms"):
+            assert key in record, key
+        assert set(record["timings_ms"]) >= {"load", "convolve", "write"}
+        assert record["input_shape"] == [3, 37, 41]
+        assert Path(record["output"]).exists()
+    engines = {json.loads(line)["kernel"]: json.loads(line)["engine"] for line in lines}
+    assert engines["gaussian:sigma=1"] == "separable"
+
+
+def test_table_report_names_shapes_and_engine(tmp_path, rgb_png, capsys):
+    code, out, err = run(["apply", rgb_png, "-k", "laplacian", "-o", tmp_path], capsys)
+    assert code == 0, err
+    assert "3x37x41" in out and "direct" in out and "laplacian" in out
+
+
+def test_dilation_and_valid_padding_shrink_the_output(tmp_path, rgb_png, capsys):
+    code, out, _ = run(["apply", rgb_png, "-k", "laplacian:dilation=3", "--padding", "valid", "-o", tmp_path,
+                        "--report", "json"], capsys)
+    assert code == 0
+    record = json.loads(out)
+    assert record["dilation"] == [3, 3]
+    assert record["output_shape"] == [3, 37 - 6, 41 - 6]
+
+
+def test_rgba_alpha_passes_through_unfiltered(tmp_path, rng, capsys):
+    pixels = rng.integers(0, 256, (16, 18, 4), dtype=np.uint8)
+    source = write_png(tmp_path / "a.png", pixels)
+    code, _, err = run(["apply", source, "-k", "box", "-o", tmp_path / "b.png", "--report", "none"], capsys)
+    assert code == 0, err
+    result = Image.open(tmp_path / "b.png")
+    assert result.mode == "RGBA"
+    np.testing.assert_array_equal(np.asarray(result)[..., 3], pixels[..., 3])
+
+
+def test_sixteen_bit_input_gives_sixteen_bit_png(tmp_path, rng, capsys):
+    values = rng.integers(0, 65536, (12, 14), dtype=np.uint16)
+    source = tmp_path / "deep.png"
+    Image.fromarray(values).save(source)
+    code, _, err = run(["apply", source, "-k", "identity", "-o", tmp_path / "o.png", "--report", "none"],
+                       capsys)
+    assert code == 0, err
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "o.png")).astype(np.uint16), values)
+
+
+def test_colour_kernel_maps_three_channels_to_one(tmp_path, rgb_png, capsys):
+    code, out, err = run(["apply", rgb_png, "-k", "luma", "-o", tmp_path, "--report", "json"], capsys)
+    assert code == 0, err
+    record = json.loads(out)
+    assert record["output_shape"] == [1, 37, 41] and record["kernel_shape"] == [1, 3, 1, 1]
+    image = np.asarray(Image.open(rgb_png), np.float64) / 255
+    expected = image @ np.array([0.299, 0.587, 0.114])
+    written = np.asarray(Image.open(record["output"]), np.float64) / 255
+    assert np.max(np.abs(written - expected)) <= 0.5 / 255 + 1e-6
+
+
+def test_existing_output_is_kept_without_overwrite(tmp_path, rgb_png, capsys):
+    target = tmp_path / "x.png"
+    target.write_bytes(b"precious")
+    code, _, err = run(["apply", rgb_png, "-k", "box", "-o", target], capsys)
+    assert code == 1
+    assert "already exists" in err and "--overwrite" in err
+    assert target.read_bytes() == b"precious"
+    code, _, err = run(["apply", rgb_png, "-k", "box", "-o", target, "--overwrite", "--report", "none"], capsys)
+    assert code == 0, err
+    assert Image.open(target).size == (41, 37)
+
+
+def test_input_is_never_modified(tmp_path, rgb_png, capsys):
+    before = hashlib.sha256(rgb_png.read_bytes()).hexdigest()
+    code, _, _ = run(["apply", rgb_png, "-k", "sharpen", "-o", tmp_path, "--report", "none"], capsys)
+    assert code == 0
+    assert hashlib.sha256(rgb_png.read_bytes()).hexdigest() == before
+
+
+@pytest.mark.parametrize("args, code, phrases", [
+    (["-k", "gausian"], 2, ["gausian", "gaussian"]),
+    (["-k", "gaussian:sigma=-1"], 2, ["sigma"]),
+    (["-k", "box", "--pad-mode", "mirror"], 2, ["--pad-mode", "reflect"]),
+    (["-k", "box", "--stride", "0"], 2, ["--stride"]),
+    (["-k", "box", "--padding", "lots"], 2, ["--padding", "same"]),
+    (["-k", "box", "--format", "jpg"], 2, ["--format", "png"]),
+    (["-k", "box", "--report", "xml"], 2, ["--report", "json"]),
+])
+def test_usage_errors_are_one_line_with_exit_2(tmp_path, rgb_png, capsys, args, code, phrases):
+    exit_code, out, err = run(["apply", rgb_png, *args, "-o", tmp_path], capsys)
+    assert exit_code == code
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err
+    for phrase in phrases:
+        assert phrase in err, err
+    assert not list(tmp_path.glob("*_*.png"))
+
+
+def test_missing_and_unreadable_files_fail_with_exit_1(tmp_path, rgb_png, capsys):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not an image")
+    code, out, err = run(["apply", tmp_path / "missing.png", notes, rgb_png, "-k", "box", "-o", tmp_path / "o",
+                          "--report", "json"], capsys)
+    assert code == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 2
+    assert "missing.png" in lines[0] and "notes.txt" in lines[1]
+    assert len(out.strip().splitlines()) == 1              # the good file still went through
+
+
+def test_kernel_larger_than_padded_image_names_the_smallest_size(tmp_path, rng, capsys):
+    tiny = write_png(tmp_path / "tiny.png", rng.integers(1, 256, (3, 3), dtype=np.uint8))
+    code, _, err = run(["apply", tiny, "-k", "box:size=5", "--padding", "valid", "-o", tmp_path / "o"], capsys)
+    assert code == 1
+    assert "tiny.png" in err and "at least 5" in err
+
+
+def test_one_file_output_for_several_outputs_is_a_usage_error(tmp_path, rgb_png, capsys):
+    code, _, err = run(["apply", rgb_png, "-k", "box", "-k", "sharpen", "-o", tmp_path / "x.png"], capsys)
+    assert code == 2 and "2 outputs" in err
+
+
+def test_many_feature_maps_need_a_raw_format(tmp_path, rng, rgb_png, capsys):
+    spec = tmp_path / "bank.yaml"
+    weights = rng.standard_normal((4, 3, 3, 3)).round(3).tolist()
+    spec.write_text(json.dumps({"name": "bank", "weights": weights}))   # JSON is valid YAML
+    code, _, err = run(["apply", rgb_png, "-k", spec, "-o", tmp_path / "o"], capsys)
+    assert code == 2 and "npy" in err
+    code, out, err = run(["apply", rgb_png, "-k", spec, "-o", tmp_path / "o", "--format", "npy",
+                          "--padding", "valid", "--report", "json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["output_shape"] == [4, 35, 39]
+
+
+def test_kernels_list_and_show(capsys):
+    code, out, _ = run(["kernels", "list"], capsys)
+    assert code == 0
+    for name in ("gaussian", "sobel", "kirsch", "unsharp", "luma"):
+        assert name in out
+    code, out, _ = run(["kernels", "show", "sobel-x"], capsys)
+    assert code == 0 and "separable" in out and "-2" in out
+
+
+def _subprocess_env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "COLUMNS": "200", "NUMBA_CACHE_DIR": os.environ.get(
+        "NUMBA_CACHE_DIR", str(tmp_path / "numba-cache"))}
+
+
+@pytest.mark.slow
+def test_real_entry_point_in_a_subprocess(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "convcli", "apply", str(SAMPLES / "coins.png"), "-k", "sobel",
+         "-o", str(tmp_path), "--report", "json"],
+        capture_output=True, text=True, env=_subprocess_env(tmp_path), timeout=300)
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert Path(record["output"]).exists() and record["output_shape"][1:] == record["input_shape"][1:]
+
+    bad = subprocess.run([sys.executable, "-m", "convcli", "apply", str(tmp_path / "nope.png"),
+                          "-k", "sobel", "-o", str(tmp_path)],
+                         capture_output=True, text=True, env=_subprocess_env(tmp_path), timeout=300)
+    assert bad.returncode == 1
+    assert bad.stderr.strip().count("\n") == 0 and "nope.png" in bad.stderr
+
+
+def test_help_does_not_import_numba(tmp_path):
+    code = ("import sys\nfrom convcli.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('NUMBA' if 'numba' in sys.modules else 'CLEAN')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=_subprocess_env(tmp_path), timeout=120)
+    assert result.stdout.strip().endswith("CLEAN"), result.stdout + result.stderr
+    assert "apply" in result.stdout
