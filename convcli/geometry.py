@@ -13,6 +13,7 @@ dilation ``D`` and padding ``P_before + P_after``::
 from __future__ import annotations
 
 import numbers
+from fractions import Fraction
 from dataclasses import dataclass
 from typing import Union
 
@@ -31,6 +32,8 @@ __all__ = [
     "anchor_positions",
     "transposed_output_size",
     "pool_output_size",
+    "uncovered_size",
+    "grow_receptive_field",
 ]
 
 PaddingSpec = Union[int, tuple[int, int], str]
@@ -186,3 +189,23 @@ def pool_output_size(size: int, kernel: int, stride: int | None = None, padding:
     if ceil_mode and (out - 1) * stride >= size + padding:
         out -= 1
     return out
+
+
+def uncovered_size(size: int, kernel: int, stride: int = 1, pad_before: int = 0, pad_after: int = 0,
+                   dilation: int = 1) -> int:
+    """Pixels at the end of the padded axis that no window reaches (stride leftovers)."""
+    span = size + pad_before + pad_after - effective_kernel_size(kernel, dilation)
+    return span % stride if span >= 0 else 0
+
+
+def grow_receptive_field(field: Fraction, jump: Fraction, kernel: int, stride: int = 1,
+                         dilation: int = 1, *, transposed: bool = False) -> tuple[Fraction, Fraction]:
+    """(receptive field, jump) after one more layer, both in input pixels.
+
+    ``jump`` is the distance in input pixels between neighbouring outputs: it multiplies by
+    the stride (divides, for a transposed layer); the field grows by ``(D(K-1)) * jump``
+    measured in the layer's input spacing (its output spacing, for a transposed layer).
+    """
+    new_jump = jump / stride if transposed else jump * stride
+    step = new_jump if transposed else jump
+    return field + (effective_kernel_size(kernel, dilation) - 1) * step, new_jump
