@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import geometry
 from .errors import UsageError
+from .yaml_files import read_yaml
 
 __all__ = ["Layer", "Explanation", "explain_layer", "explain_stack", "parse_layer", "load_layers",
            "render_text", "LAYER_KINDS"]
@@ -340,18 +341,7 @@ def _layer_value(name: str, value, where: str):
 
 def load_layers(path: Path) -> list[Layer]:
     """A YAML file: ``layers:`` a list of specs (``conv:k=3,c=16``) or mappings with ``type:``."""
-    import yaml
-
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such layers file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise UsageError(f"{path}: cannot read ({error})") from None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark else ""
-        raise UsageError(f"{path}:{line}: invalid YAML ({getattr(error, 'problem', error)})") from None
+    document = read_yaml(path, "layers file")
     entries = document.get("layers") if isinstance(document, dict) else document
     if not isinstance(entries, list) or not entries:
         raise UsageError(f"{path}: expected 'layers:' with a list of layers")

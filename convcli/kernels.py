@@ -17,6 +17,7 @@ import numpy as np
 
 from . import builtin_kernels, geometry
 from .errors import UsageError
+from .yaml_files import read_yaml
 
 __all__ = ["Kernel", "Operation", "KernelInfo", "resolve", "parse_spec", "load_yaml",
            "list_kernels", "render_kernel", "library_folder", "COMBINE_RULES"]
@@ -195,19 +196,7 @@ def _library() -> dict[str, Path]:
 
 def load_yaml(path: Path) -> Operation:
     """Load a YAML kernel file; every problem is a UsageError that starts with the path."""
-    import yaml
-
-    try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such kernel file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise UsageError(f"{path}: cannot read the kernel file ({error})") from None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise UsageError(f"{path}:{where}: invalid YAML ({problem})") from None
+    document = read_yaml(path, "kernel file")
     kernel = kernel_from_mapping(document, str(path), default_name=path.stem)
     return Operation(kernel.name, (kernel,), "single", kernel.description)
 

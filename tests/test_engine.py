@@ -158,6 +158,7 @@ def test_same_padding_matches_scipy_ndimage(rng, mode):
     np.testing.assert_allclose(result[0], expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same'")
 @SETTINGS
 @given(problems(), st.sampled_from(["numbers", "same", "valid"]))
 def test_conv2d_matches_torch(problem, padding_kind):
