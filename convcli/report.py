@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from rich import box
 from rich.table import Table
 
 __all__ = ["json_line", "records_table", "shape_text"]
@@ -29,27 +30,29 @@ def _geometry_text(record: dict) -> str:
     pad = record["padding"]
     sides = (pad["top"], pad["bottom"], pad["left"], pad["right"])
     pad_text = str(sides[0]) if len(set(sides)) == 1 else "{}/{}/{}/{}".format(*sides)
-    return (f"s{_pair_text(record['stride'])} p{pad_text} d{_pair_text(record['dilation'])} "
+    return (f"s{_pair_text(record['stride'])} p{pad_text} d{_pair_text(record['dilation'])}\n"
             f"{record['pad_mode']}")
 
 
-# (header, justify, wraps): short technical columns never wrap; names fold when space is short.
-COLUMNS = (("input", "left", True), ("kernel", "left", True), ("C×H×W in → out", "left", False),
-           ("weights", "right", False), ("geometry", "left", False), ("engine", "left", False),
-           ("load/conv/write ms", "right", False), ("MP/s", "right", False))
+# (header, justify, minimum width): names fold when the terminal is narrow, numbers do not.
+COLUMNS = (("input", "left", 10), ("kernel\nweights", "left", 10), ("C×H×W in\nC×H×W out", "left", 0),
+           ("stride pad\ndilation", "left", 0), ("engine", "left", 0),
+           ("ms: load conv\nwrite; speed", "right", 0))
 
 
 def records_table(records: list[dict]) -> Table:
     """One row per output: input name, shapes, geometry, engine path and timings (the JSON
-    report has the full paths, including the output's)."""
-    table = Table(title="convcli apply", title_justify="left")
-    for name, justify, wraps in COLUMNS:
-        table.add_column(name, justify=justify, overflow="fold", no_wrap=not wraps)
+    report has the full paths, including the output's). Fits 80 columns."""
+    table = Table(title="convcli apply", title_justify="left", box=box.SIMPLE_HEAD,
+                  pad_edge=False)
+    for name, justify, minimum in COLUMNS:
+        table.add_column(name, justify=justify, min_width=minimum or None,
+                         overflow="fold", no_wrap=not minimum)
     for r in records:
         t = r["timings_ms"]
-        table.add_row(Path(r["input"]).name, r["kernel"],
-                      f"{shape_text(r['input_shape'])} → {shape_text(r['output_shape'])}",
-                      shape_text(r["kernel_shape"]), _geometry_text(r), r["engine"],
-                      f"{t['load']:.1f}/{t['convolve']:.1f}/{t['write']:.1f}",
-                      f"{r['megapixels_per_s']:.1f}")
+        table.add_row(Path(r["input"]).name, f"{r['kernel']}\n{shape_text(r['kernel_shape'])}",
+                      f"{shape_text(r['input_shape'])}\n{shape_text(r['output_shape'])}",
+                      _geometry_text(r), r["engine"],
+                      f"{t['load']:.1f} {t['convolve']:.1f} {t['write']:.1f}\n"
+                      f"{r['megapixels_per_s']:.1f} MP/s")
     return table
