@@ -32,6 +32,15 @@ def _print_error(message: str) -> None:
     print(f"convcli: error: {message}", file=sys.stderr, flush=True)
 
 
+def _report_failure(message: str, ctx: typer.Context) -> None:
+    """One line for a failed file; with --debug also the traceback of the exception."""
+    if ctx.find_root().params.get("debug"):
+        import traceback
+
+        traceback.print_exc()
+    _print_error(message)
+
+
 def _version(value: bool) -> None:
     if value:
         print(f"convcli {__version__}")
@@ -77,6 +86,7 @@ def parse_padding(text: Optional[str]):
 
 @app.command()
 def apply(
+    ctx: typer.Context,
     images: Annotated[list[Path], typer.Argument(help="Image files to filter.", show_default=False)],
     kernel: Annotated[list[str], typer.Option(
         "--kernel", "-k", show_default=False,
@@ -127,7 +137,11 @@ def apply(
         try:
             done = pipeline.apply_to_image(source, [j for j in jobs if j.source == source], options)
         except FileFailure as failure:
-            _print_error(str(failure))
+            _report_failure(str(failure), ctx)
+            failures += 1
+            continue
+        except MemoryError:
+            _report_failure(f"{source}: not enough memory to filter this image", ctx)
             failures += 1
             continue
         for record in done:

@@ -244,8 +244,11 @@ def _notes(layer: Layer, size_hw: tuple[int, int], padding: geometry.Padding,
             leftover = 0
         if leftover:
             image_part = max(leftover - after, 0)
-            unread = (f"the last {image_part} image {side[0]} at the {side[1]} are never read"
-                      if image_part else f"only {leftover} padding {side[0]} go unused")
+            unit = side[0][:-1]  # "row" / "column"
+            unread = (f"the last {_count(image_part, 'image ' + unit)} at the {side[1]} "
+                      f"{'is' if image_part == 1 else 'are'} never read" if image_part
+                      else f"only {_count(leftover, 'padding ' + unit)} at the {side[1]} "
+                           f"{'goes' if leftover == 1 else 'go'} unused")
             notes.append(f"{axis}: stride {s} does not divide {size_hw[index]} + {before + after} - "
                          f"{geometry.effective_kernel_size(k, d)} = "
                          f"{size_hw[index] + before + after - geometry.effective_kernel_size(k, d)} "
@@ -270,6 +273,10 @@ def _count_cost(explanation: Explanation, layer: Layer) -> None:
     explanation.im2col = {
         "groups": layer.groups, "weight_matrix": [per_group, taps], "column_matrix": [taps, out_h * out_w],
         "product": [per_group, out_h * out_w], "reshaped": [out_channels, out_h, out_w]}
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _number(value: Fraction) -> float | int:

@@ -73,10 +73,39 @@ def read_header(path: Path, *, gray: bool = False) -> tuple[int, int, int]:
     path = Path(path)
     with _open(path) as image:
         width, height = image.size
-        if image.getexif().get(0x0112) in TRANSPOSING_ORIENTATIONS:
+        if _orientation(image, path) in TRANSPOSING_ORIENTATIONS:
             width, height = height, width
         channels = 1 if gray else _colour_channels(image)
     return channels, height, width
+
+
+def _orientation(image: Image.Image, path: Path) -> int:
+    """The EXIF orientation tag without decoding pixels (Pillow's PNG getexif() decodes them
+    when the eXIf chunk follows the image data, so PNG chunks are scanned here instead)."""
+    if image.format != "PNG":
+        return image.getexif().get(0x0112, 1)
+    data = image.info.get("exif") or _png_chunk(path, b"eXIf")
+    if not data:
+        return 1
+    exif = Image.Exif()
+    exif.load(data)
+    return exif.get(0x0112, 1)
+
+
+def _png_chunk(path: Path, kind: bytes) -> bytes | None:
+    """The data of the first ``kind`` chunk of a PNG file, skipping over all others."""
+    with open(path, "rb") as file:
+        file.seek(8)
+        while header := file.read(8):
+            if len(header) < 8:
+                return None
+            length, found = struct.unpack(">I4s", header)
+            if found == kind:
+                return file.read(length)
+            if found == b"IEND":
+                return None
+            file.seek(length + 4, os.SEEK_CUR)
+    return None
 
 
 def _colour_channels(image: Image.Image) -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import geometry, images
-from .engine import convolve
+from .engine import PADDING_MODES, convolve
 from .errors import FileFailure, UsageError
 from .kernels import Kernel, Operation
 
@@ -25,7 +25,7 @@ __all__ = ["ApplyOptions", "OutputRecord", "Job", "plan_outputs", "apply_to_imag
 
 OUTPUT_SUFFIXES = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".npy": "npy"}
 NORMALIZE_CHOICES = ("auto",) + images.NORMALIZE_MODES
-PAD_MODES = ("zeros", "reflect", "replicate", "circular", "symmetric")
+PAD_MODES = tuple(PADDING_MODES)
 
 
 @dataclass(frozen=True)

@@ -202,6 +202,12 @@ def test_missing_and_unreadable_files_fail_with_exit_1(tmp_path, rgb_png, capsys
     assert len(out.strip().splitlines()) == 1              # the good file still went through
 
 
+def test_debug_shows_the_traceback_of_a_failed_file(tmp_path, capsys):
+    code, _, err = run(["--debug", "apply", tmp_path / "gone.png", "-k", "box", "-o", tmp_path], capsys)
+    assert code == 1
+    assert "Traceback" in err and err.strip().splitlines()[-1].endswith("gone.png: no such file")
+
+
 def test_kernel_larger_than_padded_image_names_the_smallest_size(tmp_path, rng, capsys):
     tiny = write_png(tmp_path / "tiny.png", rng.integers(1, 256, (3, 3), dtype=np.uint8))
     code, _, err = run(["apply", tiny, "-k", "box:size=5", "--padding", "valid", "-o", tmp_path / "o"], capsys)

@@ -135,6 +135,17 @@ def test_tiny_images_with_every_border(rng, shape, mode):
     assert_matches_reference(result, x, weight, padding=(1, 1, 1, 1), groups=2, mode=mode)
 
 
+def test_nan_spreads_only_to_the_windows_that_cover_it(rng):
+    x = rng.standard_normal((1, 1, 9, 11)).astype(np.float32)
+    x[0, 0, 4, 6] = np.nan
+    for weight in (rng.standard_normal((1, 1, 3, 3)),                       # direct
+                   np.outer([1.0, 2, 1], [1.0, 0, -1])[None, None]):        # separable
+        result, _ = convolve(x, weight, padding=Padding(1, 1, 1, 1))
+        expected = np.zeros((9, 11), bool)
+        expected[3:6, 5:8] = True
+        np.testing.assert_array_equal(np.isnan(result[0, 0]), expected)
+
+
 def test_flip_is_true_convolution(rng):
     ndimage = pytest.importorskip("scipy.ndimage")
     image = rng.standard_normal((11, 13)).astype(np.float32)

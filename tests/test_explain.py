@@ -180,7 +180,7 @@ def test_im2col_classic_example(capsys):
 def test_leftover_and_same_notes():
     layer = parse_layer("conv:k=3,s=2")
     text = render_text(explain_layer((1, 10, 9), layer))
-    assert "never read" in text and "the last 1 image rows" in text       # (10 - 3) % 2 = 1
+    assert "the last 1 image row at the bottom is never read" in text       # (10 - 3) % 2 = 1
     same = render_text(explain_layer((1, 10, 10), parse_layer("conv:k=4,s=2,p=same")))
     assert "TensorFlow's SAME rule" in same and "1 before and 1 after" in same
     even = render_text(explain_layer((1, 10, 10), parse_layer("conv:k=4,p=same")))
@@ -235,3 +235,19 @@ def test_explain_errors_are_one_line_exit_2(capsys, args, phrases):
     assert len(err.strip().splitlines()) == 1
     for phrase in phrases:
         assert phrase in err, err
+
+
+def test_explain_reads_only_the_image_header(tmp_path, rng, capsys, monkeypatch):
+    from PIL import Image
+
+    source = tmp_path / "big.png"
+    Image.fromarray(rng.integers(0, 256, (40, 30), dtype=np.uint8)).save(source)
+
+    def refuse_to_decode(self, *args, **kwargs):
+        raise AssertionError("explain decoded the pixels")
+
+    monkeypatch.setattr(Image.Image, "load", refuse_to_decode)
+    monkeypatch.setattr("PIL.ImageFile.ImageFile.load", refuse_to_decode)
+    code, out, err = run(["explain", source, "-k", "box:size=5", "--padding", "valid", "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["output_shape"] == [1, 36, 26]
