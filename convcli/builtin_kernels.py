@@ -16,7 +16,7 @@ import numpy as np
 
 from .errors import UsageError
 
-__all__ = ["BUILTINS", "build", "Builtin", "Parameter"]
+__all__ = ["BUILTINS", "build", "size_label", "Builtin", "Parameter", "gaussian_taps", "rotations"]
 
 # Derivative and smoothing taps of the classic 3x3 gradient operators (column x row).
 DERIVATIVE = np.array([-1.0, 0.0, 1.0])
@@ -24,6 +24,13 @@ SMOOTHING = {"sobel": np.array([1.0, 2.0, 1.0]),          # Sobel & Feldman (196
              "scharr": np.array([3.0, 10.0, 3.0]),        # Scharr (2000): better rotation invariance
              "prewitt": np.array([1.0, 1.0, 1.0])}        # Prewitt (1970)
 KIRSCH = np.array([[5.0, 5, 5], [-3, 0, -3], [-3, -3, -3]])  # Kirsch (1971), the north mask
+# Robinson (1977), the 5-level north mask: its ring holds 1, 2, 1, 0, -1, -2, -1, 0 like Sobel's.
+ROBINSON = np.array([[1.0, 2, 1], [0, 0, 0], [-1, -2, -1]])
+COMPASS_BASES = {"sobel": np.outer(DERIVATIVE[::-1], SMOOTHING["sobel"]),
+                 "prewitt": np.outer(DERIVATIVE[::-1], SMOOTHING["prewitt"]),
+                 "scharr": np.outer(DERIVATIVE[::-1], SMOOTHING["scharr"]),
+                 "kirsch": KIRSCH,
+                 "robinson": ROBINSON}
 # The 8 cells around the centre of a 3x3 grid, clockwise from the top-left corner.
 RING = [(0, 0), (0, 1), (0, 2), (1, 2), (2, 2), (2, 1), (2, 0), (1, 0)]
 
@@ -44,7 +51,6 @@ class Builtin:
 
     make: Callable[..., list[tuple[str, np.ndarray, tuple | None]]]
     description: str
-    size: str
     kind: str = "kernel"
     combine: str = "single"
     parameters: dict[str, Parameter] = field(default_factory=dict)
@@ -155,8 +161,7 @@ def rotations(grid: np.ndarray, name: str):
 
 
 def _compass(base: str):
-    grid = KIRSCH if base == "kirsch" else np.outer(DERIVATIVE[::-1], SMOOTHING[base])
-    return rotations(grid, f"compass-{base}")
+    return rotations(COMPASS_BASES[base], f"compass-{base}")
 
 
 # --- the table -------------------------------------------------------------------------------
@@ -173,49 +178,59 @@ def _positive_float(default):
 
 
 BUILTINS: dict[str, Builtin] = {
-    "identity": Builtin(_fixed("identity", [[1.0]]), "Copies the image (1x1 kernel of 1)", "1x1"),
-    "box": Builtin(_box, "Mean of an N x N window (separable)", "NxN, size=3",
+    "identity": Builtin(_fixed("identity", [[1.0]]), "Copies the image (1x1 kernel of 1)"),
+    "box": Builtin(_box, "Mean of an N x N window (separable)",
                    parameters={"size": _positive_int(3)}),
     "gaussian": Builtin(_gaussian, "Gaussian blur; size 2*ceil(3 sigma)+1 unless given (separable)",
-                        "sigma=1: 7x7", parameters={"sigma": _positive_float(1.0),
-                                                    "size": _positive_int(None, odd=True)}),
+                        parameters={"sigma": _positive_float(1.0),
+                                    "size": _positive_int(None, odd=True)}),
     "binomial": Builtin(_binomial, "Binomial (Pascal's triangle) blur, a Gaussian approximation",
-                        "NxN, size=5", parameters={"size": _positive_int(5)}),
+                        parameters={"size": _positive_int(5)}),
     "laplacian": Builtin(_laplacian, "Second derivative: 4- or 8-neighbour Laplacian (zero-sum)",
-                         "3x3", parameters={"neighbors": Parameter(int, 4, lambda v: v in (4, 8),
-                                                                   "4 or 8")}),
-    "log": Builtin(_log, "Laplacian of Gaussian, zero-sum (blob and edge detector)", "sigma=1: 7x7",
+                         parameters={"neighbors": Parameter(int, 4, lambda v: v in (4, 8), "4 or 8")}),
+    "log": Builtin(_log, "Laplacian of Gaussian, zero-sum (blob and edge detector)",
                    parameters={"sigma": _positive_float(1.0), "size": _positive_int(None, odd=True)}),
     "dog": Builtin(_dog, "Difference of Gaussians G(sigma1) - G(sigma2), sigma2 > sigma1",
-                   "from sigma2", parameters={"sigma1": _positive_float(1.0),
-                                              "sigma2": _positive_float(1.6)}),
+                   parameters={"sigma1": _positive_float(1.0), "sigma2": _positive_float(1.6)}),
     "sharpen": Builtin(_fixed("sharpen", [[0, -1, 0], [-1, 5, -1], [0, -1, 0]]),
-                       "Sharpen: identity plus the negative 4-neighbour Laplacian", "3x3"),
+                       "Sharpen: identity plus the negative 4-neighbour Laplacian"),
     "emboss": Builtin(_fixed("emboss", [[-2, -1, 0], [-1, 1, 1], [0, 1, 2]]),
-                      "Emboss, lit from the top left", "3x3"),
-    "motion": Builtin(_motion, "Motion blur: a line of N taps at an angle (degrees)", "NxN, length=9",
+                      "Emboss, lit from the top left"),
+    "motion": Builtin(_motion, "Motion blur: a line of N taps at an angle (degrees)",
                       parameters={"length": _positive_int(9),
                                   "angle": Parameter(float, 0.0, math.isfinite, "a finite number")}),
-    "roberts-x": Builtin(_fixed("roberts-x", [[1, 0], [0, -1]]), "Roberts cross, diagonal", "2x2"),
-    "roberts-y": Builtin(_fixed("roberts-y", [[0, 1], [-1, 0]]), "Roberts cross, anti-diagonal", "2x2"),
+    "roberts-x": Builtin(_fixed("roberts-x", [[1, 0], [0, -1]]), "Roberts cross, diagonal"),
+    "roberts-y": Builtin(_fixed("roberts-y", [[0, 1], [-1, 0]]), "Roberts cross, anti-diagonal"),
 }
 for _operator in SMOOTHING:
     for _axis, _direction in (("x", "left to right"), ("y", "top to bottom")):
         BUILTINS[f"{_operator}-{_axis}"] = Builtin(
             (lambda o=_operator, a=_axis: _gradient(o, a)),
-            f"{_operator.capitalize()} derivative {_direction} (separable)", "3x3")
+            f"{_operator.capitalize()} derivative {_direction} (separable)")
     BUILTINS[_operator] = Builtin(
         (lambda o=_operator: _gradient(o, "x") + _gradient(o, "y")),
-        f"{_operator.capitalize()} gradient magnitude sqrt(gx^2 + gy^2)", "2 x 3x3",
+        f"{_operator.capitalize()} gradient magnitude sqrt(gx^2 + gy^2)",
         kind="operation", combine="magnitude")
 BUILTINS["kirsch"] = Builtin(lambda: rotations(KIRSCH, "kirsch"),
-                             "Kirsch compass: maximum over 8 directions", "8 x 3x3",
+                             "Kirsch compass: maximum over 8 directions",
                              kind="operation", combine="max")
 BUILTINS["compass"] = Builtin(
-    _compass, "Compass operator: the base kernel in 8 directions, maximum response", "8 x 3x3",
+    _compass, "Compass operator: the base kernel in 8 directions, maximum response",
     kind="operation", combine="max",
-    parameters={"base": Parameter(str, "sobel", lambda v: v in ("sobel", "prewitt", "scharr", "kirsch"),
-                                  "sobel, prewitt, scharr or kirsch")})
+    parameters={"base": Parameter(str.lower, "sobel", lambda v: v in COMPASS_BASES,
+                                  "one of " + ", ".join(COMPASS_BASES))})
+
+
+def size_label(name: str) -> str:
+    """The default size for listings: ``"3x3"``, ``"7x7 at sigma=1"``, ``"8 x 3x3"``."""
+    entry = BUILTINS[name]
+    parts = entry.make(**{key: p.default for key, p in entry.parameters.items()})
+    label = "x".join(map(str, parts[0][1].shape))
+    if len(parts) > 1:
+        label = f"{len(parts)} x {label}"
+    defaults = [f"{key}={p.default:g}" if isinstance(p.default, float) else f"{key}={p.default}"
+                for key, p in entry.parameters.items() if p.default is not None]
+    return label + (f" at {','.join(defaults)}" if defaults else "")
 
 
 def build(name: str, raw: dict[str, str], *, spec: str):

@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import __version__
-from .errors import ConvcliError, FileFailure, UsageError
+from .errors import ConvcliError, UsageError
 
 app = typer.Typer(
     help="Convolution filters for images: named kernels or YAML kernels, any stride, "
@@ -32,13 +32,11 @@ def _print_error(message: str) -> None:
     print(f"convcli: error: {message}", file=sys.stderr, flush=True)
 
 
-def _report_failure(message: str, ctx: typer.Context) -> None:
-    """One line for a failed file; with --debug also the traceback of the exception."""
-    if ctx.find_root().params.get("debug"):
-        import traceback
+def _print_warning(message: str) -> None:
+    print(f"convcli: warning: {message}", file=sys.stderr, flush=True)
 
-        traceback.print_exc()
-    _print_error(message)
+
+IMAGE_HINT = (".png", ".jpg", ".tif")
 
 
 def _version(value: bool) -> None:
@@ -87,13 +85,16 @@ def parse_padding(text: Optional[str]):
 @app.command()
 def apply(
     ctx: typer.Context,
-    images: Annotated[list[Path], typer.Argument(help="Image files to filter.", show_default=False)],
+    images: Annotated[list[str], typer.Argument(
+        help="Image files, folders, glob patterns; '-' reads paths from stdin; 'png:-' (any "
+             "FORMAT:-) reads one image from stdin.", show_default=False)],
     kernel: Annotated[list[str], typer.Option(
         "--kernel", "-k", show_default=False,
         help="Kernel: NAME[:key=value,...], a library name, or a YAML file. Repeatable.")],
-    output: Annotated[Path, typer.Option(
+    output: Annotated[str, typer.Option(
         "--output", "-o", show_default=False,
-        help="Output folder ({stem}_{kernel}.{ext}), or a file for one image and one kernel.")],
+        help="Output folder; or a file for one image and one kernel; or png:- / tiff:- / npy:- "
+             "for standard output.")],
     stride: Annotated[Optional[str], typer.Option(
         help="N or H,W. Default: the kernel's, else 1.", show_default=False)] = None,
     padding: Annotated[Optional[str], typer.Option(
@@ -108,52 +109,69 @@ def apply(
     normalize: Annotated[str, typer.Option(
         help="Responses to pixels: auto, clip, abs, minmax or offset (PNG only). "
              "auto: abs for zero-sum kernels, else clip.")] = "auto",
-    fmt: Annotated[str, typer.Option(
-        "--format", help="png (8/16-bit), tiff (float32 raw) or npy (raw C,H,W).")] = "png",
+    fmt: Annotated[Optional[str], typer.Option(
+        "--format", help="png (8/16-bit), tiff (float32 raw) or npy (raw C,H,W). Default: from -o, "
+                         "else png.", show_default=False)] = None,
     bit_depth: Annotated[Optional[int], typer.Option(
         "--bit-depth", help="PNG bit depth, 8 or 16. Default: 16 for 16-bit inputs, else 8.",
         show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
+    skip_existing: Annotated[bool, typer.Option(
+        "--skip-existing", help="Leave outputs that exist; make only the missing ones (resume).")] = False,
     gray: Annotated[bool, typer.Option("--gray", help="Convert to one luminance channel first.")] = False,
     engine: Annotated[str, typer.Option(help="Engine path: auto, direct or separable.")] = "auto",
+    recursive: Annotated[bool, typer.Option(
+        "--recursive", "-r", help="Descend into folders; mirror their sub-folders under -o.")] = False,
+    name: Annotated[str, typer.Option(
+        help="Output name template; fields {stem}, {kernel}, {ext}, {parent}.")] = "{stem}_{kernel}.{ext}",
+    jobs: Annotated[Optional[int], typer.Option(
+        "--jobs", "-j", help="Worker processes. Default: one per core for 2 x cores images or "
+                             "more, else 1 (Numba threads share the cores).", show_default=False)] = None,
+    fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first failed file.")] = False,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="List what would be written; write nothing.")] = False,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="No progress bar and no summary (errors are still printed).")] = False,
     report: Annotated[str, typer.Option(
-        help="table (for people), json (JSON Lines on stdout) or none.")] = "table",
+        help="table (for people), json (JSON Lines) or none.")] = "table",
+    report_file: Annotated[Optional[Path], typer.Option(
+        "--report-file", help="Write the JSON Lines report here instead of stdout.",
+        show_default=False)] = None,
 ) -> None:
     """Apply kernels to images and write one feature-map image per kernel."""
-    from . import kernels, pipeline
-    from .report import json_line, records_table
+    from . import batch, kernels, pipeline
+    from .inputs import expand_inputs, is_stream
 
     if report not in REPORT_CHOICES:
         raise UsageError(f"--report must be one of {', '.join(REPORT_CHOICES)}; got {report!r}")
+    if report_file is not None and report != "json":
+        report = "json" if report == "table" else report
+    if overwrite and skip_existing:
+        raise UsageError("--overwrite and --skip-existing contradict each other; give one")
+    if is_stream(output) and report == "json" and report_file is None:
+        raise UsageError(f"-o {output} writes the image to stdout; send the JSON report to a file "
+                         "with --report-file")
     options = pipeline.ApplyOptions(
         stride=parse_pair(stride, "--stride"), padding=parse_padding(padding), pad_mode=pad_mode,
-        dilation=parse_pair(dilation, "--dilation"), flip=flip, normalize=normalize, fmt=fmt,
-        bit_depth=bit_depth, overwrite=overwrite, gray=gray, engine=engine)
+        dilation=parse_pair(dilation, "--dilation"), flip=flip, normalize=normalize,
+        fmt=pipeline.output_format(output, fmt), bit_depth=bit_depth, overwrite=overwrite,
+        gray=gray, engine=engine)
+    settings = batch.BatchSettings(
+        jobs=jobs, fail_fast=fail_fast, skip_existing=skip_existing, dry_run=dry_run, quiet=quiet,
+        report=report, report_file=report_file, debug=ctx.find_root().params.get("debug", False))
     operations = [kernels.resolve(spec) for spec in kernel]
-    jobs = pipeline.plan_outputs(images, operations, output, options)
-
-    records, failures = [], 0
-    for source in dict.fromkeys(job.source for job in jobs):
-        try:
-            done = pipeline.apply_to_image(source, [j for j in jobs if j.source == source], options)
-        except FileFailure as failure:
-            _report_failure(str(failure), ctx)
-            failures += 1
-            continue
-        except MemoryError:
-            _report_failure(f"{source}: not enough memory to filter this image", ctx)
-            failures += 1
-            continue
-        for record in done:
-            if report == "json":
-                print(json_line(record.as_dict()), flush=True)
-        records.extend(record.as_dict() for record in done)
-    if report == "table" and records:
-        from rich.console import Console
-
-        Console().print(records_table(records))
-    if failures:
-        raise typer.Exit(1)
+    expansion = expand_inputs(images, recursive=recursive)
+    for path in expansion.not_images:
+        _print_warning(f"{path}: not an image file name ({', '.join(IMAGE_HINT)}, ...); skipped")
+    if not expansion.sources and not expansion.unmatched:
+        _print_warning("no images to process")
+        return
+    stdin_data = sys.stdin.buffer.read() if any(s.from_stdin for s in expansion.sources) else None
+    plan = pipeline.plan_outputs(expansion.sources, operations, output, options, name)
+    code = batch.run_batch(plan, options, settings, stdin_data=stdin_data,
+                           failed_before=[f"{p}: no files match this pattern" for p in expansion.unmatched])
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()

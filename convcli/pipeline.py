@@ -9,6 +9,8 @@ work starts; ``apply_to_image`` then does the work for one input and returns one
 from __future__ import annotations
 
 import re
+import string
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,12 +20,15 @@ import numpy as np
 from . import geometry, images
 from .engine import PADDING_MODES, convolve
 from .errors import FileFailure, UsageError
+from .inputs import Source, is_stream
 from .kernels import Kernel, Operation
 
 __all__ = ["ApplyOptions", "OutputRecord", "Job", "plan_outputs", "apply_to_image", "output_stem",
            "kernel_geometry", "channel_plan"]
 
 OUTPUT_SUFFIXES = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".npy": "npy"}
+DEFAULT_NAME = "{stem}_{kernel}.{ext}"
+NAME_FIELDS = ("stem", "kernel", "ext", "parent")
 NORMALIZE_CHOICES = ("auto",) + images.NORMALIZE_MODES
 PAD_MODES = tuple(PADDING_MODES)
 
@@ -56,9 +61,10 @@ class ApplyOptions:
 class Job:
     """One output to produce: which input, which operation, where it goes."""
 
-    source: Path
+    source: Source
     operation: Operation
     destination: Path
+    to_stdout: bool = False
 
 
 @dataclass
@@ -93,13 +99,45 @@ def output_stem(operation: Operation) -> str:
     return re.sub(r"[^A-Za-z0-9.+-]+", "-", operation.name).strip("-.") or "kernel"
 
 
-def plan_outputs(sources: list[Path], operations: list[Operation], out: Path,
-                 options: ApplyOptions) -> list[Job]:
+def output_format(out: str, fmt: str | None) -> str:
+    """The output format: ``--format`` if given, else what ``-o`` implies (``x.tif``, ``npy:-``),
+    else png. A ``-o`` that says otherwise than ``--format`` is a usage error."""
+    if is_stream(out):
+        implied = OUTPUT_SUFFIXES.get("." + out.split(":")[0].lower())
+        if implied is None:
+            raise UsageError(f"-o {out}: stream format must be png, tif, tiff or npy (e.g. -o png:-)")
+    else:
+        implied = OUTPUT_SUFFIXES.get(Path(out).suffix.lower()) if not Path(out).is_dir() else None
+    if fmt is not None and implied is not None and implied != fmt:
+        raise UsageError(f"-o {out} implies {implied} but --format is {fmt}; make them agree "
+                         "(png: .png, tiff: .tif/.tiff, npy: .npy)")
+    return fmt or implied or "png"
+
+
+def check_name_template(template: str) -> None:
+    """``--name`` may use {stem}, {kernel}, {ext} and {parent} and must end in ``.{ext}``-like
+    text of its own choosing; it must stay inside ``-o``."""
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as error:
+        raise UsageError(f"--name {template!r}: {error}") from None
+    unknown = sorted(fields - set(NAME_FIELDS))
+    if unknown:
+        raise UsageError(f"--name {template!r}: unknown field {{{unknown[0]}}}; valid fields are "
+                         + ", ".join("{" + f + "}" for f in NAME_FIELDS))
+    sample = Path(template.format(stem="x", kernel="k", ext="png", parent="p"))
+    if sample.is_absolute() or ".." in sample.parts:
+        raise UsageError(f"--name {template!r} must name a file inside the -o folder")
+
+
+def plan_outputs(sources: list[Source], operations: list[Operation], out: str,
+                 options: ApplyOptions, name: str = DEFAULT_NAME) -> list[Job]:
     """Every (input, kernel) pair with its output path, checked before any work.
 
     ``out`` is a file when there is exactly one input and one kernel and it ends in an
-    output suffix (``.png``, ``.tif``, ``.tiff``, ``.npy``); otherwise a folder that gets
-    ``{stem}_{kernel}.{ext}``.
+    output suffix (``.png``, ``.tif``, ``.tiff``, ``.npy``); ``png:-`` etc. is standard
+    output (one output only); otherwise a folder, where each output is named by the
+    ``name`` template inside the source's sub-folder.
     """
     if options.fmt == "png":
         for operation in operations:
@@ -107,37 +145,42 @@ def plan_outputs(sources: list[Path], operations: list[Operation], out: Path,
             if maps not in (None, 1, 3):
                 raise UsageError(f"kernel {operation.name} makes {maps} feature maps; PNG holds 1 or 3 "
                                  "channels (plus alpha); use --format tiff or npy")
-    suffix_format = OUTPUT_SUFFIXES.get(out.suffix.lower())
-    if suffix_format and not out.is_dir():
-        if len(sources) * len(operations) != 1:
-            raise UsageError(
-                f"-o {out} names one file but this run makes {len(sources) * len(operations)} "
-                "outputs; give a folder instead")
-        if suffix_format != options.fmt:
-            raise UsageError(f"-o {out} ends in {out.suffix} but --format is {options.fmt}; "
-                             f"make them agree (png: .png, tiff: .tif/.tiff, npy: .npy)")
-        return [Job(sources[0], operations[0], out)]
+    count = len(sources) * len(operations)
+    single_file = is_stream(out) or (Path(out).suffix.lower() in OUTPUT_SUFFIXES
+                                     and not Path(out).is_dir())
+    if single_file:
+        if count != 1:
+            raise UsageError(f"-o {out} names one file but this run makes {count} outputs; "
+                             "give a folder instead")
+        return [Job(sources[0], operations[0], Path(out), to_stdout=is_stream(out))]
+    check_name_template(name)
     jobs, seen = [], {}
     extension = "tif" if options.fmt == "tiff" else options.fmt
     for source in sources:
         for operation in operations:
-            destination = out / f"{source.stem}_{output_stem(operation)}.{extension}"
+            filename = name.format(stem=source.path.stem, kernel=output_stem(operation),
+                                   ext=extension, parent=source.path.resolve().parent.name)
+            destination = Path(out) / source.folder / filename
             if destination in seen:
-                raise UsageError(f"{seen[destination]} and {source} would both write {destination}; "
-                                 "rename one input or run them separately")
-            seen[destination] = source
+                raise UsageError(f"{seen[destination]} and {source.path} would both write "
+                                 f"{destination}; rename one input, or use --name with {{parent}}")
+            seen[destination] = source.path
             jobs.append(Job(source, operation, destination))
     return jobs
 
 
-def apply_to_image(source: Path, jobs: list[Job], options: ApplyOptions) -> list[OutputRecord]:
-    """Load ``source`` once and produce every job's output; one record per output."""
+def apply_to_image(source: Source, jobs: list[Job], options: ApplyOptions, *,
+                   data: bytes | None = None) -> list[OutputRecord]:
+    """Load ``source`` once and produce every job's output; one record per output.
+
+    ``data`` holds the image's bytes when it comes from standard input.
+    """
     if not options.overwrite:
         for job in jobs:
-            if job.destination.exists():
+            if not job.to_stdout and job.destination.exists():
                 raise FileFailure(f"{job.destination}: already exists; use --overwrite to replace it")
     started = time.perf_counter()
-    image = images.load_image(source, gray=options.gray)
+    image = images.load_image(source.path, gray=options.gray, data=data)
     load_ms = _ms_since(started)
     return [_run_job(job, image, load_ms, options) for job in jobs]
 
@@ -204,8 +247,13 @@ def _run_job(job: Job, image: images.LoadedImage, load_ms: float,
         normalize = "abs" if job.operation.combine == "single" and first.is_zero_sum else "clip"
     bit_depth = options.bit_depth or (16 if image.bit_depth >= 16 else 8)
     started = time.perf_counter()
-    images.save_image(job.destination, maps, fmt=options.fmt, alpha=alpha, bit_depth=bit_depth,
-                      normalize=normalize, overwrite=options.overwrite)
+    if job.to_stdout:
+        sys.stdout.buffer.write(images.encode_image(maps, fmt=options.fmt, alpha=alpha,
+                                                    bit_depth=bit_depth, normalize=normalize))
+        sys.stdout.buffer.flush()
+    else:
+        images.save_image(job.destination, maps, fmt=options.fmt, alpha=alpha, bit_depth=bit_depth,
+                          normalize=normalize, overwrite=options.overwrite)
     write_ms = _ms_since(started)
 
     return OutputRecord(

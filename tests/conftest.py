@@ -18,3 +18,16 @@ def rng(request) -> np.random.Generator:
     """A generator seeded from the test's name: random, but the same on every run."""
     seed = zlib.crc32(request.node.nodeid.encode())
     return np.random.default_rng(seed)
+
+
+def subprocess_env(tmp_path, **extra: str) -> dict[str, str]:
+    """Environment for running ``python -m convcli`` in a subprocess: the same convcli package
+    the tests import (even from another working directory) and a Numba cache that persists
+    across the session unless NUMBA_CACHE_DIR is set."""
+    import convcli
+
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(convcli.__file__)))
+    path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, "COLUMNS": "200",
+            "NUMBA_CACHE_DIR": os.environ.get("NUMBA_CACHE_DIR", str(tmp_path / "numba-cache")),
+            **extra}

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import subprocess_env
 from convcli.cli import main
 
 ndimage = pytest.importorskip("scipy.ndimage")
@@ -196,16 +197,19 @@ def test_missing_and_unreadable_files_fail_with_exit_1(tmp_path, rgb_png, capsys
     code, out, err = run(["apply", tmp_path / "missing.png", notes, rgb_png, "-k", "box", "-o", tmp_path / "o",
                           "--report", "json"], capsys)
     assert code == 1
-    lines = err.strip().splitlines()
-    assert len(lines) == 2
-    assert "missing.png" in lines[0] and "notes.txt" in lines[1]
-    assert len(out.strip().splitlines()) == 1              # the good file still went through
+    errors = [line for line in err.strip().splitlines() if line.startswith("convcli: error: ")]
+    assert len(errors) == 2
+    assert "missing.png: no such file" in errors[0] and "notes.txt: not an image" in errors[1]
+    assert err.strip().splitlines()[-1].startswith("convcli: 1 done, 0 skipped, 2 failed")
+    records = [json.loads(line) for line in out.strip().splitlines()]
+    assert [r["status"] for r in records] == ["failed", "failed", "done"]   # every input accounted for
+    assert records[0]["error"].endswith("missing.png: no such file")
 
 
 def test_debug_shows_the_traceback_of_a_failed_file(tmp_path, capsys):
     code, _, err = run(["--debug", "apply", tmp_path / "gone.png", "-k", "box", "-o", tmp_path], capsys)
     assert code == 1
-    assert "Traceback" in err and err.strip().splitlines()[-1].endswith("gone.png: no such file")
+    assert "Traceback" in err and "FileFailure: " in err and "gone.png: no such file" in err
 
 
 def test_kernel_larger_than_padded_image_names_the_smallest_size(tmp_path, rng, capsys):
@@ -242,8 +246,7 @@ def test_kernels_list_and_show(capsys):
 
 
 def _subprocess_env(tmp_path: Path) -> dict[str, str]:
-    return {**os.environ, "COLUMNS": "200", "NUMBA_CACHE_DIR": os.environ.get(
-        "NUMBA_CACHE_DIR", str(tmp_path / "numba-cache"))}
+    return subprocess_env(tmp_path)
 
 
 @pytest.mark.slow

@@ -6,4 +6,12 @@ Importing this package does not import Numba; the compiled paths (``_direct``,
 
 from .api import ENGINE_PATHS, PADDING_MODES, conv2d, convolve, pad_input, rank_one_factors
 
-__all__ = ["conv2d", "convolve", "pad_input", "rank_one_factors", "ENGINE_PATHS", "PADDING_MODES"]
+__all__ = ["conv2d", "convolve", "pad_input", "rank_one_factors", "set_threads", "ENGINE_PATHS",
+           "PADDING_MODES"]
+
+
+def set_threads(count: int) -> None:
+    """Run the compiled loops on ``count`` threads (imports Numba)."""
+    from ._numba_config import set_threads as set_numba_threads
+
+    set_numba_threads(count)

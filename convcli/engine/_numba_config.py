@@ -20,3 +20,8 @@ def jit(function):
 
 
 prange = numba.prange
+
+
+def set_threads(count: int) -> None:
+    """Use ``count`` Numba threads in this process (at least 1, at most Numba's pool size)."""
+    numba.set_num_threads(max(1, min(count, numba.config.NUMBA_NUM_THREADS)))

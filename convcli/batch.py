@@ -1,0 +1,333 @@
+"""The batch driver: many images through the pipeline, serially or in worker processes.
+
+Every input gets an outcome (done, skipped or failed) in the JSON report and the summary;
+a failure never stops the others unless ``fail_fast``; Ctrl-C or SIGTERM stops the
+workers, whose temporary files are removed, prints the summary and returns 130.
+
+Default parallelism (``jobs=None``): one process per core when there are at least
+``2 x cores`` images, each worker running Numba with ``cores // workers`` threads, so
+workers x threads never exceeds the cores; fewer images run in this process with all
+cores given to Numba (starting workers costs more than it saves on a handful of files).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from . import pipeline
+from .errors import ConvcliError, UsageError
+from .inputs import Source
+from .pipeline import ApplyOptions, Job
+
+__all__ = ["BatchSettings", "Task", "run_batch", "available_cores", "default_jobs"]
+
+INTERRUPTED_EXIT = 130
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """How to run the batch (the apply options say what to compute)."""
+
+    jobs: int | None = None
+    fail_fast: bool = False
+    skip_existing: bool = False
+    dry_run: bool = False
+    quiet: bool = False
+    report: str = "table"
+    report_file: Path | None = None
+    debug: bool = False
+
+    def __post_init__(self) -> None:
+        if self.jobs is not None and self.jobs < 1:
+            raise UsageError(f"--jobs must be >= 1; got {self.jobs}")
+
+
+@dataclass
+class Task:
+    """One input and the outputs to make from it."""
+
+    source: Source
+    jobs: list[Job]
+    options: ApplyOptions
+    data: bytes | None = None  # the image itself, when it comes from standard input
+    debug: bool = False
+
+
+@dataclass
+class Tally:
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    planned: int = 0          # inputs in the batch, whatever became of them
+    outputs: int = 0
+    megapixels: float = 0.0
+    records: list[dict] = field(default_factory=list)
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def default_jobs(tasks: int, cores: int) -> int:
+    """Worker processes for ``tasks`` images (see the module docstring)."""
+    return cores if cores > 1 and tasks >= 2 * cores else 1
+
+
+def process_task(task: Task) -> tuple[str, object]:
+    """Run one task; ("done", records) or ("failed", one-line message). Never raises a user error."""
+    try:
+        records = pipeline.apply_to_image(task.source, task.jobs, task.options, data=task.data)
+        return "done", [record.as_dict() for record in records]
+    except ConvcliError as error:
+        return "failed", str(error) + (_trace() if task.debug else "")
+    except MemoryError:
+        return "failed", f"{task.source.path}: not enough memory to filter this image"
+    except Exception as error:  # a bug: report it for this file and let the others go on
+        return "failed", (f"{task.source.path}: internal error ({type(error).__name__}: {error}); "
+                          "please report it" + (_trace() if task.debug else ""))
+
+
+def _trace() -> str:
+    return "\n" + traceback.format_exc().rstrip()
+
+
+def _set_numba_threads(threads: int) -> None:
+    from .engine import set_threads
+
+    set_threads(threads)
+
+
+def run_batch(jobs: list[Job], options: ApplyOptions, settings: BatchSettings, *,
+              failed_before: list[str] = (), stdin_data: bytes | None = None) -> int:
+    """Produce every job's output; return the exit code (0 all done, 1 failures, 130 stopped).
+
+    ``failed_before`` are one-line messages for inputs that failed while being listed
+    (a pattern that matched nothing); they count as failures.
+    """
+    started = time.perf_counter()
+    tasks = _tasks(jobs, options, settings, stdin_data)
+    tally = Tally(failed=len(failed_before), planned=len(failed_before) + len(tasks))
+    with _report_stream(settings) as report:
+        for message in failed_before:
+            _print_error(message)
+        if settings.skip_existing:
+            tasks = _skip_existing(tasks, tally, report)
+        if settings.dry_run:
+            return _dry_run(tasks, settings)
+        interrupted = _execute(tasks, settings, tally, report)
+    _finish(tally, settings, started, interrupted)
+    if interrupted:
+        return INTERRUPTED_EXIT
+    return 1 if tally.failed else 0
+
+
+def _tasks(jobs: list[Job], options: ApplyOptions, settings: BatchSettings,
+           stdin_data: bytes | None) -> list[Task]:
+    grouped: dict = {}
+    for job in jobs:
+        grouped.setdefault(job.source, []).append(job)
+    return [Task(source, source_jobs, options, stdin_data if source.from_stdin else None,
+                 settings.debug) for source, source_jobs in grouped.items()]
+
+
+def _skip_existing(tasks: list[Task], tally: Tally, report) -> list[Task]:
+    """Drop outputs that exist; an input with none left is skipped."""
+    remaining = []
+    for task in tasks:
+        missing = [job for job in task.jobs if not job.destination.exists()]
+        for job in task.jobs:
+            if job not in missing:
+                _emit(report, _status_record(job, "skipped", "output exists (--skip-existing)"))
+        if missing:
+            remaining.append(Task(task.source, missing, task.options, task.data, task.debug))
+        else:
+            tally.skipped += 1
+    return remaining
+
+
+def _dry_run(tasks: list[Task], settings: BatchSettings) -> int:
+    for task in tasks:
+        for job in task.jobs:
+            print(f"{task.source.path} -> {job.destination}  ({job.operation.name})", flush=True)
+    if not settings.quiet:
+        outputs = sum(len(task.jobs) for task in tasks)
+        print(f"convcli: dry run: {len(tasks)} input(s), {outputs} output(s); nothing written",
+              file=sys.stderr)
+    return 0
+
+
+def _execute(tasks: list[Task], settings: BatchSettings, tally: Tally, report) -> bool:
+    """Run the tasks, recording each outcome; True if stopped by Ctrl-C or SIGTERM."""
+    if not tasks:
+        return False
+    cores = available_cores()
+    workers = min(settings.jobs or default_jobs(len(tasks), cores), len(tasks))
+    if any(task.data is not None for task in tasks):
+        workers = 1
+    pool = None
+    progress = _Progress(len(tasks), enabled=not settings.quiet and sys.stderr.isatty())
+    try:
+        with _sigterm_as_interrupt(), progress:
+            if workers > 1:
+                from .workers import WorkerPool
+
+                pool = WorkerPool(workers, process_task, _set_numba_threads,
+                                  (max(1, cores // workers),))
+                outcomes = ((r.task, ("failed", f"{r.task.source.path}: {r.died}")
+                             if r.died else r.value) for r in pool.run(tasks))
+            else:
+                outcomes = ((task, process_task(task)) for task in tasks)
+            for task, (status, value) in outcomes:
+                if status == "failed" and pool is not None and "worker process died" in value:
+                    _remove_temporaries(task)
+                _record(task, status, value, tally, report)
+                progress.advance(task, tally)
+                if status == "failed" and settings.fail_fast:
+                    break
+    except KeyboardInterrupt:
+        return True
+    finally:
+        if pool is not None:
+            pool.close()
+    return False
+
+
+def _record(task: Task, status: str, value, tally: Tally, report) -> None:
+    if status == "done":
+        tally.done += 1
+        for record in value:
+            record.update(status="done", error=None)
+            tally.outputs += 1
+            tally.megapixels += record["input_shape"][1] * record["input_shape"][2] / 1e6
+            tally.records.append(record)
+            _emit(report, record)
+        return
+    tally.failed += 1
+    _print_error(value)
+    for job in task.jobs:
+        _emit(report, _status_record(job, "failed", value.splitlines()[0]))
+
+
+def _remove_temporaries(task: Task) -> None:
+    """A killed worker cannot clean up: remove its half-written temporary files."""
+    for job in task.jobs:
+        for leftover in job.destination.parent.glob(f".{job.destination.name}.*.tmp"):
+            leftover.unlink(missing_ok=True)
+
+
+def _status_record(job: Job, status: str, error: str | None) -> dict:
+    """A report line for an output that was not made (the same keys as a done one)."""
+    record = dict.fromkeys(pipeline.OutputRecord.__dataclass_fields__)
+    record.update(input=str(job.source.path), output=str(job.destination), kernel=job.operation.name,
+                  status=status, error=error)
+    return record
+
+
+def _emit(report: TextIO | None, record: dict) -> None:
+    if report is not None:
+        from .report import json_line
+
+        report.write(json_line(record) + "\n")
+        report.flush()
+
+
+@contextmanager
+def _report_stream(settings: BatchSettings):
+    """Where JSON Lines go: the report file, stdout, or nowhere."""
+    if settings.report != "json":
+        yield None
+    elif settings.report_file is None:
+        yield sys.stdout
+    else:
+        try:
+            handle = open(settings.report_file, "w", encoding="utf-8")
+        except OSError as error:
+            raise UsageError(f"--report-file {settings.report_file}: cannot write "
+                             f"({error.strerror or error})") from None
+        with handle:
+            yield handle
+
+
+@contextmanager
+def _sigterm_as_interrupt():
+    """During the batch, SIGTERM stops it like Ctrl-C (summary printed, workers cleaned up)."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:            # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _finish(tally: Tally, settings: BatchSettings, started: float, interrupted: bool) -> None:
+    if settings.report == "table" and tally.records:
+        from rich.console import Console
+
+        from .report import records_table
+
+        stream_output = any(r["output"].endswith(":-") for r in tally.records)
+        Console(stderr=stream_output).print(records_table(tally.records))
+    if settings.quiet or (tally.planned <= 1 and not interrupted):
+        return  # one image: its table or error line says it all
+    seconds = time.perf_counter() - started
+    stopped = "stopped by a signal; " if interrupted else ""
+    not_started = tally.planned - tally.done - tally.skipped - tally.failed
+    left = f", {not_started} not started" if not_started else ""
+    print(f"convcli: {stopped}{tally.done} done, {tally.skipped} skipped, {tally.failed} failed{left}; "
+          f"{tally.outputs} output(s) written in {seconds:.2f} s", file=sys.stderr, flush=True)
+
+
+def _print_error(message: str) -> None:
+    print(f"convcli: error: {message}", file=sys.stderr, flush=True)
+
+
+class _Progress:
+    """A rich progress bar on stderr (files, current file, MP/s, ETA), or nothing."""
+
+    def __init__(self, total: int, *, enabled: bool):
+        self._bar = None
+        self._started = time.perf_counter()
+        if enabled:
+            from rich.console import Console
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                       TimeRemainingColumn)
+
+            self._bar = Progress(TextColumn("convcli"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[speed]}"), TimeRemainingColumn(),
+                                 TextColumn("{task.fields[current]}"),
+                                 console=Console(stderr=True), redirect_stdout=False, transient=True)
+            self._task = self._bar.add_task("files", total=total, speed="", current="")
+
+    def __enter__(self):
+        if self._bar is not None:
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self._bar is not None:
+            self._bar.stop()
+        return False
+
+    def advance(self, task: Task, tally: Tally) -> None:
+        if self._bar is None:
+            return
+        rate = tally.megapixels / max(time.perf_counter() - self._started, 1e-9)
+        self._bar.update(self._task, advance=1, speed=f"{rate:.1f} MP/s",
+                         current=Path(str(task.source.path)).name)

@@ -1,0 +1,134 @@
+"""What ``convcli apply`` was given to read: files, folders, glob patterns, stdin lists.
+
+``expand_inputs`` turns the command line's inputs into an ordered, de-duplicated list of
+``Source`` files, each with the sub-folder its outputs go to (``--recursive`` mirrors the
+tree under ``-o``). It reads no pixels: a missing or unreadable file fails later, on its own.
+
+Spellings:
+
+* ``photo.png``, ``photos/``, ``'photos/**/*.jpg'``: a file, a folder, a glob pattern.
+* ``-``: a list of paths on standard input, one per line (e.g. from ``find``).
+* ``png:-`` (any ``FORMAT:-``): one image streamed on standard input, as in ImageMagick.
+"""
+
+from __future__ import annotations
+
+import glob
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from .errors import UsageError
+from .images import IMAGE_SUFFIXES
+
+__all__ = ["Source", "Expansion", "expand_inputs", "STREAM_PATTERN", "is_stream"]
+
+STREAM_PATTERN = re.compile(r"^[A-Za-z0-9]+:-$")  # png:-  jpg:-  tif:-
+GLOB_CHARACTERS = re.compile(r"[*?\[]")
+
+
+def is_stream(spelling: str) -> bool:
+    """``png:-`` and friends: an image on stdin (inputs) or stdout (``-o``)."""
+    return bool(STREAM_PATTERN.match(spelling))
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input file and the sub-folder (relative to ``-o``) its outputs go to."""
+
+    path: Path
+    folder: Path = Path(".")
+    from_stdin: bool = False
+
+
+@dataclass
+class Expansion:
+    """The expanded inputs, plus what was left out and why (for warnings)."""
+
+    sources: list[Source] = field(default_factory=list)
+    unmatched: list[str] = field(default_factory=list)   # patterns that matched no file
+    not_images: list[Path] = field(default_factory=list)  # files in folders without an image suffix
+
+
+def expand_inputs(inputs: list[str], *, recursive: bool = False,
+                  stdin: TextIO | None = None) -> Expansion:
+    """Files, folders, glob patterns and ``-`` (paths on stdin) -> Sources, in order, once each."""
+    expansion, seen = Expansion(), set()
+
+    def add(source: Source) -> None:
+        key = "<stdin>" if source.from_stdin else str(source.path.resolve())
+        if key not in seen:
+            seen.add(key)
+            expansion.sources.append(source)
+
+    streams = [spelling for spelling in inputs if is_stream(spelling)]
+    if streams and len(inputs) > 1:
+        raise UsageError(f"{streams[0]} streams one image from standard input; give it alone")
+    if inputs.count("-") > 1:
+        raise UsageError("'-' (paths on standard input) can be given once")
+    for spelling in inputs:
+        if is_stream(spelling):
+            add(Source(Path("<stdin>"), from_stdin=True))
+        elif spelling == "-":
+            for line in (stdin or sys.stdin).read().splitlines():
+                if line.strip():
+                    _expand_one(line.strip(), recursive, add, expansion)
+        else:
+            _expand_one(spelling, recursive, add, expansion)
+    return expansion
+
+
+def _expand_one(spelling: str, recursive: bool, add, expansion: Expansion) -> None:
+    path = Path(spelling)
+    if path.is_dir():
+        _walk_folder(path, recursive, add, expansion)
+    elif not path.exists() and GLOB_CHARACTERS.search(spelling):
+        matches = sorted(glob.glob(spelling, recursive=recursive))
+        if not matches:
+            expansion.unmatched.append(spelling)
+        base = _static_prefix(spelling)
+        for match in map(Path, matches):
+            if match.is_dir():
+                if recursive:
+                    _walk_folder(match, recursive, add, expansion)
+            elif _is_visible(_relative_folder(match, base) / match.name):
+                add(Source(match, _relative_folder(match, base) if recursive else Path(".")))
+    else:
+        add(Source(path))  # a missing file fails when it is read, with its own message
+
+
+def _walk_folder(folder: Path, recursive: bool, add, expansion: Expansion) -> None:
+    """Image files in ``folder`` (and below, with ``recursive``), sorted; hidden ones skipped."""
+    entries = sorted(folder.rglob("*") if recursive else folder.iterdir())
+    for entry in entries:
+        if not entry.is_file() or not _is_visible(entry.relative_to(folder)):
+            continue
+        if entry.suffix.lower() in IMAGE_SUFFIXES:
+            add(Source(entry, entry.parent.relative_to(folder) if recursive else Path(".")))
+        else:
+            expansion.not_images.append(entry)
+
+
+def _is_visible(path: Path) -> bool:
+    """Dot-files and dot-folders (``.git``, ``.DS_Store``, temporary outputs) are left alone."""
+    return not any(part.startswith(".") and part not in (".", "..") for part in path.parts)
+
+
+def _static_prefix(pattern: str) -> Path:
+    """The folder part of a glob pattern before its first wildcard: ``a/b/**/*.png`` -> ``a/b``."""
+    parts = Path(pattern).parts
+    fixed = []
+    for part in parts[:-1]:
+        if GLOB_CHARACTERS.search(part):
+            break
+        fixed.append(part)
+    return Path(*fixed) if fixed else Path(".")
+
+
+def _relative_folder(path: Path, base: Path) -> Path:
+    try:
+        return path.parent.relative_to(base)
+    except ValueError:
+        return Path(".")
