@@ -19,11 +19,12 @@ from . import builtin_kernels, geometry
 from .errors import UsageError
 from .yaml_files import read_yaml
 
-__all__ = ["Kernel", "Operation", "KernelInfo", "resolve", "parse_spec", "load_yaml",
-           "list_kernels", "render_kernel", "library_folder", "COMBINE_RULES"]
+__all__ = ["Kernel", "Operation", "KernelInfo", "resolve", "parse_spec", "format_spec", "load_yaml",
+           "kernel_from_mapping", "list_kernels", "render_kernel", "library_folder", "COMBINE_RULES"]
 
 COMBINE_RULES = ("single", "magnitude", "max")
 RANK_TOLERANCE = 1e-9
+YAML_SUFFIXES = (".yaml", ".yml")
 YAML_KEYS = ("name", "description", "weights", "separable", "scale", "normalize", "bias",
              "stride", "padding", "dilation")
 
@@ -53,6 +54,10 @@ class Kernel:
         object.__setattr__(self, "weights", weights)
         if self.factors is not None:
             column, row = (np.array(f, dtype=np.float64).ravel() for f in self.factors)
+            if weights.ndim != 2 or not np.allclose(np.outer(column, row), weights,
+                                                    rtol=1e-9, atol=1e-12):
+                raise UsageError(f"{self.name}: separable factors ({column.size} x {row.size}) "
+                                 f"do not multiply out to the {weights.shape} weights")
             column.flags.writeable = row.flags.writeable = False
             object.__setattr__(self, "factors", (column, row))
 
@@ -125,48 +130,77 @@ class KernelInfo:
 # --- specs -----------------------------------------------------------------------------------
 
 def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
-    """``"gaussian:sigma=2,size=9"`` -> ``("gaussian", {"sigma": "2", "size": "9"})``."""
-    name, _, rest = spec.strip().partition(":")
+    """``"gaussian:sigma=2,size=9"`` -> ``("gaussian", {"sigma": "2", "size": "9"})``.
+
+    The name is lower-cased; a YAML path (``k.yaml`` or ``k.yaml:dilation=2``) keeps its case.
+    """
+    text = spec.strip()
+    if text.lower().endswith(YAML_SUFFIXES):
+        return text, {}
+    head, colon, rest = text.rpartition(":")
+    if not (colon and head.lower().endswith(YAML_SUFFIXES)):
+        head, _, rest = text.partition(":")
+        head = head.strip().lower()
+    if not head.strip():
+        raise UsageError(f"kernel {spec!r}: the name is missing (see convcli kernels list)")
+    return head.strip(), _parse_parameters(rest, spec)
+
+
+def _parse_parameters(text: str, spec: str) -> dict[str, str]:
     parameters: dict[str, str] = {}
-    for item in filter(None, (part.strip() for part in rest.split(","))):
-        key, equals, value = item.partition("=")
-        if not equals or not key.strip() or not value.strip():
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, equals, value = (part.strip() for part in item.partition("="))
+        if not equals or not key or not value:
             raise UsageError(f"kernel {spec!r}: parameters are key=value separated by commas; "
                              f"got {item!r}")
-        if key.strip() in parameters:
-            raise UsageError(f"kernel {spec!r}: {key.strip()} is given twice")
-        parameters[key.strip()] = value.strip()
-    if not name.strip():
-        raise UsageError(f"kernel {spec!r}: the name is missing (see convcli kernels list)")
-    return name.strip().lower(), parameters
+        if key in parameters:
+            raise UsageError(f"kernel {spec!r}: {key} is given twice")
+        parameters[key] = value
+    return parameters
+
+
+def format_spec(name: str, parameters: dict[str, object] | None = None) -> str:
+    """The inverse of ``parse_spec``: ``("box", {"size": 5})`` -> ``"box:size=5"``."""
+    items = ",".join(f"{key}={value}" for key, value in (parameters or {}).items())
+    return f"{name}:{items}" if items else name
 
 
 def resolve(spec: str) -> Operation:
     """The Operation a ``-k`` value names: a built-in, a library kernel, or a YAML file."""
     text = str(spec).strip()
-    if text.lower().endswith((".yaml", ".yml")) or (Path(text).is_file() and ":" not in text):
-        return load_yaml(Path(text))
     name, parameters = parse_spec(text)
     dilation = parameters.pop("dilation", None)
     if name in builtin_kernels.BUILTINS:
         operation = builtin_kernels.build(name, parameters, spec=text)
-    elif name in _library():
-        if parameters:
-            raise UsageError(f"kernel {name}: a library kernel takes only dilation=D; "
-                             f"got {', '.join(parameters)}")
-        operation = load_yaml(_library()[name])
-        operation = Operation(text, operation.kernels, operation.combine, operation.description)
     else:
-        known = sorted(builtin_kernels.BUILTINS) + sorted(_library())
-        close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
-        hint = f"; did you mean {' or '.join(close)}?" if close else ""
-        raise UsageError(f"unknown kernel {name!r}{hint} (convcli kernels list shows all)")
+        path, label = _yaml_source(name, text)
+        if parameters:
+            raise UsageError(f"{name}: a YAML kernel takes only dilation=D; got "
+                             f"{', '.join(parameters)}")
+        operation = load_yaml(path)
+        if label is not None:
+            operation = Operation(label, operation.kernels, operation.combine, operation.description)
     if dilation is not None:
         value = _dilation_value(name, dilation)
         operation = Operation(operation.name, tuple(k.with_defaults(dilation=value)
                                                     for k in operation.kernels),
                               operation.combine, operation.description)
     return operation
+
+
+def _yaml_source(name: str, text: str) -> tuple[Path, str | None]:
+    """(file, operation name or None for the file's own) for a non-built-in ``name``."""
+    if name.lower().endswith(YAML_SUFFIXES):
+        return Path(name), None
+    library = _library_path(name)
+    if library is not None:
+        return library, text
+    if Path(text).is_file():
+        return Path(text), None
+    known = list(builtin_kernels.BUILTINS) + list(_library())
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    raise UsageError(f"unknown kernel {name!r}{hint} (convcli kernels list shows all)")
 
 
 def _dilation_value(name: str, text: str) -> int:
@@ -191,7 +225,23 @@ def _library() -> dict[str, Path]:
     folder = library_folder()
     if folder is None:
         return {}
-    return {path.stem.lower(): path for path in sorted(folder.glob("*.y*ml"))}
+    return {path.stem.lower(): path for path in sorted(folder.iterdir())
+            if path.suffix.lower() in YAML_SUFFIXES}
+
+
+def _library_path(name: str) -> Path | None:
+    """The library file called ``name``: by its file stem, else by its ``name:`` field."""
+    files = _library()
+    if name in files:
+        return files[name]
+    for path in files.values():
+        try:
+            document = read_yaml(path, "kernel file")
+        except UsageError:
+            continue
+        if isinstance(document, dict) and str(document.get("name", "")).lower() == name:
+            return path
+    return None
 
 
 def load_yaml(path: Path) -> Operation:
@@ -257,15 +307,18 @@ def _padding(value, where: str):
 def _numeric_array(value, where: str, key: str) -> np.ndarray:
     if not isinstance(value, list) or not value:
         raise UsageError(f"{where}: {key} must be a non-empty list")
+    for item in _flatten(value):
+        if isinstance(item, bool) or not isinstance(item, numbers.Real):
+            raise UsageError(f"{where}: {key} must hold only numbers; got {item!r}")
     try:
         array = np.array(value, dtype=np.float64)
     except ValueError:
         raise UsageError(f"{where}: {key} must be a rectangular nesting of numbers "
-                         "(rows of equal length, no text)") from None
-    if array.dtype == object or any(isinstance(v, bool) for v in _flatten(value)):
-        raise UsageError(f"{where}: {key} must hold only numbers")
+                         "(every row the same length)") from None
+    if array.size == 0:
+        raise UsageError(f"{where}: {key} has no numbers in it")
     if not np.all(np.isfinite(array)):
-        raise UsageError(f"{where}: {key} must hold finite numbers")
+        raise UsageError(f"{where}: {key} must hold finite numbers (no .inf or .nan)")
     return array
 
 
@@ -278,9 +331,12 @@ def _flatten(value):
 
 
 def _scale(document: dict, weights: np.ndarray, where: str) -> float:
-    if "scale" in document and document.get("normalize"):
+    normalize = document.get("normalize", False)
+    if not isinstance(normalize, bool):
+        raise UsageError(f"{where}: normalize must be true or false; got {normalize!r}")
+    if "scale" in document and normalize:
         raise UsageError(f"{where}: give scale or normalize, not both")
-    if document.get("normalize"):
+    if normalize:
         total = weights.sum()
         if abs(total) < 1e-12 * max(1.0, np.abs(weights).sum()):
             raise UsageError(f"{where}: normalize: true divides by the sum, but the weights sum to 0 "
@@ -309,7 +365,7 @@ def _bias(bias, weights: np.ndarray, where: str):
 
 def list_kernels() -> list[KernelInfo]:
     """Every built-in kernel and operation, then the YAML library."""
-    infos = [KernelInfo(name, entry.size, entry.kind, entry.description)
+    infos = [KernelInfo(name, builtin_kernels.size_label(name), entry.kind, entry.description)
              for name, entry in builtin_kernels.BUILTINS.items()]
     for name, path in _library().items():
         try:

@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import functools
+import re
 from pathlib import Path
 
 from .errors import UsageError
 
 __all__ = ["read_yaml"]
+
+# YAML 1.2 floats such as 1e-3 (PyYAML follows YAML 1.1, which reads them as text).
+EXPONENT_FLOAT = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+
+
+@functools.lru_cache(maxsize=1)
+def _loader():
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        """SafeLoader that also reads 1e-3 as a number."""
+
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", EXPONENT_FLOAT, list("-+0123456789"))
+    return Loader
 
 
 def read_yaml(path: Path, what: str):
@@ -15,7 +31,7 @@ def read_yaml(path: Path, what: str):
     import yaml
 
     try:
-        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        return yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_loader())
     except FileNotFoundError:
         raise UsageError(f"{path}: no such {what}") from None
     except (OSError, UnicodeDecodeError) as error:

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from convcli.errors import UsageError
-from convcli.kernels import library_folder, list_kernels, load_yaml, parse_spec, render_kernel, resolve
+from convcli import kernels as kernels_module
+from convcli.kernels import (Kernel, format_spec, library_folder, list_kernels, load_yaml, parse_spec,
+                             render_kernel, resolve)
 
 
 def kernel(spec: str):
@@ -92,6 +94,19 @@ def test_compass_operators_are_eight_rotations():
     sobel_compass = resolve("compass:base=sobel")
     np.testing.assert_array_equal(sobel_compass.kernels[0].weights, -kernel("sobel-y").weights)
     np.testing.assert_array_equal(sobel_compass.kernels[6].weights, -kernel("sobel-x").weights)
+    np.testing.assert_array_equal(sobel_compass.kernels[1].weights, [[0, 1, 2], [-1, 0, 1], [-2, -1, 0]])
+
+
+@pytest.mark.parametrize("base", ["sobel", "prewitt", "scharr", "kirsch", "robinson"])
+def test_every_compass_base_gives_eight_distinct_rotations(base):
+    operation = resolve(f"compass:base={base}")
+    assert operation.combine == "max" and len(operation.kernels) == 8
+    assert len({k.weights.tobytes() for k in operation.kernels}) == 8
+    first = operation.kernels[0].weights
+    for k in operation.kernels:   # a rotation moves the ring, never the centre or the multiset
+        assert k.weights[1, 1] == first[1, 1]
+        assert sorted(k.weights.ravel()) == sorted(first.ravel())
+    np.testing.assert_array_equal(operation.kernels[4].weights, first[::-1, ::-1])
 
 
 def test_gradient_magnitude_operations():
@@ -110,6 +125,42 @@ def test_dilation_parameter_on_every_kind():
 def test_parse_spec():
     assert parse_spec(" Gaussian:sigma=2, size=9 ") == ("gaussian", {"sigma": "2", "size": "9"})
     assert parse_spec("sobel") == ("sobel", {})
+    assert parse_spec("My/K.yaml") == ("My/K.yaml", {})
+    assert parse_spec("My/K.yml:dilation=2") == ("My/K.yml", {"dilation": "2"})
+
+
+@pytest.mark.parametrize("spec", ["gaussian:sigma=1.5", "gaussian:sigma=2,size=9", "box", "sobel:dilation=2",
+                                  "motion:length=7,angle=30", "compass:base=kirsch", "unsharp"])
+def test_spec_round_trip(spec):
+    name, parameters = parse_spec(spec)
+    assert format_spec(name, parameters) == spec
+    operation = resolve(spec)
+    assert operation.name == spec
+    if len(operation.kernels) == 1:
+        assert operation.kernels[0].name == spec
+
+
+def test_weights_are_read_only_float64():
+    k = kernel("sobel-x")
+    assert k.weights.dtype == np.float64
+    with pytest.raises(ValueError):
+        k.weights[0, 0] = 9
+    with pytest.raises(ValueError):
+        k.factors[0][0] = 9
+
+
+def test_kernel_refuses_factors_that_do_not_match():
+    with pytest.raises(UsageError, match="do not multiply out"):
+        Kernel("bad", np.ones((3, 3)), factors=(np.ones(3), np.array([1.0, 2, 1])))
+
+
+def test_list_shows_default_sizes():
+    sizes = {info.name: info.size for info in list_kernels()}
+    assert sizes["gaussian"] == "7x7 at sigma=1"
+    assert sizes["sobel"] == "2 x 3x3" and sizes["kirsch"] == "8 x 3x3"
+    assert sizes["roberts-x"] == "2x2" and sizes["box"] == "3x3 at size=3"
+    kinds = {info.name: info.kind for info in list_kernels()}
+    assert (kinds["sobel-x"], kinds["sobel"], kinds["unsharp"]) == ("kernel", "operation", "library")
 
 
 @pytest.mark.parametrize("spec, phrases", [
@@ -118,7 +169,13 @@ def test_parse_spec():
     ("gaussian:sigma=0", ["sigma must be > 0", "got 0"]),
     ("gaussian:sigma=abc", ["sigma"]),
     ("gaussian:size=4", ["odd"]),
+    ("gaussian:sigma=-1", ["gaussian: sigma must be > 0; got -1"]),
     ("box:width=3", ["unknown parameter width", "valid: size, dilation"]),
+    ("sobel:size=5", ["sobel: unknown parameter size", "valid: dilation"]),
+    ("compass:base=frei", ["base must be one of sobel, prewitt, scharr, kirsch, robinson", "got frei"]),
+    ("motion:angle=nan", ["angle", "finite"]),
+    ("box:size=3,size=4", ["size is given twice"]),
+    (":size=3", ["name is missing"]),
     ("laplacian:neighbors=6", ["4 or 8"]),
     ("dog:sigma1=2,sigma2=1", ["sigma2 must be larger"]),
     ("box:size", ["key=value"]),
@@ -178,12 +235,23 @@ def test_yaml_forms(tmp_path):
 
 @pytest.mark.parametrize("text, phrases", [
     ("weights: [[1, 2], [3]]", ["rectangular"]),
-    ("weights: [[1, a]]", ["rectangular"]),
+    ("weights: [[1, a]]", ["only numbers", "'a'"]),
+    ("weights: [[1, '2']]", ["only numbers", "'2'"]),
+    ("weights: [[1, true]]", ["only numbers"]),
+    ("weights: [[]]", ["no numbers"]),
+    ("weights: []", ["non-empty"]),
+    ("weights: [[1, .inf]]", ["finite"]),
+    ("weights: [[1]]\nnormalize: 1", ["normalize must be true or false"]),
+    ("weights: [[1]]\nscale: 2\nnormalize: true", ["scale or normalize"]),
+    ("separable: {column: [1, 2]}", ["column", "row"]),
+    ("separable: {column: [[1], [2]], row: [1]}", ["flat lists"]),
+    ("", ["expected a mapping"]),
     ("weights: [1, 2, 3]", ["2-D matrix"]),
     ("weights: [[1]]\nshape: 3", ["unknown key(s) shape", "valid keys"]),
     ("weights: [[1, -1]]\nnormalize: true", ["sum to 0"]),
     ("weights: [[1]]\nseparable: {column: [1], row: [1]}", ["exactly one"]),
-    ("weights: [[1, 2]\n  bad: [", ["line"]),
+    ("weights: [[1, 2]\n  bad: [", [": line 2: invalid YAML"]),
+    ("name: x\nweights:\n  - [1, 2]\n  - [3, 4\nbias: 1\n", [": line 5: invalid YAML"]),
     ("weights: [[1]]\nstride: 0", ["stride", ">= 1"]),
     ("weights: [[1]]\npadding: lots", ["padding must be"]),
     ("weights: [[1, 2]]\nbias: [1, 2]", ["bias has 2 values"]),
@@ -199,14 +267,52 @@ def test_yaml_errors_name_the_file(tmp_path, text, phrases):
 
 
 def test_missing_yaml_file(tmp_path):
-    with pytest.raises(UsageError, match="no such kernel file"):
-        resolve(str(tmp_path / "nope.yaml"))
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(UsageError) as error:
+        resolve(str(missing))
+    assert str(error.value) == f"{missing}: no such kernel file"
+
+
+def test_yaml_path_with_dilation_and_file_defaults(tmp_path):
+    path = write(tmp_path, "name: wide\nweights: [[1, 2, 1]]\ndilation: 3\n")
+    assert kernel(str(path)).dilation == (3, 3)
+    assert kernel(f"{path}:dilation=2").dilation == 2
+    with pytest.raises(UsageError, match="only dilation"):
+        resolve(f"{path}:scale=2")
+
+
+def test_an_existing_file_does_not_shadow_a_builtin(tmp_path, monkeypatch):
+    (tmp_path / "box").write_text("weights: [[7]]\n")
+    (tmp_path / "mine").write_text("weights: [[7]]\n")
+    monkeypatch.chdir(tmp_path)
+    assert kernel("box").size == (3, 3)
+    assert kernel("mine").weights[0, 0] == 7
+
+
+def test_library_finds_a_file_by_its_name_field(tmp_path, monkeypatch):
+    (tmp_path / "file-stem.yaml").write_text("name: Pretty-Name\nweights: [[2]]\n")
+    (tmp_path / "broken.yaml").write_text("weights: [[1, 2]\n")
+    monkeypatch.setattr(kernels_module, "library_folder", lambda: tmp_path)
+    assert kernel("file-stem").weights[0, 0] == 2
+    assert kernel("pretty-name:dilation=2").dilation == 2
+    with pytest.raises(UsageError, match="did you mean file-stem"):
+        resolve("file-stm")
 
 
 def test_render_kernel_shows_matrix_sum_and_separability():
     text = render_kernel(resolve("sobel-x"))
-    assert "separable: yes" in text and "sum 0" in text
-    assert text.splitlines()[2].split() == ["-1", "0", "1"]
+    assert text.splitlines()[0].startswith("sobel-x (3x3): sum 0, separable: yes")
+    assert [line.split() for line in text.splitlines()[2:5]] == [["-1", "0", "1"], ["-2", "0", "2"],
+                                                                ["-1", "0", "1"]]
+    assert render_kernel(resolve("box")).splitlines()[2].split() == ["0.1111"] * 3
+    assert "sum 1," in render_kernel(resolve("gaussian"))
     assert "separable: no" in render_kernel(resolve("laplacian"))
     assert "[out 0, in 2]" in render_kernel(resolve("luma"))
     assert "8 kernels" in render_kernel(resolve("kirsch"))
+
+
+def test_yaml_reads_exponent_numbers(tmp_path):
+    """PyYAML (YAML 1.1) reads 1e-3 as text; kernel files accept it as a number."""
+    path = tmp_path / "tiny.yaml"
+    path.write_text("weights: [[1e-3, -2E+2, 3.5e0]]\n")
+    np.testing.assert_array_equal(resolve(str(path)).kernels[0].weights, [[1e-3, -200, 3.5]])
