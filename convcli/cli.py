@@ -237,6 +237,36 @@ def explain(
     print(json.dumps(result.as_dict()) if as_json else explaining.render_text(result))
 
 
+@app.command()
+def bench(
+    case: Annotated[Optional[list[str]], typer.Option(
+        help="A case to run (repeatable); default: all. Cases: batch.", show_default=False)] = None,
+    repeat: Annotated[int, typer.Option(help="Timed runs per measurement (median).")] = 5,
+    json_file: Annotated[Optional[Path], typer.Option(
+        "--json", help="Also write the results as JSON here.", show_default=False)] = None,
+) -> None:
+    """Time convcli against OpenCV, scipy, torch and a shell loop, in one run (medians, ratios)."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from .bench import as_json, machine_summary, run_cases
+
+    if repeat < 1:
+        raise UsageError(f"--repeat must be >= 1; got {repeat}")
+    results = run_cases(case or [], repeat)
+    table = Table(title=f"convcli bench: {machine_summary()}", title_justify="left")
+    for column in ("case", "tool", "median", "convcli / tool", "note"):
+        table.add_column(column, overflow="fold")
+    for r in results:
+        table.add_row(r.case, r.tool, f"{r.ms:.2f} {r.unit}",
+                      "" if r.ratio is None else f"{r.ratio:.2f}x", r.note)
+    Console().print(table)
+    if json_file is not None:
+        json_file.write_text(json.dumps(as_json(results), indent=2) + "\n", encoding="utf-8")
+
+
 @kernels_app.command("list")
 def kernels_list() -> None:
     """List every kernel: built-ins, operations and the YAML library."""

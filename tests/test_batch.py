@@ -214,6 +214,16 @@ def _workers(pid: int) -> list[int]:
     return []
 
 
+def _wait_for_two_workers(process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 120
+    while len(_workers(process.pid)) < 2 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if len(_workers(process.pid)) < 2:
+        process.kill()
+        _, stderr = process.communicate()
+        pytest.fail(f"convcli did not start two workers: {stderr.decode()}")
+
+
 @pytest.fixture
 def slow_inputs(tmp_path, rng) -> Path:
     """Three images that each take seconds: 2000x2000 gray under a dense 41x41 kernel."""
@@ -232,9 +242,7 @@ def test_a_killed_worker_fails_only_its_file_and_leaves_nothing_half_written(tmp
     process = subprocess.Popen(
         [sys.executable, "-m", "convcli", "apply", slow_inputs, "-k", tmp_path / "dense.yaml", "-o", out,
          "-j", "2", "--report", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    deadline = time.monotonic() + 120
-    while len(_workers(process.pid)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    _wait_for_two_workers(process)
     time.sleep(1.5)                                  # both workers are inside their first image
     victim = _workers(process.pid)[0]
     os.kill(victim, signal.SIGKILL)
@@ -253,9 +261,7 @@ def test_a_signal_stops_the_batch_cleanly_with_exit_130(tmp_path, slow_inputs, s
     process = subprocess.Popen(
         [sys.executable, "-m", "convcli", "apply", slow_inputs, "-k", tmp_path / "dense.yaml", "-o", out,
          "-j", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while len(_workers(process.pid)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    _wait_for_two_workers(process)
     time.sleep(1.0)
     os.killpg(process.pid, stop) if stop == signal.SIGINT else process.send_signal(stop)
     _, stderr = process.communicate(timeout=120)
