@@ -60,7 +60,9 @@ def _context():
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     if "forkserver" in methods:
-        context.set_forkserver_preload(["convcli.pipeline"])
+        # Import (never run) the compiled modules too: no Numba threads start before the fork.
+        context.set_forkserver_preload(["convcli.pipeline", "convcli.engine._direct",
+                                        "convcli.engine._separable"])
     return context
 
 

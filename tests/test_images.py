@@ -132,7 +132,7 @@ def test_png_round_trip(tmp_path, rng, channels, alpha, bit_depth):
 
 
 def _read_png16(path) -> np.ndarray:
-    """Decode our own (filter 0, one IDAT) 16-bit PNGs, as an independent check; OpenCV agrees."""
+    """Decode our own (Up-filtered, one IDAT) 16-bit PNGs, as an independent check."""
     import struct
     import zlib
 
@@ -143,9 +143,18 @@ def _read_png16(path) -> np.ndarray:
     start = data.index(b"IDAT") + 4
     length = struct.unpack(">I", data[start - 8:start - 4])[0]
     rows = np.frombuffer(zlib.decompress(data[start:start + length]), np.uint8).reshape(height, -1)
-    assert not rows[:, 0].any()
-    pixels = rows[:, 1:].copy().view(">u2").reshape(height, width, channels)
+    assert (rows[:, 0] == 2).all()                     # the Up filter on every row
+    unfiltered = np.cumsum(rows[:, 1:], axis=0, dtype=np.uint64) % 256
+    pixels = unfiltered.astype(np.uint8).view(">u2").reshape(height, width, channels)
     return np.moveaxis(pixels.astype(np.int64), -1, 0)
+
+
+def test_png_written_by_convcli_reads_back_in_opencv(tmp_path, rng):
+    cv2 = pytest.importorskip("cv2")
+    levels = rng.integers(0, 65536, (3, 9, 7))
+    save_image(tmp_path / "c.png", (levels / 65535).astype(np.float32), fmt="png", bit_depth=16)
+    decoded = cv2.imread(str(tmp_path / "c.png"), cv2.IMREAD_UNCHANGED)[..., ::-1]
+    np.testing.assert_array_equal(np.moveaxis(decoded, -1, 0), levels)
 
 
 def test_sixteen_bit_colour_png_opens_in_pillow(tmp_path, rng):
