@@ -4,9 +4,9 @@ Importing this package does not import Numba; the compiled paths (``_direct``,
 ``_separable``) load on the first convolution.
 """
 
-from .api import ENGINE_PATHS, PADDING_MODES, conv2d, convolve, pad_input, rank_one_factors
+from .api import ENGINE_PATHS, PADDING_MODES, conv2d, convolve, border_map, rank_one_factors
 
-__all__ = ["conv2d", "convolve", "pad_input", "rank_one_factors", "set_threads", "ENGINE_PATHS",
+__all__ = ["conv2d", "convolve", "border_map", "rank_one_factors", "set_threads", "ENGINE_PATHS",
            "PADDING_MODES"]
 
 

@@ -1,22 +1,30 @@
 """The one place that imports Numba and fixes how convcli's kernels are compiled.
 
-Every compiled function uses ``jit`` from here, so the options (parallel, on-disk
-cache, fastmath off for reproducible rounding) are set once. Numba caches next to
-the source in ``__pycache__``; when the package folder is read-only (a system-wide
-install) it falls back to a per-user cache folder, and ``NUMBA_CACHE_DIR`` overrides
-both. ``cache_locations()`` reports where the cache will go, for tests and --debug.
+Every compiled function uses ``jit`` from here, so the options are set once: parallel,
+on-disk cache, no GIL, and of fast-math only ``contract`` (fused multiply-add; no
+reassociation, so sums keep their order and NaNs propagate). Numba caches next to the
+source in ``__pycache__``; when the package folder is read-only (a system-wide install)
+it falls back to a per-user cache folder, and ``NUMBA_CACHE_DIR`` overrides both.
 """
 
 from __future__ import annotations
 
 import numba
 
-JIT_OPTIONS = {"nopython": True, "parallel": True, "cache": True, "fastmath": False, "nogil": True}
+JIT_OPTIONS = {"nopython": True, "parallel": True, "cache": True, "nogil": True,
+               "fastmath": {"contract"}}
+HELPER_OPTIONS = {"nopython": True, "cache": True, "nogil": True, "fastmath": {"contract"},
+                  "inline": "always"}
 
 
 def jit(function):
-    """Compile ``function`` with convcli's standard options."""
+    """Compile ``function`` with convcli's standard options (a parallel entry point)."""
     return numba.jit(**JIT_OPTIONS)(function)
+
+
+def jit_inline(function):
+    """A helper compiled into its callers (no parallel loop of its own)."""
+    return numba.jit(**HELPER_OPTIONS)(function)
 
 
 prange = numba.prange

@@ -13,7 +13,7 @@ import numpy as np
 from .. import geometry
 from ..errors import UsageError
 
-__all__ = ["conv2d", "convolve", "pad_input", "rank_one_factors", "ENGINE_PATHS", "PADDING_MODES"]
+__all__ = ["conv2d", "convolve", "border_map", "rank_one_factors", "ENGINE_PATHS", "PADDING_MODES"]
 
 ENGINE_PATHS = ("direct", "separable")
 ENGINE_CHOICES = ("auto",) + ENGINE_PATHS
@@ -68,33 +68,39 @@ def convolve(x, weight, bias=None, *, stride=(1, 1), padding=geometry.Padding(0,
     out_hw = geometry.conv_output_hw(x.shape[2:], weight.shape[2:], padding, stride_hw=stride,
                                      dilation_hw=dilation)
     out = np.empty((x.shape[0], weight.shape[0]) + out_hw, dtype=np.float32)
-    padded = pad_input(x, padding, padding_mode)
+    row_map = border_map(x.shape[2], padding.rows, padding_mode)
+    col_map = border_map(x.shape[3], padding.cols, padding_mode)
+    geometry_args = (row_map, col_map, padding.left, stride[0], stride[1], dilation[0], dilation[1])
     path = _choose_path(weight, groups, factors, engine)
     if path == "separable":
         from ._separable import separable_conv
 
         column, row = (_as_float32(f, "factors") for f in factors) if factors is not None \
             else rank_one_factors(weight)
-        separable_conv(padded, np.ascontiguousarray(column.reshape(weight.shape[0], -1)),
+        separable_conv(x, np.ascontiguousarray(column.reshape(weight.shape[0], -1)),
                        np.ascontiguousarray(row.reshape(weight.shape[0], -1)), bias,
-                       stride[0], stride[1], dilation[0], dilation[1], out)
+                       *geometry_args, out)
     else:
         from ._direct import direct_conv
 
-        direct_conv(padded, weight, bias, stride[0], stride[1], dilation[0], dilation[1],
-                    groups, out)
+        direct_conv(x, weight, bias, *geometry_args, groups, out)
     return out, path
 
 
-def pad_input(x: np.ndarray, padding: geometry.Padding, mode: str) -> np.ndarray:
-    """``x`` (N, C, H, W) with ``padding`` added around H and W in border ``mode``."""
+def border_map(size: int, pads: tuple[int, int], mode: str) -> np.ndarray:
+    """For each position of the padded axis, the input index it reads (-1: a zero).
+
+    The same rule as ``numpy.pad`` in ``mode``, applied to the indices instead of the
+    pixels, so the engine never copies the image to pad it.
+    """
     if mode not in PADDING_MODES:
         raise UsageError(f"padding_mode must be one of {', '.join(PADDING_MODES)}; got {mode!r}")
-    if padding == geometry.Padding(0, 0, 0, 0):
-        return np.ascontiguousarray(x)
-    if mode != "zeros" and 0 in x.shape[2:]:
-        raise UsageError(f"padding_mode {mode!r} needs a non-empty input; got shape {x.shape}")
-    return np.pad(x, ((0, 0), (0, 0), padding.rows, padding.cols), mode=PADDING_MODES[mode])
+    indices = np.arange(size, dtype=np.int64)
+    if mode == "zeros":
+        return np.pad(indices, pads, mode="constant", constant_values=-1)
+    if size == 0:
+        raise UsageError(f"padding_mode {mode!r} needs a non-empty input")
+    return np.pad(indices, pads, mode=PADDING_MODES[mode])
 
 
 def rank_one_factors(weight: np.ndarray, tolerance: float = RANK_ONE_TOLERANCE):
