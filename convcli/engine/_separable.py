@@ -2,16 +2,16 @@
 
 A kH x kW kernel that is ``outer(column, row)`` costs kH + kW multiply-adds per pixel
 instead of kH * kW. Each parallel iteration makes one output row: the column pass sums
-kH input rows into a row buffer of the input's width, the row pass runs over that buffer
-exactly as the direct path runs over an input row (borders through the same index maps).
+kH input rows straight into the middle of a padded row buffer, the borders are filled
+through ``col_map``, and the row pass runs over that buffer as the direct path does.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ._direct import accumulate_taps
 from ._numba_config import jit, prange
+from ._rows import accumulate_row
 
 
 @jit
@@ -31,15 +31,18 @@ def separable_conv(x, column, row, bias, row_map, col_map, pad_left, stride_h, s
         co = (task // out_h) % out_channels
         oy = task % out_h
         ci = co // per_input
-        summed = np.zeros(width, dtype=np.float32)
+        padded = np.zeros(col_map.shape[0], dtype=np.float32)
+        summed = padded[pad_left:pad_left + width]
         for ky in range(kernel_h):
             source_row = row_map[oy * stride_h + ky * dilation_h]
-            if source_row < 0:
-                continue
-            tap = column[co, ky]
-            source = x[n, ci, source_row]
-            for i in range(width):
-                summed[i] += tap * source[i]
+            if source_row >= 0:
+                tap = column[co, ky]
+                source = x[n, ci, source_row]
+                for i in range(width):
+                    summed[i] += tap * source[i]
+        for j in range(col_map.shape[0]):
+            if j < pad_left or j >= pad_left + width:
+                padded[j] = summed[col_map[j]] if col_map[j] >= 0 else 0.0
         destination = out[n, co, oy]
         destination[:] = bias[co]
-        accumulate_taps(destination, summed, row[co], col_map, pad_left, stride_w, dilation_w)
+        accumulate_row(destination, padded, row[co], stride_w, dilation_w)
