@@ -35,7 +35,7 @@ class Measurement:
     note: str = ""
 
 
-def median_ms(function: Callable[[], object], repeat: int, warmup: int = 1) -> float:
+def median_ms(function: Callable[[], object], repeat: int, warmup: int = 2) -> float:
     """Median wall time of ``function()`` in milliseconds, after ``warmup`` untimed calls."""
     for _ in range(warmup):
         function()
@@ -104,7 +104,259 @@ def _test_photo(size: tuple[int, int]):
             + 128).astype(np.uint8)
 
 
+# --- engine cases: the same float32 arrays through convcli and each reference -------------
+
+def _optional(module: str):
+    try:
+        return __import__(module)
+    except ImportError:
+        return None
+
+
+def _compare(case: str, repeat: int, convcli_call: Callable, references: dict[str, Callable],
+             floor_bytes: int | None = None) -> list[Measurement]:
+    """Time convcli and every available reference on the same inputs; ratios convcli / other."""
+    import numpy as np
+
+    ours = median_ms(convcli_call, repeat)
+    rows = [Measurement(case, "convcli", ours)]
+    for tool, call in references.items():
+        if not call:            # the library is not installed, or the case is too slow for it
+            continue
+        theirs = median_ms(call, repeat)
+        rows.append(Measurement(case, tool, theirs, ratio=ours / theirs))
+    if floor_bytes:
+        block = np.ones(floor_bytes // 4, np.float32)
+        floor = median_ms(lambda: block.copy(), repeat)
+        rows.append(Measurement(case, "memory copy (floor)", floor, ratio=ours / floor,
+                                note="a copy of the input's bytes"))
+    return rows
+
+
+def _torch():
+    torch = _optional("torch")
+    if torch is not None:
+        torch.set_num_threads(_cores())
+    return torch
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def dense_case(size: int, repeat: int) -> list[Measurement]:
+    """One channel 4096x4096, a dense size x size kernel, reflect borders (same output size)."""
+    import numpy as np
+
+    from .engine import conv2d
+
+    rng = np.random.default_rng(size)
+    image = rng.random((4096, 4096), dtype=np.float32)
+    kernel = rng.random((size, size), dtype=np.float32)
+    cv2, ndimage, torch = _optional("cv2"), _scipy_ndimage(), _torch()
+    weight = kernel[None, None]
+    references = {
+        "cv2.filter2D": cv2 and (lambda: cv2.filter2D(image, -1, kernel,
+                                                      borderType=cv2.BORDER_REFLECT_101)),
+        "scipy.ndimage.correlate": ndimage and size <= 15 and (
+            lambda: ndimage.correlate(image, kernel, mode="mirror")),
+        "torch conv2d (zero border)": torch and (lambda: torch.nn.functional.conv2d(
+            torch.from_numpy(image[None, None]), torch.from_numpy(weight), padding=size // 2)),
+    }
+    return _compare(f"{size}x{size} dense, 1x4096x4096", repeat,
+                    lambda: conv2d(image[None], weight, padding="same", padding_mode="reflect"),
+                    references, floor_bytes=image.nbytes if size == 3 else None)
+
+
+def _scipy_ndimage():
+    scipy = _optional("scipy.ndimage")
+    return None if scipy is None else __import__("scipy.ndimage", fromlist=["ndimage"])
+
+
+def separable_case(repeat: int) -> list[Measurement]:
+    """Gaussian sigma=5 (31 taps) on 1x4096x4096: two 1-D passes."""
+    import numpy as np
+
+    from .builtin_kernels import gaussian_taps
+    from .engine import convolve
+    from .geometry import Padding
+
+    image = np.random.default_rng(5).random((1, 1, 4096, 4096), dtype=np.float32)
+    taps = gaussian_taps(5.0).astype(np.float32)
+    weight = np.outer(taps, taps)[None, None].astype(np.float32)
+    pad = taps.size // 2
+    cv2, ndimage = _optional("cv2"), _scipy_ndimage()
+    references = {
+        "cv2.sepFilter2D": cv2 and (lambda: cv2.sepFilter2D(image[0, 0], -1, taps, taps,
+                                                            borderType=cv2.BORDER_REFLECT_101)),
+        "scipy.ndimage.correlate1d x2": ndimage and (lambda: ndimage.correlate1d(
+            ndimage.correlate1d(image[0, 0], taps, axis=0, mode="mirror"), taps, axis=1,
+            mode="mirror")),
+    }
+    return _compare("Gaussian sigma=5 (31 taps, separable), 1x4096x4096", repeat,
+                    lambda: convolve(image, weight, padding=Padding(pad, pad, pad, pad),
+                                     padding_mode="reflect", factors=(taps[None], taps[None])),
+                    references)
+
+
+def dilated_case(repeat: int) -> list[Measurement]:
+    """3x3 with dilation 4 on 1x4096x4096 (references get the zero-stuffed 9x9 kernel)."""
+    import numpy as np
+
+    from .engine import conv2d
+
+    rng = np.random.default_rng(4)
+    image = rng.random((4096, 4096), dtype=np.float32)
+    kernel = rng.random((3, 3), dtype=np.float32)
+    stuffed = np.zeros((9, 9), np.float32)
+    stuffed[::4, ::4] = kernel
+    cv2, torch = _optional("cv2"), _torch()
+    references = {
+        "cv2.filter2D (9x9 zero-stuffed)": cv2 and (lambda: cv2.filter2D(
+            image, -1, stuffed, borderType=cv2.BORDER_REFLECT_101)),
+        "torch conv2d dilation=4": torch and (lambda: torch.nn.functional.conv2d(
+            torch.from_numpy(image[None, None]), torch.from_numpy(kernel[None, None]),
+            padding=4, dilation=4)),
+    }
+    return _compare("3x3 dilation 4, 1x4096x4096", repeat,
+                    lambda: conv2d(image[None], kernel[None, None], padding="same", dilation=4,
+                                   padding_mode="reflect"), references)
+
+
+def depthwise_case(repeat: int) -> list[Measurement]:
+    """RGB 2048x2048, one 3x3 kernel on each channel (groups = 3)."""
+    import numpy as np
+
+    from .engine import conv2d
+
+    rng = np.random.default_rng(3)
+    image = rng.random((3, 2048, 2048), dtype=np.float32)
+    kernel = rng.random((3, 3), dtype=np.float32)
+    interleaved = np.ascontiguousarray(image.transpose(1, 2, 0))
+    weight = np.repeat(kernel[None, None], 3, axis=0)
+    cv2, torch = _optional("cv2"), _torch()
+    references = {
+        "cv2.filter2D (HxWx3)": cv2 and (lambda: cv2.filter2D(
+            interleaved, -1, kernel, borderType=cv2.BORDER_REFLECT_101)),
+        "torch conv2d groups=3": torch and (lambda: torch.nn.functional.conv2d(
+            torch.from_numpy(image[None]), torch.from_numpy(weight), padding=1, groups=3)),
+    }
+    return _compare("3x3 depthwise, 3x2048x2048", repeat,
+                    lambda: conv2d(image, weight, padding="same", groups=3, padding_mode="reflect"),
+                    references)
+
+
+def channels_case(repeat: int) -> list[Measurement]:
+    """3 -> 16 channels, 3x3, on 2048x2048 (a first CNN layer)."""
+    import numpy as np
+
+    from .engine import conv2d
+
+    rng = np.random.default_rng(16)
+    image = rng.random((3, 2048, 2048), dtype=np.float32)
+    weight = rng.standard_normal((16, 3, 3, 3)).astype(np.float32)
+    torch = _torch()
+    references = {
+        "torch conv2d": torch and (lambda: torch.nn.functional.conv2d(
+            torch.from_numpy(image[None]), torch.from_numpy(weight), padding=1)),
+    }
+    return _compare("3 -> 16 channels 3x3, 3x2048x2048", repeat,
+                    lambda: conv2d(image, weight, padding=1), references)
+
+
+def stride_case(repeat: int) -> list[Measurement]:
+    """3x3 with stride 2 on 1x4096x4096 (OpenCV filters every pixel, then subsamples)."""
+    import numpy as np
+
+    from .engine import conv2d
+
+    rng = np.random.default_rng(2)
+    image = rng.random((4096, 4096), dtype=np.float32)
+    kernel = rng.random((3, 3), dtype=np.float32)
+    cv2, torch = _optional("cv2"), _torch()
+    references = {
+        "cv2.filter2D then [::2, ::2]": cv2 and (lambda: np.ascontiguousarray(cv2.filter2D(
+            image, -1, kernel, borderType=cv2.BORDER_CONSTANT)[::2, ::2])),
+        "torch conv2d stride=2": torch and (lambda: torch.nn.functional.conv2d(
+            torch.from_numpy(image[None, None]), torch.from_numpy(kernel[None, None]),
+            padding=1, stride=2)),
+    }
+    return _compare("3x3 stride 2, 1x4096x4096", repeat,
+                    lambda: conv2d(image[None], kernel[None, None], padding=1, stride=2),
+                    references)
+
+
+# --- end to end: the command as a user runs it ----------------------------------------------
+
+def _wall_ms(arguments: list[str], repeat: int, env: dict | None = None) -> float:
+    return median_ms(lambda: _run_quietly_env(arguments, env), repeat, warmup=1)
+
+
+def _run_quietly_env(arguments: list[str], env: dict | None) -> subprocess.CompletedProcess:
+    result = subprocess.run(arguments, capture_output=True, text=True, env=env)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(arguments)} failed: {result.stderr.strip()}")
+    return result
+
+
+def end_to_end_case(repeat: int) -> list[Measurement]:
+    """`convcli --help`; apply on a 512x512 PNG (warm cache); apply on a 4096x4096 RGB PNG
+    (Sobel) with its load/convolve/write split and peak memory; a first run, empty cache."""
+    import json
+
+    from PIL import Image
+
+    rows = [Measurement("end to end", "convcli --help", _wall_ms(_convcli_command() + ["--help"],
+                                                                 repeat), note="whole process")]
+    with tempfile.TemporaryDirectory(prefix="convcli-bench-") as folder:
+        folder = Path(folder)
+        small, large = folder / "small.png", folder / "large.png"
+        Image.fromarray(_test_photo((512, 512))).save(small)
+        Image.fromarray(_test_photo((4096, 4096))).save(large, compress_level=1)
+        apply = _convcli_command() + ["apply", "-k", "sobel", "-o", str(folder / "out"),
+                                      "--overwrite", "--report", "json"]
+        rows.append(Measurement("end to end", "apply 512x512 RGB PNG, Sobel (warm cache)",
+                                _wall_ms(apply + [str(small)], repeat), note="whole process"))
+        timings = []
+        for _ in range(max(1, repeat // 2)):
+            started = time.perf_counter()
+            result = _run_quietly_env(apply + [str(large)], None)
+            wall = (time.perf_counter() - started) * 1e3
+            timings.append((wall, json.loads(result.stdout)["timings_ms"]))
+        wall, split = sorted(timings, key=lambda item: item[0])[len(timings) // 2]
+        rows.append(Measurement("end to end", "apply 4096x4096 RGB PNG, Sobel", wall,
+                                note="load {load:.0f} + convolve {convolve:.0f} + write {write:.0f} "
+                                     "ms; the rest is start-up".format(**split)))
+        peak_mb = _peak_rss_mb(apply + [str(large)])
+        image_mb = 4096 * 4096 * 3 * 4 / 2**20
+        rows.append(Measurement("end to end", "peak memory, 4096x4096 RGB apply", peak_mb, "MB",
+                                peak_mb / image_mb, "ratio: peak / float32 image size"))
+        cold_env = {**os.environ, "NUMBA_CACHE_DIR": str(folder / "empty-cache")}
+        started = time.perf_counter()
+        _run_quietly_env(apply + [str(small)], cold_env)
+        rows.append(Measurement("end to end", "first run, empty JIT cache (512x512 Sobel)",
+                                (time.perf_counter() - started) * 1e3, note="compiles the engine"))
+    return rows
+
+
+def _peak_rss_mb(arguments: list[str]) -> float:
+    """Peak resident memory of a child process (measured by a fresh parent, so no older child
+    can be the maximum)."""
+    probe = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], capture_output=True, "
+             "check=True); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    result = subprocess.run([sys.executable, "-c", probe, *arguments], capture_output=True,
+                            text=True, check=True)
+    return int(result.stdout) / 1024  # Linux reports KiB
+
+
 CASES: dict[str, Callable[[int], list[Measurement]]] = {
+    **{f"dense{k}": (lambda repeat, k=k: dense_case(k, repeat)) for k in (3, 5, 7, 15, 31)},
+    "separable": separable_case,
+    "dilated": dilated_case,
+    "depthwise": depthwise_case,
+    "channels": channels_case,
+    "stride": stride_case,
+    "end-to-end": end_to_end_case,
     "batch": batch_case,
 }
 

@@ -240,7 +240,9 @@ def explain(
 @app.command()
 def bench(
     case: Annotated[Optional[list[str]], typer.Option(
-        help="A case to run (repeatable); default: all. Cases: batch.", show_default=False)] = None,
+        help="A case to run (repeatable); default: all. Cases: dense3, dense5, dense7, dense15, "
+             "dense31, separable, dilated, depthwise, channels, stride, end-to-end, batch.",
+        show_default=False)] = None,
     repeat: Annotated[int, typer.Option(help="Timed runs per measurement (median).")] = 5,
     json_file: Annotated[Optional[Path], typer.Option(
         "--json", help="Also write the results as JSON here.", show_default=False)] = None,
@@ -256,13 +258,20 @@ def bench(
     if repeat < 1:
         raise UsageError(f"--repeat must be >= 1; got {repeat}")
     results = run_cases(case or [], repeat)
-    table = Table(title=f"convcli bench: {machine_summary()}", title_justify="left")
-    for column in ("case", "tool", "median", "convcli / tool", "note"):
-        table.add_column(column, overflow="fold")
+    table = Table(title=f"convcli bench: {machine_summary()}; medians of {repeat}",
+                  title_justify="left")
+    for column, justify in (("tool", "left"), ("median", "right"), ("convcli / tool", "right"),
+                            ("note", "left")):
+        table.add_column(column, justify=justify, overflow="fold")
+    case_seen = None
     for r in results:
-        table.add_row(r.case, r.tool, f"{r.ms:.2f} {r.unit}",
+        if r.case != case_seen:
+            table.add_section()
+            table.add_row(f"[bold]{r.case}[/bold]")
+            case_seen = r.case
+        table.add_row(f"  {r.tool}", f"{r.ms:.2f} {r.unit}",
                       "" if r.ratio is None else f"{r.ratio:.2f}x", r.note)
-    Console().print(table)
+    Console(width=max(Console().width, 110)).print(table)
     if json_file is not None:
         json_file.write_text(json.dumps(as_json(results), indent=2) + "\n", encoding="utf-8")
 

@@ -145,8 +145,7 @@ def _to_arrays(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None, int]:
     """(colour (C, H, W) float32, alpha (H, W) or None, bit depth) scaled to [0, 1]."""
     mode = image.mode
     if mode in SIXTEEN_BIT_MODES:
-        values = np.asarray(image, dtype=np.float32)
-        return values[np.newaxis] / 65535.0, None, 16
+        return _planes_over(np.asarray(image), 65535.0), None, 16
     if mode == "F":
         return np.asarray(image, dtype=np.float32)[np.newaxis], None, 32
     if mode == "P":
@@ -157,40 +156,55 @@ def _to_arrays(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None, int]:
         image = image.convert("RGBA")
     elif mode not in ("LA", "RGB", "RGBA"):
         image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
-    values = np.asarray(image, dtype=np.float32) / 255.0
-    if values.ndim == 2:
-        return values[np.newaxis], None, 8
-    channels = np.moveaxis(values, -1, 0)
+    channels = _planes_over(np.asarray(image), 255.0)
     if image.mode in ("LA", "RGBA"):
-        return channels[:-1], np.ascontiguousarray(channels[-1]), 8
+        return channels[:-1], channels[-1], 8
     return channels, None, 8
+
+
+def _planes_over(values: np.ndarray, scale: float) -> np.ndarray:
+    """Interleaved (H, W[, C]) integers -> planar (C, H, W) float32 divided by ``scale``,
+    one plane at a time (no full-size float temporary: peak memory is the result)."""
+    if values.ndim == 2:
+        values = values[:, :, np.newaxis]
+    planes = np.empty((values.shape[2],) + values.shape[:2], dtype=np.float32)
+    for index in range(values.shape[2]):
+        np.divide(values[:, :, index], np.float32(scale), out=planes[index], casting="unsafe")
+    return planes
 
 
 # --- value mapping ---------------------------------------------------------------------------
 
-def map_to_unit(maps: np.ndarray, normalize: str) -> np.ndarray:
+def map_to_unit(maps: np.ndarray, normalize: str,
+                value_range: tuple[float, float] | None = None) -> np.ndarray:
     """Float responses -> [0, 1] for display.
 
     clip: as they are, clipped; abs: magnitude, clipped (edge strength); minmax: the whole
     array stretched to [0, 1] (a constant array gives 0); offset: + 0.5, clipped, so negative
-    responses stay visible as darker than mid-grey.
+    responses stay visible as darker than mid-grey. ``value_range`` gives minmax the
+    (min, max) of a larger whole when ``maps`` is one part of it.
     """
     if normalize not in NORMALIZE_MODES:
         raise UsageError(f"--normalize must be one of {', '.join(NORMALIZE_MODES)}; got {normalize!r}")
-    maps = np.nan_to_num(np.asarray(maps, np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+    maps = np.array(maps, dtype=np.float32)        # one copy; every step below is in place
+    np.nan_to_num(maps, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
     if normalize == "abs":
-        maps = np.abs(maps)
+        np.abs(maps, out=maps)
     elif normalize == "offset":
-        maps = maps + np.float32(0.5)
+        maps += np.float32(0.5)
     elif normalize == "minmax":
-        low, high = (float(maps.min()), float(maps.max())) if maps.size else (0.0, 0.0)
-        maps = (maps - low) / (high - low) if high > low else np.zeros_like(maps)
-    return np.clip(maps, 0.0, 1.0)
+        low, high = value_range or ((float(maps.min()), float(maps.max())) if maps.size
+                                    else (0.0, 0.0))
+        maps -= np.float32(low)
+        maps *= np.float32(1.0 / (high - low)) if high > low else np.float32(0.0)
+    return np.clip(maps, 0.0, 1.0, out=maps)
 
 
 def _quantize(unit: np.ndarray, bit_depth: int) -> np.ndarray:
-    top = 255 if bit_depth == 8 else 65535
-    return np.rint(unit * top).astype(np.uint8 if bit_depth == 8 else np.uint16)
+    """[0, 1] floats -> the nearest integer level; scales ``unit`` in place (it is a copy)."""
+    unit *= np.float32(255 if bit_depth == 8 else 65535)
+    np.rint(unit, out=unit)
+    return unit.astype(np.uint8 if bit_depth == 8 else np.uint16)
 
 
 # --- writing ---------------------------------------------------------------------------------
@@ -227,10 +241,18 @@ def _png_pixels(maps: np.ndarray, alpha: np.ndarray | None, bit_depth: int,
                          "use --format tiff or npy")
     if bit_depth not in (8, 16):
         raise UsageError(f"--bit-depth must be 8 or 16; got {bit_depth}")
-    planes = list(_quantize(map_to_unit(maps, normalize), bit_depth))
+    value_range = None
+    if normalize == "minmax" and maps.size:
+        finite = np.nan_to_num(maps, nan=0.0, posinf=1.0, neginf=0.0) if not np.isfinite(
+            maps).all() else maps
+        value_range = (float(finite.min()), float(finite.max()))
+    channels = maps.shape[0] + (alpha is not None)
+    pixels = np.empty(maps.shape[1:] + (channels,), np.uint8 if bit_depth == 8 else np.uint16)
+    for index, plane in enumerate(maps):      # one plane at a time: small temporaries
+        pixels[:, :, index] = _quantize(map_to_unit(plane, normalize, value_range), bit_depth)
     if alpha is not None:
-        planes.append(_quantize(np.clip(alpha, 0.0, 1.0), bit_depth))
-    return planes[0] if len(planes) == 1 else np.stack(planes, axis=-1)
+        pixels[:, :, -1] = _quantize(np.clip(alpha, 0.0, 1.0).astype(np.float32), bit_depth)
+    return pixels[:, :, 0] if channels == 1 else pixels
 
 
 def _write_png(file, pixels: np.ndarray) -> None:
@@ -260,7 +282,7 @@ def encode_png(pixels: np.ndarray) -> bytes:
     raw[0, 1:] = rows[0]
     np.subtract(rows[1:], rows[:-1], out=raw[1:, 1:])          # wraps modulo 256, as PNG wants
     compressor = zlib.compressobj(PNG_COMPRESSION, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
-    data = compressor.compress(raw.tobytes()) + compressor.flush()
+    data = compressor.compress(raw) + compressor.flush()
 
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))

@@ -182,7 +182,13 @@ def apply_to_image(source: Source, jobs: list[Job], options: ApplyOptions, *,
     started = time.perf_counter()
     image = images.load_image(source.path, gray=options.gray, data=data)
     load_ms = _ms_since(started)
-    return [_run_job(job, image, load_ms, options) for job in jobs]
+    records = []
+    for index, job in enumerate(jobs):
+        filtered = _filter_job(job, image, options)
+        if index == len(jobs) - 1:
+            del image  # the last output is written without the input in memory
+        records.append(_write_job(job, filtered, load_ms, options))
+    return records
 
 
 def kernel_geometry(kernel: Kernel, options: ApplyOptions):
@@ -211,8 +217,17 @@ def channel_plan(kernel: Kernel, channels: int, path: Path) -> tuple[int, int]:
     return 1, out_channels
 
 
-def _run_job(job: Job, image: images.LoadedImage, load_ms: float,
-             options: ApplyOptions) -> OutputRecord:
+@dataclass
+class _Filtered:
+    """One job's response, ready to write, and what the report says about how it was made."""
+
+    maps: np.ndarray
+    alpha: np.ndarray | None
+    bit_depth: int
+    record: OutputRecord
+
+
+def _filter_job(job: Job, image: images.LoadedImage, options: ApplyOptions) -> _Filtered:
     channels, height, width = image.pixels.shape
     first = job.operation.kernels[0]
     stride, padding_spec, dilation = kernel_geometry(first, options)
@@ -227,43 +242,75 @@ def _run_job(job: Job, image: images.LoadedImage, load_ms: float,
         raise FileFailure(str(error)) from None
 
     started = time.perf_counter()
-    responses, paths = [], []
-    for kernel in job.operation.kernels:
-        weight, bias, factors, groups = _weights_for(kernel, channels, options.flip, image.path)
-        response, path = convolve(image.pixels[np.newaxis], weight, bias, stride=stride,
-                                  padding=padding, dilation=dilation, groups=groups,
-                                  padding_mode=options.pad_mode, factors=factors,
-                                  engine=options.engine)
-        responses.append(response[0])
-        paths.append(path)
-    maps = _combine(responses, job.operation.combine)
+    groups, out_channels = channel_plan(first, channels, image.path)
+    maps, paths = _filter(image, job.operation, options, stride=stride, padding=padding,
+                          dilation=dilation, padding_mode=options.pad_mode, engine=options.engine)
     convolve_ms = _ms_since(started)
 
     alpha = None
     if image.alpha is not None and options.fmt == "png":
         alpha = _alpha_at_outputs(image.alpha, maps.shape[1:], first.size, stride, padding, dilation)
+    record = OutputRecord(
+        input=str(image.path), output=str(job.destination), kernel=job.operation.name,
+        input_shape=[channels, height, width], output_shape=list(maps.shape),
+        kernel_shape=[out_channels, channels // groups, *first.size], stride=list(stride),
+        padding=padding.as_dict(), dilation=list(dilation), pad_mode=options.pad_mode,
+        engine="+".join(dict.fromkeys(paths)), timings_ms={"convolve": convolve_ms},
+        megapixels_per_s=round(height * width / 1e6 / max(convolve_ms / 1e3, 1e-9), 2))
+    bit_depth = options.bit_depth or (16 if image.bit_depth >= 16 else 8)
+    return _Filtered(maps, alpha, bit_depth, record)
+
+
+def _write_job(job: Job, filtered: _Filtered, load_ms: float,
+               options: ApplyOptions) -> OutputRecord:
+    """Write (or stream) the response; complete the record with the load and write times."""
+    first = job.operation.kernels[0]
     normalize = options.normalize
     if normalize == "auto":
         normalize = "abs" if job.operation.combine == "single" and first.is_zero_sum else "clip"
-    bit_depth = options.bit_depth or (16 if image.bit_depth >= 16 else 8)
     started = time.perf_counter()
+    arguments = dict(fmt=options.fmt, alpha=filtered.alpha, bit_depth=filtered.bit_depth,
+                     normalize=normalize)
     if job.to_stdout:
-        sys.stdout.buffer.write(images.encode_image(maps, fmt=options.fmt, alpha=alpha,
-                                                    bit_depth=bit_depth, normalize=normalize))
+        sys.stdout.buffer.write(images.encode_image(filtered.maps, **arguments))
         sys.stdout.buffer.flush()
     else:
-        images.save_image(job.destination, maps, fmt=options.fmt, alpha=alpha, bit_depth=bit_depth,
-                          normalize=normalize, overwrite=options.overwrite)
-    write_ms = _ms_since(started)
+        images.save_image(job.destination, filtered.maps, overwrite=options.overwrite, **arguments)
+    record = filtered.record
+    record.timings_ms = {"load": load_ms, "convolve": record.timings_ms["convolve"],
+                         "write": _ms_since(started)}
+    return record
 
-    return OutputRecord(
-        input=str(image.path), output=str(job.destination), kernel=job.operation.name,
-        input_shape=[channels, height, width], output_shape=list(maps.shape),
-        kernel_shape=list(weight.shape), stride=list(stride), padding=padding.as_dict(),
-        dilation=list(dilation), pad_mode=options.pad_mode,
-        engine="+".join(dict.fromkeys(paths)),
-        timings_ms={"load": load_ms, "convolve": convolve_ms, "write": write_ms},
-        megapixels_per_s=round(height * width / 1e6 / max(convolve_ms / 1e3, 1e-9), 2))
+
+def _filter(image: images.LoadedImage, operation: Operation, options: ApplyOptions,
+            **geometry_args) -> tuple[np.ndarray, list[str]]:
+    """The operation's (C_out, H_out, W_out) response and the engine paths that ran.
+
+    2-D kernels act on each channel on its own, so the channels go through one at a time:
+    besides the image and the result, only one channel's responses are in memory.
+    """
+    pixels, paths = image.pixels, []
+    depthwise = all(kernel.weights.ndim == 2 for kernel in operation.kernels)
+    parts = [pixels[c:c + 1] for c in range(pixels.shape[0])] if depthwise else [pixels]
+    maps = None
+    for index, part in enumerate(parts):
+        total = None
+        for kernel in operation.kernels:
+            weight, bias, factors, groups = _weights_for(kernel, part.shape[0], options.flip,
+                                                         image.path)
+            response, path = convolve(part[np.newaxis], weight, bias, groups=groups,
+                                      factors=factors, **geometry_args)
+            total = _combine(total, response[0], operation.combine)
+            paths.append(path)
+            del response
+        if operation.combine == "magnitude":
+            np.sqrt(total, out=total)
+        if len(parts) == 1:
+            return total, paths
+        if maps is None:
+            maps = np.empty((len(parts),) + total.shape[1:], dtype=np.float32)
+        maps[index] = total[0]
+    return maps, paths
 
 
 def _weights_for(kernel: Kernel, channels: int, flip: bool, path: Path):
@@ -285,15 +332,21 @@ def _weights_for(kernel: Kernel, channels: int, flip: bool, path: Path):
     return np.ascontiguousarray(weight, np.float32), bias, factors, groups
 
 
-def _combine(responses: list[np.ndarray], combine: str) -> np.ndarray:
-    """Merge the responses of an operation's kernels: one, gradient magnitude, or max."""
-    if combine == "single":
-        return responses[0]
+def _combine(total: np.ndarray | None, response: np.ndarray, combine: str) -> np.ndarray:
+    """Fold one kernel's response into the operation's result, in place (one image in memory
+    however many kernels): the response itself, the sum of squares (the caller takes the
+    square root at the end: gradient magnitude), or the maximum (compass operators)."""
     if combine == "magnitude":
-        return np.sqrt(sum(np.square(r) for r in responses)).astype(np.float32)
+        np.multiply(response, response, out=response)
+    elif combine not in ("single", "max"):
+        raise ValueError(f"unknown combine rule {combine!r}")  # a programming error
+    if total is None:
+        return response
     if combine == "max":
-        return np.maximum.reduce(responses)
-    raise ValueError(f"unknown combine rule {combine!r}")  # a programming error, not a user one
+        return np.maximum(total, response, out=total)
+    if combine == "magnitude":
+        return np.add(total, response, out=total)
+    raise ValueError("a single-kernel operation got a second kernel")
 
 
 def _alpha_at_outputs(alpha: np.ndarray, out_hw: tuple[int, int], kernel_hw: tuple[int, int],
