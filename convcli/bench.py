@@ -368,10 +368,24 @@ def run_cases(names: list[str], repeat: int) -> list[Measurement]:
         from .errors import UsageError
 
         raise UsageError(f"unknown bench case {unknown[0]!r}; cases are {', '.join(CASES)}")
+    _settle()
     results = []
     for name in names or list(CASES):
         results.extend(CASES[name](repeat))
     return results
+
+
+def _settle(calls: int = 6) -> None:
+    """Untimed large convolutions before the first case. A fresh process runs its first few
+    64 MB allocations and parallel calls several times slower (page faults, thread start-up):
+    without this the first case measured 108 ms for a call that takes 29 ms once settled."""
+    import numpy as np
+
+    from .engine import conv2d
+
+    image = np.ones((1, 4096, 4096), np.float32)
+    for _ in range(calls):
+        conv2d(image, np.ones((1, 1, 3, 3), np.float32), padding=1)
 
 
 def machine_summary() -> str:
