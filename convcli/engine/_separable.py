@@ -33,13 +33,23 @@ def separable_conv(x, column, row, bias, row_map, col_map, pad_left, stride_h, s
         ci = co // per_input
         padded = np.zeros(col_map.shape[0], dtype=np.float32)
         summed = padded[pad_left:pad_left + width]
-        for ky in range(kernel_h):
-            source_row = row_map[oy * stride_h + ky * dilation_h]
-            if source_row >= 0:
-                tap = column[co, ky]
-                source = x[n, ci, source_row]
+        ky = 0
+        while ky < kernel_h:                     # three kernel rows per pass over the buffer
+            r0 = row_map[oy * stride_h + ky * dilation_h]
+            r1 = row_map[oy * stride_h + (ky + 1) * dilation_h] if ky + 1 < kernel_h else -1
+            r2 = row_map[oy * stride_h + (ky + 2) * dilation_h] if ky + 2 < kernel_h else -1
+            if r0 >= 0 and r1 >= 0 and r2 >= 0:
+                t0, t1, t2 = column[co, ky], column[co, ky + 1], column[co, ky + 2]
+                s0, s1, s2 = x[n, ci, r0], x[n, ci, r1], x[n, ci, r2]
+                for i in range(width):
+                    summed[i] += t0 * s0[i] + t1 * s1[i] + t2 * s2[i]
+                ky += 3
+                continue
+            if r0 >= 0:                           # near the top or bottom, or the last rows
+                tap, source = column[co, ky], x[n, ci, r0]
                 for i in range(width):
                     summed[i] += tap * source[i]
+            ky += 1
         for j in range(col_map.shape[0]):
             if j < pad_left or j >= pad_left + width:
                 padded[j] = summed[col_map[j]] if col_map[j] >= 0 else 0.0

@@ -68,6 +68,7 @@ def convolve(x, weight, bias=None, *, stride=(1, 1), padding=geometry.Padding(0,
     out_hw = geometry.conv_output_hw(x.shape[2:], weight.shape[2:], padding, stride_hw=stride,
                                      dilation_hw=dilation)
     out = np.empty((x.shape[0], weight.shape[0]) + out_hw, dtype=np.float32)
+    out.fill(0.0)  # fault the pages in here: faulting them in from both threads ran 1-4x slower
     row_map = border_map(x.shape[2], padding.rows, padding_mode)
     col_map = border_map(x.shape[3], padding.cols, padding_mode)
     geometry_args = (row_map, col_map, padding.left, stride[0], stride[1], dilation[0], dilation[1])
