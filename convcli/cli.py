@@ -119,7 +119,8 @@ def apply(
     skip_existing: Annotated[bool, typer.Option(
         "--skip-existing", help="Leave outputs that exist; make only the missing ones (resume).")] = False,
     gray: Annotated[bool, typer.Option("--gray", help="Convert to one luminance channel first.")] = False,
-    engine: Annotated[str, typer.Option(help="Engine path: auto, direct or separable.")] = "auto",
+    engine: Annotated[str, typer.Option(
+        help="Engine path: auto (a cost model), direct, separable or fft.")] = "auto",
     recursive: Annotated[bool, typer.Option(
         "--recursive", "-r", help="Descend into folders; mirror their sub-folders under -o.")] = False,
     name: Annotated[str, typer.Option(

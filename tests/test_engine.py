@@ -95,6 +95,34 @@ def test_separable_path_matches_reference(problem, carry_factors):
 
 @SETTINGS
 @given(problems())
+def test_fft_path_matches_reference(problem):
+    result, path = run_engine(problem, "fft")
+    assert path == "fft"
+    assert_matches_reference(result, problem["x"], problem["weight"], problem["bias"],
+                             **reference_for(problem))
+
+
+def test_fft_path_on_tiles_larger_than_one(rng):
+    """An image several FFT tiles wide, with a dilated kernel and a stride."""
+    x = rng.standard_normal((1, 2, 700, 1300)).astype(np.float32)
+    weight = rng.standard_normal((3, 2, 9, 7)).astype(np.float32)
+    geometry = dict(stride=(2, 3), padding=(4, 5, 6, 7), dilation=(2, 1), mode="reflect")
+    result, path = convolve(x, weight, stride=(2, 3), padding=Padding(4, 5, 6, 7),
+                            dilation=(2, 1), padding_mode="reflect", engine="fft")
+    assert path == "fft"
+    assert_matches_reference(result, x, weight, **geometry)
+
+
+def test_auto_uses_fft_only_where_the_cost_model_says(rng):
+    big = rng.standard_normal((1, 1, 1024, 1024)).astype(np.float32)
+    assert convolve(big, rng.standard_normal((1, 1, 31, 31)))[1] == "fft"
+    assert convolve(big, rng.standard_normal((1, 1, 5, 5)))[1] == "direct"
+    small = rng.standard_normal((1, 1, 40, 40)).astype(np.float32)
+    assert convolve(small, rng.standard_normal((1, 1, 15, 15)))[1] == "direct"
+
+
+@SETTINGS
+@given(problems())
 def test_auto_path_matches_reference(problem):
     result, _ = run_engine(problem, "auto")
     assert_matches_reference(result, problem["x"], problem["weight"], problem["bias"],
@@ -226,7 +254,7 @@ def test_inputs_are_never_modified_and_dtypes_are_accepted(rng):
     (lambda x, w: conv2d(x[0], w), ["(C, H, W)"]),
     (lambda x, w: conv2d(x.astype(complex), w), ["real numbers"]),
     (lambda x, w: conv2d(x, w, engine="separable"), ["separable", "rank-1"]),
-    (lambda x, w: conv2d(x, w, engine="fft"), ["engine", "auto"]),
+    (lambda x, w: conv2d(x, w, engine="winograd"), ["engine", "auto", "fft"]),
 ])
 def test_bad_arguments_raise_clear_errors(rng, call, phrases):
     x = rng.standard_normal((3, 6, 6)).astype(np.float32)

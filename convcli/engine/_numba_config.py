@@ -33,3 +33,9 @@ prange = numba.prange
 def set_threads(count: int) -> None:
     """Use ``count`` Numba threads in this process (at least 1, at most Numba's pool size)."""
     numba.set_num_threads(max(1, min(count, numba.config.NUMBA_NUM_THREADS)))
+
+
+def thread_count() -> int:
+    """Threads this process gives the engine (``set_threads``, else all cores): the FFT path
+    sizes its thread pool with it too, so batch workers never oversubscribe."""
+    return numba.get_num_threads()

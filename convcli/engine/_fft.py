@@ -1,0 +1,85 @@
+"""FFT convolution by overlap-save, for large kernels.
+
+The padded image is cut into square tiles of a size NumPy's FFT is fast on (a product of
+small primes, at least twice the dilated kernel); each tile's spectrum times the kernel's
+gives, by the convolution theorem, the valid part of the tile's correlation. Work per
+pixel grows with log(tile) instead of kH x kW, so from about 11 x 11 on (where OpenCV
+switches to a DFT too) it beats the direct loops. NumPy's FFT releases the GIL, so tiles
+run on a thread per core. Stride > 1 takes every S-th pixel of the stride-1 result.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from ._numba_config import thread_count
+
+FAST_SIZES = sorted({2**a * 3**b * 5**c for a in range(14) for b in range(6) for c in range(4)
+                     if 2**a * 3**b * 5**c <= 16384})
+TILE_TARGET = 512  # useful outputs per tile side (then rounded up to a fast size)
+
+
+def fft_size(span: int) -> int:
+    """The tile side: at least ``TILE_TARGET + span - 1`` and ``2 * span``, a 2-3-5 number."""
+    need = max(TILE_TARGET + span - 1, 2 * span)
+    return next(size for size in FAST_SIZES if size >= need)
+
+
+def fft_conv(x, weight, bias, row_map, col_map, pad_left, stride_h, stride_w, dilation_h,
+             dilation_w, groups, out):
+    """Same arguments and result as ``direct_conv``."""
+    batch, out_channels = out.shape[:2]
+    group_in, kernel_h, kernel_w = weight.shape[1:]
+    group_out = out_channels // groups
+    span_h, span_w = dilation_h * (kernel_h - 1) + 1, dilation_w * (kernel_w - 1) + 1
+    full_h, full_w = row_map.shape[0] - span_h + 1, col_map.shape[0] - span_w + 1
+    tile = fft_size(max(span_h, span_w))
+    step_h, step_w = tile - span_h + 1, tile - span_w + 1
+    # Correlation is convolution with the flipped (and, for dilation, zero-stuffed) kernel.
+    stuffed = np.zeros((out_channels, group_in, span_h, span_w), np.float32)
+    stuffed[:, :, ::dilation_h, ::dilation_w] = weight
+    spectra = np.fft.rfft2(stuffed[:, :, ::-1, ::-1], s=(tile, tile))
+    origins = [(top, left) for top in range(0, full_h, step_h) for left in range(0, full_w, step_w)]
+
+    def run_tile(n, g, top, left):
+        block = _tile(x[n, g * group_in:(g + 1) * group_in], row_map[top:top + tile],
+                      col_map[left:left + tile])
+        image_spectra = np.fft.rfft2(block, s=(tile, tile))
+        for index in range(group_out):
+            co = g * group_out + index
+            result = np.fft.irfft2((image_spectra * spectra[co]).sum(axis=0), s=(tile, tile))
+            height, width = min(step_h, full_h - top), min(step_w, full_w - left)
+            valid = result[span_h - 1:span_h - 1 + height, span_w - 1:span_w - 1 + width]
+            _store(out[n, co], valid, top, left, stride_h, stride_w, bias[co])
+
+    jobs = [(n, g, top, left) for n in range(batch) for g in range(groups) for top, left in origins]
+    with ThreadPoolExecutor(max_workers=thread_count()) as pool:
+        for finished in pool.map(lambda job: run_tile(*job), jobs):
+            del finished
+
+
+def _tile(channels: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """The padded image's pixels at ``rows`` x ``cols`` (map entries; -1 reads zero): a view
+    when the tile lies inside the image, else gathered."""
+    if _consecutive(rows) and _consecutive(cols):
+        return channels[:, rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    block = channels[:, np.maximum(rows, 0)[:, None], np.maximum(cols, 0)[None, :]]
+    block[:, rows < 0, :] = 0.0
+    block[:, :, cols < 0] = 0.0
+    return block
+
+
+def _consecutive(indices: np.ndarray) -> bool:
+    return bool(indices.size and indices[0] >= 0 and np.all(np.diff(indices) == 1))
+
+
+def _store(target, valid, top, left, stride_h, stride_w, bias):
+    """Put the stride-1 block ``valid`` (at full-resolution ``top``, ``left``) into ``target``,
+    keeping every stride-th pixel."""
+    first_row = -(-top // stride_h) * stride_h - top        # first multiple of the stride
+    first_col = -(-left // stride_w) * stride_w - left
+    picked = valid[first_row::stride_h, first_col::stride_w]
+    row, col = (top + first_row) // stride_h, (left + first_col) // stride_w
+    target[row:row + picked.shape[0], col:col + picked.shape[1]] = picked + bias
