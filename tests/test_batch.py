@@ -226,7 +226,8 @@ def _wait_for_two_workers(process: subprocess.Popen) -> None:
 
 @pytest.fixture
 def slow_inputs(tmp_path, rng) -> Path:
-    """Three images that each take seconds: 2000x2000 gray under a dense 41x41 kernel."""
+    """Three images that each take seconds: 2000x2000 gray under a dense 41x41 kernel on the
+    direct path (the FFT path would make them quick)."""
     folder = tmp_path / "big"
     for index in range(3):
         write_image(folder / f"{index}.png", rng, (2000, 2000))
@@ -240,7 +241,8 @@ def test_a_killed_worker_fails_only_its_file_and_leaves_nothing_half_written(tmp
     out = tmp_path / "out"
     env = subprocess_env(tmp_path)
     process = subprocess.Popen(
-        [sys.executable, "-m", "convcli", "apply", slow_inputs, "-k", tmp_path / "dense.yaml", "-o", out,
+        [sys.executable, "-m", "convcli", "apply", slow_inputs, "-k", tmp_path / "dense.yaml",
+         "--engine", "direct", "-o", out,
          "-j", "2", "--report", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     _wait_for_two_workers(process)
     time.sleep(1.5)                                  # both workers are inside their first image
@@ -259,7 +261,8 @@ def test_a_signal_stops_the_batch_cleanly_with_exit_130(tmp_path, slow_inputs, s
     out = tmp_path / "out"
     env = subprocess_env(tmp_path)
     process = subprocess.Popen(
-        [sys.executable, "-m", "convcli", "apply", slow_inputs, "-k", tmp_path / "dense.yaml", "-o", out,
+        [sys.executable, "-m", "convcli", "apply", slow_inputs, "-k", tmp_path / "dense.yaml",
+         "--engine", "direct", "-o", out,
          "-j", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)
     _wait_for_two_workers(process)
     time.sleep(1.0)
