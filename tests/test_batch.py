@@ -226,11 +226,11 @@ def _wait_for_two_workers(process: subprocess.Popen) -> None:
 
 @pytest.fixture
 def slow_inputs(tmp_path, rng) -> Path:
-    """Three images that each take seconds: 2000x2000 gray under a dense 41x41 kernel on the
+    """Three images that each take seconds: 2600x2600 gray under a dense 41x41 kernel on the
     direct path (the FFT path would make them quick)."""
     folder = tmp_path / "big"
     for index in range(3):
-        write_image(folder / f"{index}.png", rng, (2000, 2000))
+        write_image(folder / f"{index}.png", rng, (2600, 2600))
     spec = tmp_path / "dense.yaml"
     spec.write_text(json.dumps({"weights": (rng.random((41, 41)) / 841).round(6).tolist()}))
     return folder
@@ -272,4 +272,4 @@ def test_a_signal_stops_the_batch_cleanly_with_exit_130(tmp_path, slow_inputs, s
     assert "stopped by a signal" in stderr.decode()
     assert not temporaries(out) if out.exists() else True
     for written in out.glob("*.png") if out.exists() else []:
-        assert Image.open(written).size == (2000, 2000)     # whole files only
+        assert Image.open(written).size == (2600, 2600)     # whole files only
