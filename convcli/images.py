@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ._png16 import deep_colour_channels, encode_png, read_png16
 from .errors import FileFailure, UsageError
 
 __all__ = ["LoadedImage", "load_image", "read_header", "map_to_unit", "save_image", "encode_image",
@@ -31,21 +32,36 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".we
 OUTPUT_FORMATS = ("png", "tiff", "npy")
 NORMALIZE_MODES = ("clip", "abs", "minmax", "offset")
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601, as Pillow's convert("L")
-# zlib level 1, OpenCV's default: Pillow's level 6 took 75 of ~90 ms per 512x512 RGB image in
-# batch runs; level 1 with the Up filter (see encode_png) takes ~8 ms for ~15% larger files.
-PNG_COMPRESSION = 1
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+GRAY_MODES = ("1", "L", "LA", "La")
+ONE_CHANNEL_MODES = GRAY_MODES + SIXTEEN_BIT_MODES + ("F",)
 READ_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError,
                Image.DecompressionBombError)
+DECODE_ERRORS = READ_ERRORS + (zlib.error,)
 UMASK = os.umask(0o022)  # read once (os.umask can only be read by setting it) and restored
 os.umask(UMASK)
+EXIF_ORIENTATION = 0x0112
+# EXIF orientation -> the turn ImageOps.exif_transpose makes, on an (H, W, ...) array.
+ORIENTATIONS = {
+    2: lambda a: a[:, ::-1],                     # mirrored left-right
+    3: lambda a: a[::-1, ::-1],                  # turned 180 degrees
+    4: lambda a: a[::-1],                        # mirrored top-bottom
+    5: lambda a: a.swapaxes(0, 1),               # transposed
+    6: lambda a: np.rot90(a, -1),                # turned 90 degrees clockwise
+    7: lambda a: a.swapaxes(0, 1)[::-1, ::-1],   # transversed
+    8: lambda a: np.rot90(a, 1),                 # turned 90 degrees counter-clockwise
+}
 # EXIF orientations 5-8 turn the image by 90 degrees, swapping height and width.
 TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
 
 
 @dataclass(frozen=True)
 class LoadedImage:
-    """An image as float32 (C, H, W) colour channels plus optional (H, W) alpha in [0, 1]."""
+    """An image as float32 (C, H, W) colour channels plus optional (H, W) alpha in [0, 1].
+
+    ``mode`` is the source's Pillow mode; ``bit_depth`` is 8, 16 (16-bit and 32-bit integer
+    sources, scaled by 1/65535) or 32 (float sources, values kept as they are).
+    """
 
     path: Path
     pixels: np.ndarray
@@ -70,9 +86,21 @@ def _open(path: Path, data: bytes | None = None) -> Image.Image:
     except PermissionError:
         raise FileFailure(f"{path}: cannot read (permission denied)") from None
     except UnidentifiedImageError:
-        raise FileFailure(f"{path}: not an image Pillow can read") from None
+        raise FileFailure(f"{path}: not an image Pillow can read (unknown file format)") from None
+    except Image.DecompressionBombError as error:
+        raise FileFailure(f"{path}: too large to decode safely ({error})") from None
     except READ_ERRORS as error:
         raise FileFailure(f"{path}: cannot read the image ({error})") from None
+
+
+def _deep_png_channels(image: Image.Image, path: Path, data: bytes | None) -> int | None:
+    """Channels of a 16-bit colour PNG (which Pillow would read at 8 bits), else None."""
+    if image.format != "PNG":
+        return None
+    if data is not None:
+        return deep_colour_channels(data[:26])
+    with open(path, "rb") as file:
+        return deep_colour_channels(file.read(26))
 
 
 def read_header(path: Path, *, gray: bool = False) -> tuple[int, int, int]:
@@ -82,7 +110,9 @@ def read_header(path: Path, *, gray: bool = False) -> tuple[int, int, int]:
         width, height = image.size
         if _orientation(image, path) in TRANSPOSING_ORIENTATIONS:
             width, height = height, width
-        channels = 1 if gray else _colour_channels(image)
+        deep = _deep_png_channels(image, path, None)
+        one = deep == 2 if deep else image.mode in ONE_CHANNEL_MODES   # deep 2: gray + alpha
+        channels = 1 if gray or one else 3
     return channels, height, width
 
 
@@ -90,13 +120,17 @@ def _orientation(image: Image.Image, path: Path) -> int:
     """The EXIF orientation tag without decoding pixels (Pillow's PNG getexif() decodes them
     when the eXIf chunk follows the image data, so PNG chunks are scanned here instead)."""
     if image.format != "PNG":
-        return image.getexif().get(0x0112, 1)
-    data = image.info.get("exif") or _png_chunk(path, b"eXIf")
-    if not data:
+        return image.getexif().get(EXIF_ORIENTATION, 1)
+    return _orientation_in(image.info.get("exif") or _png_chunk(path, b"eXIf"))
+
+
+def _orientation_in(exif_data: bytes | None) -> int:
+    """The orientation tag of raw EXIF data (1, upright, when there is none)."""
+    if not exif_data:
         return 1
     exif = Image.Exif()
-    exif.load(data)
-    return exif.get(0x0112, 1)
+    exif.load(exif_data)
+    return exif.get(EXIF_ORIENTATION, 1)
 
 
 def _png_chunk(path: Path, kind: bytes) -> bytes | None:
@@ -115,55 +149,75 @@ def _png_chunk(path: Path, kind: bytes) -> bytes | None:
     return None
 
 
-def _colour_channels(image: Image.Image) -> int:
-    if image.mode == "P":
-        return 3
-    bands = image.getbands()
-    return len([b for b in bands if b != "A"]) if image.mode not in ("CMYK", "YCbCr", "LAB", "HSV") else 3
-
-
 def load_image(path: Path, *, gray: bool = False, data: bytes | None = None) -> LoadedImage:
-    """Decode ``path`` (EXIF orientation applied) into a LoadedImage; ``gray`` makes one channel.
+    """Decode ``path`` into float32 (C, H, W) pixels in [0, 1] plus alpha, EXIF orientation
+    applied.
 
-    ``data``: the file's bytes, when they come from standard input (``path`` names them).
+    Parameters
+    ----------
+    path : Path
+        The image file; with ``data``, only the name used in messages.
+    gray : bool
+        Return one luminance channel (ITU-R BT.601 weights on the float values).
+    data : bytes, optional
+        The file's bytes, when they come from standard input.
+
+    Returns
+    -------
+    LoadedImage
+        1-bit and 8-bit values / 255, 16-bit and 32-bit integers / 65535, floats unchanged;
+        palette, CMYK, YCbCr, HSV and LAB images as RGB (RGBA with transparency).
+
+    Raises
+    ------
+    FileFailure
+        The file is missing, a folder, not an image, or damaged; the message starts with it.
     """
     path = Path(path)
     with _open(path, data) as opened:
-        try:
-            image = ImageOps.exif_transpose(opened)
-            image.load()
-        except READ_ERRORS as error:
-            raise FileFailure(f"{path}: cannot decode the image ({error})") from None
         mode = opened.mode
-    pixels, alpha, bit_depth = _to_arrays(image)
+        try:
+            deep = _deep_png_channels(opened, path, data)
+            values, has_alpha, scale, bit_depth = (
+                _deep_png_values(path, data) if deep else _pillow_values(opened))
+        except DECODE_ERRORS as error:
+            raise FileFailure(f"{path}: cannot decode the image ({error})") from None
+    planes = _planes_over(values, scale)
+    del values
+    pixels, alpha = (planes[:-1], planes[-1]) if has_alpha else (planes, None)
     if gray and pixels.shape[0] == 3:
         pixels = np.tensordot(np.asarray(LUMA_WEIGHTS, np.float32), pixels, axes=1)[np.newaxis]
     return LoadedImage(path, np.ascontiguousarray(pixels, np.float32), alpha, mode, bit_depth)
 
 
-def _to_arrays(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None, int]:
-    """(colour (C, H, W) float32, alpha (H, W) or None, bit depth) scaled to [0, 1]."""
-    mode = image.mode
-    if mode in SIXTEEN_BIT_MODES:
-        return _planes_over(np.asarray(image), 65535.0), None, 16
-    if mode == "F":
-        return np.asarray(image, dtype=np.float32)[np.newaxis], None, 32
-    if mode == "P":
-        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-    elif mode in ("1", "L"):
-        image = image.convert("L")
-    elif mode == "PA":
-        image = image.convert("RGBA")
-    elif mode not in ("LA", "RGB", "RGBA"):
-        image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
-    channels = _planes_over(np.asarray(image), 255.0)
-    if image.mode in ("LA", "RGBA"):
-        return channels[:-1], channels[-1], 8
-    return channels, None, 8
+def _pillow_values(opened: Image.Image) -> tuple[np.ndarray, bool, float, int]:
+    """(values (H, W[, C]), last channel is alpha, full-scale value, bit depth), upright."""
+    image = ImageOps.exif_transpose(opened)
+    if image.mode in SIXTEEN_BIT_MODES:
+        return np.asarray(image), False, 65535.0, 16
+    if image.mode == "F":
+        return np.asarray(image, np.float32), False, 1.0, 32
+    target = _target_mode(image)
+    if image.mode != target:
+        image = image.convert(target)
+    return np.asarray(image), target.endswith("A"), 255.0, 8
+
+
+def _target_mode(image: Image.Image) -> str:
+    """L or RGB, + A when the image has alpha or a transparent colour (``tRNS``, GIF)."""
+    transparent = image.mode.endswith(("A", "a")) or "transparency" in image.info  # not LAB's A
+    return ("L" if image.mode in GRAY_MODES else "RGB") + ("A" if transparent else "")
+
+
+def _deep_png_values(path: Path, data: bytes | None) -> tuple[np.ndarray, bool, float, int]:
+    """``_pillow_values`` for a 16-bit colour PNG, decoded exactly by our own reader."""
+    values, exif_data = read_png16(path.read_bytes() if data is None else data)
+    turn = ORIENTATIONS.get(_orientation_in(exif_data))
+    return (turn(values) if turn else values), values.shape[2] in (2, 4), 65535.0, 16
 
 
 def _planes_over(values: np.ndarray, scale: float) -> np.ndarray:
-    """Interleaved (H, W[, C]) integers -> planar (C, H, W) float32 divided by ``scale``,
+    """Interleaved (H, W[, C]) values -> planar (C, H, W) float32 divided by ``scale``,
     one plane at a time (no full-size float temporary: peak memory is the result)."""
     if values.ndim == 2:
         values = values[:, :, np.newaxis]
@@ -227,7 +281,7 @@ def encode_image(maps: np.ndarray, *, fmt: str, alpha: np.ndarray | None = None,
         pages = [Image.fromarray(np.ascontiguousarray(m, np.float32), mode="F") for m in maps]
         pages[0].save(buffer, format="TIFF", save_all=True, append_images=pages[1:])
     elif fmt == "png":
-        _write_png(buffer, _png_pixels(maps, alpha, bit_depth, normalize))
+        buffer.write(encode_png(_png_pixels(maps, alpha, bit_depth, normalize)))
     else:
         raise UsageError(f"--format must be one of {', '.join(OUTPUT_FORMATS)}; got {fmt!r}")
     return buffer.getvalue()
@@ -255,43 +309,6 @@ def _png_pixels(maps: np.ndarray, alpha: np.ndarray | None, bit_depth: int,
     return pixels[:, :, 0] if channels == 1 else pixels
 
 
-def _write_png(file, pixels: np.ndarray) -> None:
-    file.write(encode_png(pixels))
-
-
-PNG_COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> PNG colour type: L, LA, RGB, RGBA
-PNG_FILTER_UP = 2
-
-
-def encode_png(pixels: np.ndarray) -> bytes:
-    """A PNG of (H, W) or (H, W, C) uint8 or uint16 pixels, C = 1 (L), 2 (LA), 3 (RGB), 4 (RGBA).
-
-    Every row uses PNG's "Up" filter (the byte-wise difference from the row above, one
-    vectorised subtraction) and zlib level 1 with run-length matching, as OpenCV's writer
-    does by default: on photos about 2x faster than Pillow's writer for the same file size
-    (7.6 vs 17 ms for 512x512 RGB), and Pillow cannot write 16-bit colour at all.
-    """
-    if pixels.ndim == 2:
-        pixels = pixels[:, :, np.newaxis]
-    height, width, channels = pixels.shape
-    depth = 8 if pixels.dtype == np.uint8 else 16
-    rows = np.ascontiguousarray(pixels, ">u2" if depth == 16 else np.uint8).view(np.uint8)
-    rows = rows.reshape(height, -1)
-    raw = np.empty((height, 1 + rows.shape[1]), np.uint8)
-    raw[:, 0] = PNG_FILTER_UP
-    raw[0, 1:] = rows[0]
-    np.subtract(rows[1:], rows[:-1], out=raw[1:, 1:])          # wraps modulo 256, as PNG wants
-    compressor = zlib.compressobj(PNG_COMPRESSION, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
-    data = compressor.compress(raw) + compressor.flush()
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    header = struct.pack(">IIBBBBB", width, height, depth, PNG_COLOUR_TYPES[channels], 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data)
-            + chunk(b"IEND", b""))
-
-
 def atomic_write(path: Path, write: Callable[[io.BufferedWriter], None], *,
                  overwrite: bool = False) -> None:
     """Write via ``write(file)`` to a temporary file beside ``path``, then move it into place.
@@ -302,8 +319,7 @@ def atomic_write(path: Path, write: Callable[[io.BufferedWriter], None], *,
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
-                                                 dir=path.parent)
+        descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     except OSError as error:
         raise FileFailure(f"{path}: cannot write ({error.strerror or error})") from None
     try:

@@ -1,123 +1,357 @@
-"""Loading every Pillow mode, value mapping, writers and atomic writes."""
+"""Loading every Pillow mode, 16-bit PNGs, value mapping, writers and atomic writes."""
 
 from __future__ import annotations
 
+import io
 import os
+import struct
+import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from convcli._png16 import encode_png, read_png16
 from convcli.errors import FileFailure, UsageError
 from convcli.images import (atomic_write, load_image, map_to_unit, read_header, save_image)
 
+LUMA = np.array([0.299, 0.587, 0.114])
 
-def saved(tmp_path, image: Image.Image, name: str = "in.png"):
+
+def saved(tmp_path, image: Image.Image, name: str = "in.png", **options):
     path = tmp_path / name
-    image.save(path)
+    image.save(path, **options)
     return path
 
 
-def test_rgb_and_gray_scale_to_unit(tmp_path, rng):
-    rgb = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)
-    loaded = load_image(saved(tmp_path, Image.fromarray(rgb)))
-    assert loaded.pixels.shape == (3, 5, 7) and loaded.pixels.dtype == np.float32
-    np.testing.assert_allclose(loaded.pixels, rgb.transpose(2, 0, 1) / 255, rtol=1e-6)
-    assert loaded.alpha is None and loaded.bit_depth == 8 and loaded.mode == "RGB"
-    gray = load_image(saved(tmp_path, Image.fromarray(rgb), "g.png"), gray=True)
-    expected = rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114]) / 255
-    np.testing.assert_allclose(gray.pixels[0], expected, atol=1e-6)
+def planar(values: np.ndarray) -> np.ndarray:
+    """(H, W[, C]) -> (C, H, W) float64."""
+    values = np.asarray(values, np.float64)
+    return values[np.newaxis] if values.ndim == 2 else np.moveaxis(values, -1, 0)
+
+
+# --- every mode ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode, name", [("L", "in.png"), ("RGB", "in.png"), ("RGB", "in.bmp"),
+                                        ("L", "in.tif"), ("RGB", "in.ppm"), ("L", "in.pgm")])
+def test_eight_bit_modes_scale_by_255(tmp_path, rng, mode, name):
+    shape = (5, 7) if mode == "L" else (5, 7, 3)
+    values = rng.integers(0, 256, shape, dtype=np.uint8)
+    loaded = load_image(saved(tmp_path, Image.fromarray(values, mode), name))
+    assert loaded.pixels.dtype == np.float32 and loaded.pixels.flags.c_contiguous
+    assert loaded.pixels.shape == (len(mode), 5, 7)
+    assert loaded.alpha is None and loaded.bit_depth == 8 and loaded.mode == mode
+    np.testing.assert_array_equal(loaded.pixels, (planar(values) / 255).astype(np.float32))
 
 
 @pytest.mark.parametrize("mode", ["LA", "RGBA"])
 def test_alpha_is_split_off(tmp_path, rng, mode):
-    channels = len(mode)
-    values = rng.integers(0, 256, (4, 6, channels), dtype=np.uint8)
+    values = rng.integers(0, 256, (4, 6, len(mode)), dtype=np.uint8)
     loaded = load_image(saved(tmp_path, Image.fromarray(values, mode)))
-    assert loaded.pixels.shape == (channels - 1, 4, 6)
-    np.testing.assert_allclose(loaded.alpha, values[..., -1] / 255, rtol=1e-6)
-    np.testing.assert_allclose(loaded.pixels, np.moveaxis(values[..., :-1], -1, 0) / 255, rtol=1e-6)
+    assert loaded.pixels.shape == (len(mode) - 1, 4, 6) and loaded.mode == mode
+    np.testing.assert_array_equal(loaded.alpha, (values[..., -1] / 255).astype(np.float32))
+    np.testing.assert_array_equal(loaded.pixels, (planar(values[..., :-1]) / 255).astype(np.float32))
 
 
 def test_palette_with_and_without_transparency(tmp_path):
     palette = Image.new("P", (3, 2))
-    palette.putpalette([0, 0, 0, 255, 0, 0, 0, 0, 255] + [0] * 759)
+    palette.putpalette([0, 0, 0, 255, 0, 0, 0, 51, 255] + [0] * 759)
     palette.putdata([0, 1, 2, 2, 1, 0])
     plain = load_image(saved(tmp_path, palette))
-    assert plain.pixels.shape == (3, 2, 3) and plain.alpha is None
+    assert plain.pixels.shape == (3, 2, 3) and plain.alpha is None and plain.mode == "P"
     np.testing.assert_array_equal(plain.pixels[0], [[0, 1, 0], [0, 1, 0]])
+    np.testing.assert_array_equal(plain.pixels[1], np.float32([[0, 0, 0.2], [0.2, 0, 0]]))
     palette.info["transparency"] = 0
     see_through = load_image(saved(tmp_path, palette, "t.png"))
+    assert see_through.pixels.shape == (3, 2, 3)
     np.testing.assert_array_equal(see_through.alpha, [[0, 1, 1], [1, 1, 0]])
 
 
-def test_sixteen_bit_gray_keeps_precision(tmp_path, rng):
+def test_gif_transparency_becomes_alpha(tmp_path):
+    palette = Image.new("P", (2, 2))
+    palette.putpalette([0, 0, 0, 255, 255, 255] + [0] * 762)
+    palette.putdata([0, 1, 1, 0])
+    loaded = load_image(saved(tmp_path, palette, "t.gif", transparency=1))
+    np.testing.assert_array_equal(loaded.alpha, [[1, 0], [0, 1]])
+
+
+@pytest.mark.parametrize("mode, key", [("L", 7), ("RGB", (1, 2, 3))])
+def test_png_transparent_colour_becomes_alpha(tmp_path, mode, key):
+    values = np.array([[7, 9]], np.uint8) if mode == "L" else np.array([[[1, 2, 3], [1, 2, 4]]], np.uint8)
+    loaded = load_image(saved(tmp_path, Image.fromarray(values, mode), transparency=key))
+    assert loaded.pixels.shape == (len(mode), 1, 2)
+    np.testing.assert_array_equal(loaded.alpha, [[0, 1]])
+    np.testing.assert_array_equal(loaded.pixels, (planar(values) / 255).astype(np.float32))
+
+
+@pytest.mark.parametrize("name", ["in.png", "in.tif"])
+def test_sixteen_bit_gray_keeps_precision(tmp_path, rng, name):
     values = rng.integers(0, 65536, (6, 5), dtype=np.uint16)
-    loaded = load_image(saved(tmp_path, Image.fromarray(values)))
-    assert loaded.bit_depth == 16 and loaded.pixels.shape == (1, 6, 5)
-    np.testing.assert_allclose(loaded.pixels[0], values / 65535, rtol=1e-6)
+    values[0, :2] = (0, 65535)
+    loaded = load_image(saved(tmp_path, Image.fromarray(values), name))
+    assert loaded.mode.startswith("I") and loaded.bit_depth == 16 and loaded.pixels.shape == (1, 6, 5)
+    np.testing.assert_array_equal(loaded.pixels[0], (values / 65535).astype(np.float32))
+    assert loaded.pixels[0, 0, 0] == 0 and loaded.pixels[0, 0, 1] == 1
 
 
-def test_float_and_bilevel_modes(tmp_path, rng):
+def test_thirty_two_bit_integers_scale_as_sixteen_bit(tmp_path):
+    values = np.array([[0, 257, 65535, 131070]], np.int32)
+    loaded = load_image(saved(tmp_path, Image.fromarray(values), "i.tif"))
+    assert loaded.mode == "I" and loaded.bit_depth == 16
+    np.testing.assert_array_equal(loaded.pixels[0], np.float32([[0, 257 / 65535, 1, 2]]))
+
+
+def test_float_images_keep_raw_values(tmp_path, rng):
     values = rng.standard_normal((4, 3)).astype(np.float32) * 10
     loaded = load_image(saved(tmp_path, Image.fromarray(values, "F"), "f.tif"))
+    assert loaded.mode == "F" and loaded.bit_depth == 32
     np.testing.assert_array_equal(loaded.pixels[0], values)
-    bits = Image.fromarray(np.array([[0, 255], [255, 0]], np.uint8)).convert("1")
-    np.testing.assert_array_equal(load_image(saved(tmp_path, bits, "b.png")).pixels[0], [[0, 1], [1, 0]])
 
+
+def test_bilevel_is_zero_or_one(tmp_path):
+    bits = Image.fromarray(np.array([[0, 255], [255, 0]], np.uint8)).convert("1")
+    loaded = load_image(saved(tmp_path, bits, "b.png"))
+    assert loaded.mode == "1" and loaded.bit_depth == 8
+    np.testing.assert_array_equal(loaded.pixels, [[[0, 1], [1, 0]]])
+
+
+@pytest.mark.parametrize("mode, name", [("CMYK", "c.tif"), ("YCbCr", "y.tif"), ("CMYK", "c.jpg"), ("LAB", "l.tif")])
+def test_other_colour_spaces_load_as_rgb(tmp_path, rng, mode, name):
+    source = Image.fromarray(rng.integers(0, 256, (3, 4, 3), dtype=np.uint8)).convert(mode)
+    path = saved(tmp_path, source, name)
+    loaded = load_image(path)
+    with Image.open(path) as written:
+        assert loaded.mode == written.mode == mode
+        expected = written.convert("RGB")
+    assert loaded.pixels.shape == (3, 3, 4) and loaded.alpha is None
+    np.testing.assert_array_equal(loaded.pixels, (planar(expected) / 255).astype(np.float32))
+    assert read_header(path) == (3, 3, 4)
+
+
+def _bytes_of(image: Image.Image, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def test_bytes_from_standard_input_are_decoded_and_named_by_path(tmp_path, rng):
+    values = rng.integers(0, 256, (3, 2, 3), dtype=np.uint8)
+    loaded = load_image(tmp_path / "-", data=_bytes_of(Image.fromarray(values), "PNG"))
+    assert loaded.path == tmp_path / "-"
+    np.testing.assert_array_equal(loaded.pixels, (planar(values) / 255).astype(np.float32))
+    with pytest.raises(FileFailure, match=r"^<stdin>: not an image Pillow can read \("):
+        load_image("<stdin>", data=b"plain text")
+
+
+# --- gray ------------------------------------------------------------------------------------
+
+def test_gray_uses_bt601_weights_and_keeps_alpha(tmp_path, rng):
+    values = rng.integers(0, 256, (5, 7, 4), dtype=np.uint8)
+    values[0, 0] = (255, 0, 0, 9)
+    loaded = load_image(saved(tmp_path, Image.fromarray(values, "RGBA")), gray=True)
+    assert loaded.pixels.shape == (1, 5, 7)
+    assert loaded.pixels[0, 0, 0] == pytest.approx(0.299, abs=1e-7)
+    np.testing.assert_allclose(loaded.pixels[0], values[..., :3] @ LUMA / 255, atol=1e-6)
+    np.testing.assert_array_equal(loaded.alpha, (values[..., 3] / 255).astype(np.float32))
+    gray = load_image(saved(tmp_path, Image.fromarray(values[..., 0]), "g.png"), gray=True)
+    np.testing.assert_array_equal(gray.pixels[0], (values[..., 0] / 255).astype(np.float32))
+
+
+def test_gray_of_sixteen_bit_colour_keeps_sixteen_bit_precision(tmp_path):
+    levels = np.array([[[1, 2, 3], [65535, 0, 0]]], np.uint16)        # below one 8-bit step
+    path = tmp_path / "deep.png"
+    path.write_bytes(encode_png(levels))
+    loaded = load_image(path, gray=True)
+    assert loaded.bit_depth == 16
+    np.testing.assert_allclose(loaded.pixels[0], levels @ LUMA / 65535, rtol=1e-6, atol=0)
+    assert loaded.pixels[0, 0, 0] > 0
+
+
+# --- EXIF orientation ------------------------------------------------------------------------
 
 def test_exif_orientation_is_applied_and_read_from_the_header(tmp_path, rng):
     values = rng.integers(0, 256, (4, 6, 3), dtype=np.uint8)
     image = Image.fromarray(values)
     exif = image.getexif()
     exif[0x0112] = 6                                   # rotate 90 degrees clockwise to display
-    path = tmp_path / "turned.png"
-    image.save(path, exif=exif)
-    loaded = load_image(path)
-    assert loaded.pixels.shape == (3, 6, 4)
-    np.testing.assert_allclose(loaded.pixels[:, 0, :], np.moveaxis(values[::-1, 0, :], -1, 0) / 255,
-                               rtol=1e-6)
-    assert read_header(path) == (3, 6, 4) and read_header(path, gray=True) == (1, 6, 4)
+    for name in ("turned.png", "turned.jpg"):
+        path = saved(tmp_path, image, name, exif=exif)
+        loaded = load_image(path)
+        assert loaded.pixels.shape == (3, 6, 4)
+        assert read_header(path) == (3, 6, 4) and read_header(path, gray=True) == (1, 6, 4)
+    loaded = load_image(tmp_path / "turned.png")
+    # the left column, read bottom to top, is the top row of the upright image
+    np.testing.assert_array_equal(loaded.pixels[:, 0, :],
+                                  (planar(values[::-1, 0, :][np.newaxis])[:, 0] / 255).astype(np.float32))
 
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_sixteen_bit_png_turns_like_pillow_turns_eight_bit(tmp_path, rng, orientation):
+    values = rng.integers(0, 256, (3, 5, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    eight, deep = tmp_path / "eight.png", tmp_path / "deep.png"
+    eight.write_bytes(_with_chunk(encode_png(values), b"eXIf", exif.tobytes()))
+    deep.write_bytes(_with_chunk(encode_png(values.astype(np.uint16) * 257), b"eXIf", exif.tobytes()))
+    by_pillow, by_ours = load_image(eight), load_image(deep)
+    assert (by_pillow.bit_depth, by_ours.bit_depth) == (8, 16)
+    np.testing.assert_array_equal(by_ours.pixels, by_pillow.pixels)
+    assert read_header(deep) == by_ours.pixels.shape
+
+
+def _with_chunk(png: bytes, kind: bytes, body: bytes) -> bytes:
+    """``png`` with one more chunk right after IHDR (which always ends at byte 33)."""
+    chunk = struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    return png[:33] + chunk + png[33:]
+
+
+# --- 16-bit colour PNGs: our reader ----------------------------------------------------------
+
+@pytest.mark.parametrize("channels", [2, 3, 4])
+@pytest.mark.parametrize("interlace", [False, True])
+@pytest.mark.parametrize("shape", [(1, 1), (5, 9), (17, 12)])
+def test_png16_reader_undoes_every_filter_and_interlacing(rng, channels, interlace, shape):
+    levels = rng.integers(0, 65536, shape + (channels,), dtype=np.uint16)
+    levels[0, 0] = 65535
+    data = _reference_png16(levels, interlace=interlace, rng=rng)
+    decoded, exif = read_png16(data)
+    assert exif is None
+    np.testing.assert_array_equal(decoded, levels)
+
+
+def _reference_png16(levels: np.ndarray, *, interlace: bool, rng) -> bytes:
+    """A 16-bit PNG whose rows use random filter types 0-4 (encoding is vectorisable)."""
+    height, width, channels = levels.shape
+    passes = ((0, 0, 8, 8), (0, 4, 8, 8), (4, 0, 8, 4), (0, 2, 4, 4), (2, 0, 4, 2), (0, 1, 2, 2),
+              (1, 0, 2, 1)) if interlace else ((0, 0, 1, 1),)
+    stream = []
+    for top, left, row_step, column_step in passes:
+        part = levels[top::row_step, left::column_step]
+        if part.size:
+            stream.append(_filter_rows(part.astype(">u2").view(np.uint8).reshape(part.shape[0], -1),
+                                       2 * channels, rng))
+    colour = {2: 4, 3: 2, 4: 6}[channels]
+    header = struct.pack(">IIBBBBB", width, height, 16, colour, 0, 0, int(interlace))
+    chunks = [(b"IHDR", header), (b"IDAT", zlib.compress(b"".join(stream)))]
+    return b"\x89PNG\r\n\x1a\n" + b"".join(
+        struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        for kind, body in chunks + [(b"IEND", b"")])
+
+
+def _filter_rows(rows: np.ndarray, bpp: int, rng) -> bytes:
+    """PNG filtering (specification section 9.2), each row with a random filter type."""
+    x = rows.astype(np.int64)
+    a = np.pad(x, ((0, 0), (bpp, 0)))[:, :-bpp]                  # left
+    b = np.pad(x, ((1, 0), (0, 0)))[:-1]                          # above
+    c = np.pad(x, ((1, 0), (bpp, 0)))[:-1, :-bpp]                # above left
+    p = a + b - c
+    pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+    paeth = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
+    predictions = [0 * x, a, b, (a + b) // 2, paeth]
+    kinds = np.resize(rng.permutation(5), rows.shape[0])          # every type once at least
+    out = [np.concatenate([[kind], (x[r] - predictions[kind][r]) % 256]) for r, kind in enumerate(kinds)]
+    return np.array(out, np.uint8).tobytes()
+
+
+def test_sixteen_bit_colour_png_from_opencv_loads_exactly(tmp_path, rng):
+    cv2 = pytest.importorskip("cv2")
+    y, x = np.mgrid[0:40, 0:50]
+    levels = np.stack([x * 1000, y * 1500, rng.integers(0, 65536, x.shape)], -1).astype(np.uint16)
+    cv2.imwrite(str(tmp_path / "cv.png"), levels[..., ::-1])      # OpenCV writes BGR
+    loaded = load_image(tmp_path / "cv.png")
+    assert loaded.bit_depth == 16 and loaded.pixels.shape == (3, 40, 50)
+    np.testing.assert_array_equal(loaded.pixels, (planar(levels) / 65535).astype(np.float32))
+
+
+def test_sixteen_bit_gray_alpha_png_loads_as_one_channel_and_alpha(tmp_path, rng):
+    levels = rng.integers(0, 65536, (4, 3, 2), dtype=np.uint16)
+    path = tmp_path / "la.png"
+    path.write_bytes(encode_png(levels))
+    loaded = load_image(path)
+    assert loaded.pixels.shape == (1, 4, 3) and loaded.bit_depth == 16
+    np.testing.assert_array_equal(loaded.pixels[0], (levels[..., 0] / 65535).astype(np.float32))
+    np.testing.assert_array_equal(loaded.alpha, (levels[..., 1] / 65535).astype(np.float32))
+    assert read_header(path) == (1, 4, 3)
+
+
+def test_sixteen_bit_rgb_transparent_colour_becomes_alpha(tmp_path):
+    levels = np.array([[[1, 2, 3], [1, 2, 4]]], np.uint16)
+    path = tmp_path / "key.png"
+    path.write_bytes(_with_chunk(encode_png(levels), b"tRNS", struct.pack(">3H", 1, 2, 3)))
+    loaded = load_image(path)
+    assert loaded.pixels.shape == (3, 1, 2)
+    np.testing.assert_array_equal(loaded.alpha, [[0, 1]])
+
+
+def test_damaged_sixteen_bit_png_fails_with_the_path_first(tmp_path, rng):
+    data = encode_png(rng.integers(0, 65536, (30, 30, 3), dtype=np.uint16))
+    path = tmp_path / "cut.png"
+    path.write_bytes(data[:-40] + b"\0" * 28)                     # the stream's end overwritten
+    with pytest.raises(FileFailure, match=f"^{path}: cannot decode the image"):
+        load_image(path)
+
+
+# --- errors ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("make, phrase", [
     (lambda p: p / "missing.png", "no such file"),
-    (lambda p: (p / "notes.txt").write_text("hello") and p / "notes.txt", "not an image"),
+    (lambda p: (p / "notes.txt").write_text("hello") and p / "notes.txt",
+     "not an image Pillow can read ("),
+    (lambda p: (p / "empty.png").write_bytes(b"") == 0 and p / "empty.png",
+     "not an image Pillow can read ("),
     (lambda p: p, "is a folder"),
-    (lambda p: (p / "cut.png").write_bytes(_truncated_png()) and p / "cut.png", "cannot"),
+    (lambda p: (p / "cut.png").write_bytes(_truncated_png()) and p / "cut.png", "cannot decode"),
 ])
 def test_unreadable_files_fail_with_the_path_first(tmp_path, make, phrase):
     path = make(tmp_path)
     with pytest.raises(FileFailure) as error:
         load_image(path)
-    assert str(error.value).startswith(str(path)) and phrase in str(error.value)
+    assert str(error.value).startswith(f"{path}: ") and phrase in str(error.value)
+    assert error.value.exit_code == 1
 
 
 def _truncated_png() -> bytes:
-    import io
-
-    buffer = io.BytesIO()
     noise = np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8)
-    Image.fromarray(noise).save(buffer, format="PNG")
-    return buffer.getvalue()[:2000]                    # the header and a third of the pixels
+    return _bytes_of(Image.fromarray(noise), "PNG")[:2000]      # the header and a third of the pixels
 
+
+# --- value mapping ---------------------------------------------------------------------------
 
 def test_map_to_unit_modes():
     maps = np.array([[[-0.5, 0.25, 1.5]]], np.float32)
-    np.testing.assert_allclose(map_to_unit(maps, "clip"), [[[0, 0.25, 1]]])
-    np.testing.assert_allclose(map_to_unit(maps, "abs"), [[[0.5, 0.25, 1]]])
-    np.testing.assert_allclose(map_to_unit(maps, "offset"), [[[0, 0.75, 1]]])
-    np.testing.assert_allclose(map_to_unit(maps, "minmax"), [[[0, 0.375, 1]]])
+    np.testing.assert_array_equal(map_to_unit(maps, "clip"), [[[0, 0.25, 1]]])
+    np.testing.assert_array_equal(map_to_unit(maps, "abs"), [[[0.5, 0.25, 1]]])
+    np.testing.assert_array_equal(map_to_unit(maps, "offset"), [[[0, 0.75, 1]]])
+    np.testing.assert_array_equal(map_to_unit(maps, "minmax"), [[[0, 0.375, 1]]])
     np.testing.assert_array_equal(map_to_unit(np.full((1, 2, 2), 3.0), "minmax"), 0)
+    assert map_to_unit(maps, "clip").dtype == np.float32
+    np.testing.assert_array_equal(maps, [[[-0.5, 0.25, 1.5]]])     # the input is untouched
     with pytest.raises(UsageError, match="--normalize"):
         map_to_unit(maps, "log")
 
+
+def test_minmax_spans_the_whole_array_not_each_channel():
+    maps = np.array([[[0.0, 1.0]], [[2.0, 4.0]]], np.float32)
+    np.testing.assert_array_equal(map_to_unit(maps, "minmax"), [[[0, 0.25]], [[0.5, 1]]])
+
+
+@pytest.mark.parametrize("normalize, expected", [
+    ("clip", [0, 0, 64, 255]), ("abs", [128, 0, 64, 255]), ("offset", [0, 128, 191, 255]),
+    ("minmax", [0, 85, 128, 255])])                               # minmax: (x + 0.5) / 1.5
+def test_png_writes_each_normalize_mode(tmp_path, normalize, expected):
+    maps = np.array([[[-0.5, 0.0, 0.25, 1.0]]], np.float32)
+    save_image(tmp_path / "n.png", maps, fmt="png", normalize=normalize)
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "n.png")), [expected])
+
+
+# --- writers ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("channels, alpha", [(1, False), (3, False), (1, True), (3, True)])
 @pytest.mark.parametrize("bit_depth", [8, 16])
 def test_png_round_trip(tmp_path, rng, channels, alpha, bit_depth):
     top = 2 ** bit_depth - 1
     levels = rng.integers(0, top + 1, (channels, 5, 6))
+    levels[:, 0, 0] = top
     alpha_levels = rng.integers(0, top + 1, (5, 6)) if alpha else None
     path = tmp_path / "out.png"
     save_image(path, (levels / top).astype(np.float32), fmt="png", bit_depth=bit_depth,
@@ -126,16 +360,17 @@ def test_png_round_trip(tmp_path, rng, channels, alpha, bit_depth):
     if bit_depth == 16 and (channels > 1 or alpha):
         written = _read_png16(path)                    # Pillow reads 16-bit colour as 8-bit
     else:
-        written = np.asarray(Image.open(path)).astype(np.int64)
-        written = written[None] if written.ndim == 2 else np.moveaxis(written, -1, 0)
+        written = planar(Image.open(path)).astype(np.int64)
     np.testing.assert_array_equal(written, expected)
+    loaded = load_image(path)                          # and our reader gives the same back
+    assert loaded.bit_depth == bit_depth
+    np.testing.assert_array_equal(loaded.pixels, (levels / top).astype(np.float32))
+    if alpha:
+        np.testing.assert_array_equal(loaded.alpha, (alpha_levels / top).astype(np.float32))
 
 
 def _read_png16(path) -> np.ndarray:
     """Decode our own (Up-filtered, one IDAT) 16-bit PNGs, as an independent check."""
-    import struct
-    import zlib
-
     data = path.read_bytes()
     width, height, depth, colour = struct.unpack(">IIBB", data[16:26])
     assert depth == 16
@@ -147,6 +382,12 @@ def _read_png16(path) -> np.ndarray:
     unfiltered = np.cumsum(rows[:, 1:], axis=0, dtype=np.uint64) % 256
     pixels = unfiltered.astype(np.uint8).view(">u2").reshape(height, width, channels)
     return np.moveaxis(pixels.astype(np.int64), -1, 0)
+
+
+def test_png_rounds_to_the_nearest_level(tmp_path):
+    maps = np.array([[[0.5 / 255 - 1e-4, 0.5 / 255 + 1e-4, 254.4 / 255]]], np.float32)
+    save_image(tmp_path / "r.png", maps, fmt="png")
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "r.png")), [[0, 1, 254]])
 
 
 def test_png_written_by_convcli_reads_back_in_opencv(tmp_path, rng):
@@ -173,22 +414,35 @@ def test_png_refuses_other_channel_counts(tmp_path):
 
 def test_tiff_and_npy_hold_raw_floats(tmp_path, rng):
     maps = (rng.standard_normal((4, 3, 5)) * 7).astype(np.float32)
-    save_image(tmp_path / "m.tif", maps, fmt="tiff")
+    alpha = np.ones((3, 5), np.float32)
+    save_image(tmp_path / "m.tif", maps, fmt="tiff", alpha=alpha, normalize="minmax")
     with Image.open(tmp_path / "m.tif") as tiff:
         pages = []
         for page in range(tiff.n_frames):
             tiff.seek(page)
+            assert tiff.mode == "F"
             pages.append(np.asarray(tiff, np.float32))
-    np.testing.assert_array_equal(np.stack(pages), maps)
-    save_image(tmp_path / "m.npy", maps, fmt="npy")
-    np.testing.assert_array_equal(np.load(tmp_path / "m.npy"), maps)
+    np.testing.assert_array_equal(np.stack(pages), maps)            # 4 pages: no alpha page
+    save_image(tmp_path / "m.npy", maps, fmt="npy", alpha=alpha, normalize="minmax")
+    loaded = np.load(tmp_path / "m.npy")
+    assert loaded.dtype == np.float32
+    np.testing.assert_array_equal(loaded, maps)
 
+
+# --- atomic writes ---------------------------------------------------------------------------
 
 def test_atomic_write_keeps_existing_files_and_leaves_no_temporaries(tmp_path):
     target = tmp_path / "sub" / "out.bin"
-    atomic_write(target, lambda f: f.write(b"first"))
+    seen = []
+
+    def first(file):
+        seen.extend(p.name for p in target.parent.iterdir())
+        file.write(b"first")
+
+    atomic_write(target, first)                        # creates the folder too
     assert target.read_bytes() == b"first"
-    with pytest.raises(FileFailure, match="already exists; use --overwrite"):
+    assert len(seen) == 1 and seen[0].startswith(".out.bin.tmp-")
+    with pytest.raises(FileFailure, match=f"^{target}: already exists; use --overwrite"):
         atomic_write(target, lambda f: f.write(b"second"))
     assert target.read_bytes() == b"first"
     atomic_write(target, lambda f: f.write(b"third"), overwrite=True)
@@ -202,3 +456,30 @@ def test_atomic_write_keeps_existing_files_and_leaves_no_temporaries(tmp_path):
         atomic_write(tmp_path / "sub" / "never.bin", explode)
     assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["out.bin"]
     assert oct(os.stat(target).st_mode & 0o777) != "0o600"       # not mkstemp's private mode
+
+
+def test_write_errors_name_the_file_and_leave_nothing(tmp_path):
+    def full_disk(file):
+        file.write(b"part")
+        raise OSError(28, "No space left on device")
+
+    target = tmp_path / "out.png"
+    with pytest.raises(FileFailure, match=f"^{target}: cannot write \\(No space left on device\\)"):
+        atomic_write(target, full_disk)
+    assert not list(tmp_path.iterdir())
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(FileFailure, match=f"^{blocker / 'out.png'}: cannot write"):
+        save_image(blocker / "out.png", np.zeros((1, 2, 2), np.float32), fmt="png")
+
+
+def test_save_image_keeps_an_existing_output_without_overwrite(tmp_path):
+    target = tmp_path / "x.png"
+    target.write_bytes(b"precious")
+    maps = np.zeros((1, 2, 2), np.float32)
+    with pytest.raises(FileFailure, match="already exists"):
+        save_image(target, maps, fmt="png")
+    assert target.read_bytes() == b"precious"
+    save_image(target, maps, fmt="png", overwrite=True)
+    assert Image.open(target).size == (2, 2)
+    assert [p.name for p in tmp_path.iterdir()] == ["x.png"]
