@@ -49,16 +49,19 @@ def read_png16(data: bytes) -> tuple[np.ndarray, bytes | None]:
     if depth != 16 or colour not in DEEP_COLOUR_TYPES:
         raise ValueError(f"not a 16-bit colour PNG (bit depth {depth}, colour type {colour})")
     channels = CHANNELS[colour]
-    raw = np.frombuffer(zlib.decompress(b"".join(chunks.get(b"IDAT", []))), np.uint8)
-    passes = ADAM7 if interlace else ((0, 0, 1, 1),)
-    pixels = np.empty((height, width, channels), np.uint16)
-    for top, left, row_step, column_step in passes:
+    passes = []                                       # (top, left, row step, column step, rows, columns)
+    for top, left, row_step, column_step in ADAM7 if interlace else ((0, 0, 1, 1),):
         rows, columns = -(-(height - top) // row_step), -(-(width - left) // column_step)
-        if rows <= 0 or columns <= 0:
-            continue                                  # an empty pass has no bytes at all
+        if rows > 0 and columns > 0:                  # an empty pass has no bytes at all
+            passes.append((top, left, row_step, column_step, rows, columns))
+    expected = sum(rows * (1 + columns * channels * 2) for *_, rows, columns in passes)
+    stream = zlib.decompressobj().decompress(b"".join(chunks.get(b"IDAT", [])), expected)
+    if len(stream) < expected:                        # (and never more than the header promises)
+        raise ValueError("image data ends early")
+    raw = np.frombuffer(stream, np.uint8)
+    pixels = np.empty((height, width, channels), np.uint16)
+    for top, left, row_step, column_step, rows, columns in passes:
         size = rows * (1 + columns * channels * 2)
-        if raw.size < size:
-            raise ValueError("image data ends early")
         part, raw = raw[:size].reshape(rows, -1), raw[size:]
         samples = _unfilter(part[:, 1:], part[:, 0], channels * 2)
         pixels[top::row_step, left::column_step] = samples.view(">u2").reshape(rows, columns, -1)
@@ -99,6 +102,8 @@ def _unfilter(filtered: np.ndarray, kinds: np.ndarray, bpp: int) -> np.ndarray:
     """
     if kinds.size and kinds.max() > 4:
         raise ValueError(f"unknown PNG filter type {kinds.max()}")
+    if kinds.size and kinds.max() <= 2:
+        return _unfilter_rows(filtered, kinds, bpp)
     height, width = filtered.shape[0], filtered.shape[1] // bpp
     source = filtered.reshape(height, width, bpp).astype(np.int16)
     restored = np.zeros((height + 1, width + 1, bpp), np.int16)   # row 0, column 0: zeros
@@ -115,6 +120,21 @@ def _unfilter(filtered: np.ndarray, kinds: np.ndarray, bpp: int) -> np.ndarray:
                               [a, b, (a + b) >> 1, paeth], 0)
         restored[row + 1, column + 1] = (source[row, column] + predictor) & 0xFF
     return restored[1:, 1:].astype(np.uint8).reshape(height, width * bpp)
+
+
+def _unfilter_rows(filtered: np.ndarray, kinds: np.ndarray, bpp: int) -> np.ndarray:
+    """``_unfilter`` when no row uses Average or Paeth (as convcli's own files): row by row,
+    each row one vectorised step (uint8 arithmetic wraps modulo 256, as PNG wants)."""
+    restored = np.empty_like(filtered)
+    above = np.zeros(filtered.shape[1], np.uint8)
+    for index, kind in enumerate(kinds):
+        row = filtered[index]
+        if kind == 1:                                 # Sub: a running sum per byte position
+            row = np.cumsum(row.reshape(-1, bpp), axis=0, dtype=np.uint8).reshape(-1)
+        elif kind == 2:                               # Up
+            row = row + above
+        restored[index] = above = row
+    return restored
 
 
 def encode_png(pixels: np.ndarray) -> bytes:

@@ -174,6 +174,17 @@ def test_nan_spreads_only_to_the_windows_that_cover_it(rng):
         np.testing.assert_array_equal(np.isnan(result[0, 0]), expected)
 
 
+def test_nan_with_a_large_kernel_stays_local(rng):
+    """auto would take the FFT path, where a NaN would fill its whole tile."""
+    x = rng.standard_normal((1, 1, 1024, 1024)).astype(np.float32)
+    x[0, 0, 500, 600] = np.nan
+    result, path = convolve(x, rng.standard_normal((1, 1, 31, 31)), padding=Padding(15, 15, 15, 15))
+    assert path == "direct"
+    expected = np.zeros((1024, 1024), bool)
+    expected[485:516, 585:616] = True
+    np.testing.assert_array_equal(np.isnan(result[0, 0]), expected)
+
+
 def test_flip_is_true_convolution(rng):
     ndimage = pytest.importorskip("scipy.ndimage")
     image = rng.standard_normal((11, 13)).astype(np.float32)

@@ -210,17 +210,19 @@ def _with_chunk(png: bytes, kind: bytes, body: bytes) -> bytes:
 @pytest.mark.parametrize("channels", [2, 3, 4])
 @pytest.mark.parametrize("interlace", [False, True])
 @pytest.mark.parametrize("shape", [(1, 1), (5, 9), (17, 12)])
-def test_png16_reader_undoes_every_filter_and_interlacing(rng, channels, interlace, shape):
+@pytest.mark.parametrize("filters", [5, 3])           # types 0-4; 0-2 only (the row-wise path)
+def test_png16_reader_undoes_every_filter_and_interlacing(rng, channels, interlace, shape, filters):
     levels = rng.integers(0, 65536, shape + (channels,), dtype=np.uint16)
     levels[0, 0] = 65535
-    data = _reference_png16(levels, interlace=interlace, rng=rng)
+    data = _reference_png16(levels, interlace=interlace, rng=rng, filters=filters)
     decoded, exif = read_png16(data)
     assert exif is None
     np.testing.assert_array_equal(decoded, levels)
 
 
-def _reference_png16(levels: np.ndarray, *, interlace: bool, rng) -> bytes:
-    """A 16-bit PNG whose rows use random filter types 0-4 (encoding is vectorisable)."""
+def _reference_png16(levels: np.ndarray, *, interlace: bool, rng, filters: int = 5) -> bytes:
+    """A 16-bit PNG whose rows use random filter types below ``filters`` (encoding, unlike
+    decoding, is vectorisable)."""
     height, width, channels = levels.shape
     passes = ((0, 0, 8, 8), (0, 4, 8, 8), (4, 0, 8, 4), (0, 2, 4, 4), (2, 0, 4, 2), (0, 1, 2, 2),
               (1, 0, 2, 1)) if interlace else ((0, 0, 1, 1),)
@@ -229,7 +231,7 @@ def _reference_png16(levels: np.ndarray, *, interlace: bool, rng) -> bytes:
         part = levels[top::row_step, left::column_step]
         if part.size:
             stream.append(_filter_rows(part.astype(">u2").view(np.uint8).reshape(part.shape[0], -1),
-                                       2 * channels, rng))
+                                       2 * channels, rng, filters))
     colour = {2: 4, 3: 2, 4: 6}[channels]
     header = struct.pack(">IIBBBBB", width, height, 16, colour, 0, 0, int(interlace))
     chunks = [(b"IHDR", header), (b"IDAT", zlib.compress(b"".join(stream)))]
@@ -238,7 +240,7 @@ def _reference_png16(levels: np.ndarray, *, interlace: bool, rng) -> bytes:
         for kind, body in chunks + [(b"IEND", b"")])
 
 
-def _filter_rows(rows: np.ndarray, bpp: int, rng) -> bytes:
+def _filter_rows(rows: np.ndarray, bpp: int, rng, filters: int) -> bytes:
     """PNG filtering (specification section 9.2), each row with a random filter type."""
     x = rows.astype(np.int64)
     a = np.pad(x, ((0, 0), (bpp, 0)))[:, :-bpp]                  # left
@@ -248,7 +250,7 @@ def _filter_rows(rows: np.ndarray, bpp: int, rng) -> bytes:
     pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
     paeth = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
     predictions = [0 * x, a, b, (a + b) // 2, paeth]
-    kinds = np.resize(rng.permutation(5), rows.shape[0])          # every type once at least
+    kinds = np.resize(rng.permutation(filters), rows.shape[0])    # every type once at least
     out = [np.concatenate([[kind], (x[r] - predictions[kind][r]) % 256]) for r, kind in enumerate(kinds)]
     return np.array(out, np.uint8).tobytes()
 

@@ -81,6 +81,8 @@ def convolve(x, weight, bias=None, *, stride=(1, 1), padding=geometry.Padding(0,
         col_map.shape[0] - dilation[1] * (weight.shape[3] - 1))
     path = _choose_path(weight, groups, factors, engine, out_pixels=out_hw[0] * out_hw[1],
                         full_pixels=full_pixels, in_channels=x.shape[1])
+    if path == "fft" and engine == "auto" and not np.isfinite(x).all():
+        path = "direct"  # a NaN or inf would spread over its whole FFT tile, not just its windows
     if path == "separable":
         from ._separable import separable_conv
 
