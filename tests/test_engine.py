@@ -74,11 +74,12 @@ def reference_for(problem):
     return {k: problem[k] for k in ("stride", "padding", "dilation", "groups", "mode")}
 
 
+@pytest.mark.parametrize("engine", ["direct", "fft"])
 @SETTINGS
-@given(problems())
-def test_direct_path_matches_reference(problem):
-    result, path = run_engine(problem, "direct")
-    assert path == "direct"
+@given(problem=problems())
+def test_general_paths_match_reference(engine, problem):
+    result, path = run_engine(problem, engine)
+    assert path == engine
     assert_matches_reference(result, problem["x"], problem["weight"], problem["bias"],
                              **reference_for(problem))
 
@@ -89,15 +90,6 @@ def test_separable_path_matches_reference(problem, carry_factors):
     factors = rank_one_factors(problem["weight"]) if carry_factors else None
     result, path = run_engine(problem, "separable", factors)
     assert path == "separable"
-    assert_matches_reference(result, problem["x"], problem["weight"], problem["bias"],
-                             **reference_for(problem))
-
-
-@SETTINGS
-@given(problems())
-def test_fft_path_matches_reference(problem):
-    result, path = run_engine(problem, "fft")
-    assert path == "fft"
     assert_matches_reference(result, problem["x"], problem["weight"], problem["bias"],
                              **reference_for(problem))
 

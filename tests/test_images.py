@@ -77,7 +77,7 @@ def test_gif_transparency_becomes_alpha(tmp_path):
 
 @pytest.mark.parametrize("mode, key", [("L", 7), ("RGB", (1, 2, 3))])
 def test_png_transparent_colour_becomes_alpha(tmp_path, mode, key):
-    values = np.array([[7, 9]], np.uint8) if mode == "L" else np.array([[[1, 2, 3], [1, 2, 4]]], np.uint8)
+    values = np.array([[7, 9]] if mode == "L" else [[[1, 2, 3], [1, 2, 4]]], np.uint8)
     loaded = load_image(saved(tmp_path, Image.fromarray(values, mode), transparency=key))
     assert loaded.pixels.shape == (len(mode), 1, 2)
     np.testing.assert_array_equal(loaded.alpha, [[0, 1]])
@@ -115,7 +115,8 @@ def test_bilevel_is_zero_or_one(tmp_path):
     np.testing.assert_array_equal(loaded.pixels, [[[0, 1], [1, 0]]])
 
 
-@pytest.mark.parametrize("mode, name", [("CMYK", "c.tif"), ("YCbCr", "y.tif"), ("CMYK", "c.jpg"), ("LAB", "l.tif")])
+@pytest.mark.parametrize("mode, name", [("CMYK", "c.tif"), ("CMYK", "c.jpg"), ("YCbCr", "y.tif"),
+                                        ("LAB", "l.tif")])
 def test_other_colour_spaces_load_as_rgb(tmp_path, rng, mode, name):
     source = Image.fromarray(rng.integers(0, 256, (3, 4, 3), dtype=np.uint8)).convert(mode)
     path = saved(tmp_path, source, name)
@@ -181,8 +182,8 @@ def test_exif_orientation_is_applied_and_read_from_the_header(tmp_path, rng):
         assert read_header(path) == (3, 6, 4) and read_header(path, gray=True) == (1, 6, 4)
     loaded = load_image(tmp_path / "turned.png")
     # the left column, read bottom to top, is the top row of the upright image
-    np.testing.assert_array_equal(loaded.pixels[:, 0, :],
-                                  (planar(values[::-1, 0, :][np.newaxis])[:, 0] / 255).astype(np.float32))
+    upright_top_row = np.moveaxis(values[::-1, 0, :], -1, 0) / 255
+    np.testing.assert_array_equal(loaded.pixels[:, 0, :], upright_top_row.astype(np.float32))
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
