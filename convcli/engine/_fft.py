@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from .. import geometry
 from ._numba_config import thread_count
 
 FAST_SIZES = sorted({2**a * 3**b * 5**c for a in range(14) for b in range(6) for c in range(4)
@@ -34,7 +35,8 @@ def fft_conv(x, weight, bias, row_map, col_map, pad_left, stride_h, stride_w, di
     group_in, kernel_h, kernel_w = weight.shape[1:]
     group_out = out_channels // groups
     span_h, span_w = dilation_h * (kernel_h - 1) + 1, dilation_w * (kernel_w - 1) + 1
-    full_h, full_w = row_map.shape[0] - span_h + 1, col_map.shape[0] - span_w + 1
+    full_h = geometry.conv_output_size(row_map.shape[0], kernel_h, dilation=dilation_h)
+    full_w = geometry.conv_output_size(col_map.shape[0], kernel_w, dilation=dilation_w)
     tile = fft_size(max(span_h, span_w))
     step_h, step_w = tile - span_h + 1, tile - span_w + 1
     # Correlation is convolution with the flipped (and, for dilation, zero-stuffed) kernel.
@@ -56,8 +58,8 @@ def fft_conv(x, weight, bias, row_map, col_map, pad_left, stride_h, stride_w, di
 
     jobs = [(n, g, top, left) for n in range(batch) for g in range(groups) for top, left in origins]
     with ThreadPoolExecutor(max_workers=thread_count()) as pool:
-        for finished in pool.map(lambda job: run_tile(*job), jobs):
-            del finished
+        for _ in pool.map(lambda job: run_tile(*job), jobs):  # consume: re-raises tile errors
+            pass
 
 
 def _tile(channels: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:

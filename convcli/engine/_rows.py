@@ -1,10 +1,10 @@
-"""Row kernels shared by the direct and separable paths (inlined into their callers).
+"""Row helpers of the separable path, inlined into it.
 
-Both paths work one output row at a time: an input row is copied into a padded row
-buffer (the border pixels read through ``col_map``), then taps are accumulated from
-that buffer. Taps go three at a time, so each pass over the output row does three
-multiply-adds per load and store of the output instead of one; the loops run over
-slices indexed from 0, which LLVM vectorises.
+The column pass leaves one row of sums in the middle of a padded row buffer;
+``fill_borders`` completes the buffer through ``col_map`` and ``accumulate_row`` runs the
+row taps over it, three at a time, so each pass over the output row does three
+multiply-adds per load and store of it; the loops run over slices indexed from 0, which
+LLVM vectorises.
 """
 
 from __future__ import annotations
@@ -13,16 +13,15 @@ from ._numba_config import jit_inline
 
 
 @jit_inline
-def fill_padded_row(buffer, source, col_map, pad_left):
-    """``buffer[j]`` = the padded row's pixel j: ``source`` in the middle, borders by ``col_map``."""
-    width = source.shape[0]
-    buffer[pad_left:pad_left + width] = source
+def fill_borders(buffer, col_map, pad_left, width):
+    """Fill the padding of ``buffer`` (a padded row whose middle ``width`` pixels are set)
+    through ``col_map``: each border position copies the pixel it maps to, or 0 for -1."""
     for j in range(pad_left):
         column = col_map[j]
-        buffer[j] = source[column] if column >= 0 else 0.0
+        buffer[j] = buffer[pad_left + column] if column >= 0 else 0.0
     for j in range(pad_left + width, buffer.shape[0]):
         column = col_map[j]
-        buffer[j] = source[column] if column >= 0 else 0.0
+        buffer[j] = buffer[pad_left + column] if column >= 0 else 0.0
 
 
 @jit_inline

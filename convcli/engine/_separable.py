@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._numba_config import jit, prange
-from ._rows import accumulate_row
+from ._rows import accumulate_row, fill_borders
 
 
 @jit
@@ -50,9 +50,7 @@ def separable_conv(x, column, row, bias, row_map, col_map, pad_left, stride_h, s
                 for i in range(width):
                     summed[i] += tap * source[i]
             ky += 1
-        for j in range(col_map.shape[0]):
-            if j < pad_left or j >= pad_left + width:
-                padded[j] = summed[col_map[j]] if col_map[j] >= 0 else 0.0
+        fill_borders(padded, col_map, pad_left, width)
         destination = out[n, co, oy]
         destination[:] = bias[co]
         accumulate_row(destination, padded, row[co], stride_w, dilation_w)

@@ -1,8 +1,8 @@
 """``conv2d`` with PyTorch's signature, and ``convolve``, the one entry to the compiled loops.
 
 ``conv2d`` parses PyTorch-style arguments (ints, pairs, ``'same'``/``'valid'``) and
-hands explicit per-side padding to ``convolve``, which validates the arrays, pads the
-input once, picks an engine path and runs it. Numba is imported on the first call,
+hands explicit per-side padding to ``convolve``, which validates the arrays, maps the
+borders (``border_map``: no padded copy), picks an engine path and runs it. Numba is imported on the first call,
 not when convcli is imported.
 """
 
@@ -36,7 +36,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     (C_out,) or None. ``padding`` is an int, an (H, W) pair, ``'valid'`` or ``'same'``
     (stride 1 only, as in PyTorch). ``padding_mode`` is ``zeros``, ``reflect``,
     ``replicate``, ``circular`` (as ``torch.nn.Conv2d``) or ``symmetric``. ``flip=True``
-    gives a true convolution. ``engine`` forces ``direct`` or ``separable``. Returns
+    gives a true convolution. ``engine`` forces ``direct``, ``separable`` or ``fft``. Returns
     float32 with the dimensionality of ``x``.
     """
     weight = _as_float32(weight, "weight")
@@ -77,17 +77,17 @@ def convolve(x, weight, bias=None, *, stride=(1, 1), padding=geometry.Padding(0,
     row_map = border_map(x.shape[2], padding.rows, padding_mode)
     col_map = border_map(x.shape[3], padding.cols, padding_mode)
     geometry_args = (row_map, col_map, padding.left, stride[0], stride[1], dilation[0], dilation[1])
-    full_pixels = (row_map.shape[0] - dilation[0] * (weight.shape[2] - 1)) * (
-        col_map.shape[0] - dilation[1] * (weight.shape[3] - 1))
-    path = _choose_path(weight, groups, factors, engine, out_pixels=out_hw[0] * out_hw[1],
-                        full_pixels=full_pixels, in_channels=x.shape[1])
+    full_hw = geometry.conv_output_hw(x.shape[2:], weight.shape[2:], padding,
+                                      dilation_hw=dilation)          # at stride 1 (FFT's work)
+    path, factors = _choose_path(weight, groups, factors, engine,
+                                 out_pixels=out_hw[0] * out_hw[1],
+                                 full_pixels=full_hw[0] * full_hw[1], in_channels=x.shape[1])
     if path == "fft" and engine == "auto" and not np.isfinite(x).all():
         path = "direct"  # a NaN or inf would spread over its whole FFT tile, not just its windows
     if path == "separable":
         from ._separable import separable_conv
 
-        column, row = (_as_float32(f, "factors") for f in factors) if factors is not None \
-            else rank_one_factors(weight)
+        column, row = (_as_float32(f, "factors") for f in factors)
         separable_conv(x, np.ascontiguousarray(column.reshape(weight.shape[0], -1)),
                        np.ascontiguousarray(row.reshape(weight.shape[0], -1)), bias,
                        *geometry_args, out)
@@ -134,8 +134,9 @@ def rank_one_factors(weight: np.ndarray, tolerance: float = RANK_ONE_TOLERANCE):
 
 
 def _choose_path(weight: np.ndarray, groups: int, factors, engine: str, *, out_pixels: int = 0,
-                 full_pixels: int = 0, in_channels: int = 1) -> str:
-    """The engine path: ``engine`` if forced, else by a cost model.
+                 full_pixels: int = 0, in_channels: int = 1) -> tuple[str, tuple | None]:
+    """(engine path, separable factors): ``engine`` if forced, else by a cost model. The
+    factors are the given ones, or found here (once) when the path is separable.
 
     separable: a depthwise rank-1 kernel where kH + kW < kH * kW.
     fft: when its estimated time beats the direct loops' (see ``COST``): roughly from 12 x 12
@@ -145,20 +146,22 @@ def _choose_path(weight: np.ndarray, groups: int, factors, engine: str, *, out_p
     kernel_h, kernel_w = weight.shape[2:]
     depthwise = weight.shape[1] == 1
     if engine in ("direct", "fft"):
-        return engine
+        return engine, factors
+    worth_it = kernel_h + kernel_w < kernel_h * kernel_w
+    if depthwise and (engine == "separable" or worth_it):
+        factors = factors if factors is not None else rank_one_factors(weight)
     if engine == "separable":
-        if not depthwise or (factors is None and rank_one_factors(weight) is None):
+        if not depthwise or factors is None:
             raise UsageError("engine 'separable' needs a rank-1 kernel with one input channel per "
                              "group (C_in/groups == 1); use engine 'auto' or 'direct'")
-        return "separable"
-    worth_it = kernel_h + kernel_w < kernel_h * kernel_w
-    if depthwise and worth_it and (factors is not None or rank_one_factors(weight) is not None):
-        return "separable"
+        return "separable", factors
+    if depthwise and worth_it and factors is not None:
+        return "separable", factors
     out_channels, group_in = weight.shape[:2]
     direct_ns = COST["direct_ns_per_tap"] * out_channels * group_in * kernel_h * kernel_w * out_pixels
     fft_ns = (COST["fft_ns_per_pixel"] * (in_channels + out_channels) * full_pixels
               + COST["fft_fixed_ns"])
-    return "fft" if fft_ns < direct_ns else "direct"
+    return ("fft" if fft_ns < direct_ns else "direct"), factors
 
 
 def _as_float32(array, name: str) -> np.ndarray:
