@@ -292,12 +292,12 @@ def _filter(image: images.LoadedImage, operation: Operation, options: ApplyOptio
     pixels, paths = image.pixels, []
     depthwise = all(kernel.weights.ndim == 2 for kernel in operation.kernels)
     parts = [pixels[c:c + 1] for c in range(pixels.shape[0])] if depthwise else [pixels]
+    arguments = [_weights_for(kernel, parts[0].shape[0], options.flip, image.path)
+                 for kernel in operation.kernels]          # the same for every part
     maps = None
     for index, part in enumerate(parts):
         total = None
-        for kernel in operation.kernels:
-            weight, bias, factors, groups = _weights_for(kernel, part.shape[0], options.flip,
-                                                         image.path)
+        for weight, bias, factors, groups in arguments:
             response, path = convolve(part[np.newaxis], weight, bias, groups=groups,
                                       factors=factors, **geometry_args)
             total = _combine(total, response[0], operation.combine)
