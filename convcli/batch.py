@@ -24,6 +24,7 @@ from typing import TextIO
 
 from . import pipeline
 from .errors import ConvcliError, UsageError
+from .images import leftover_temporaries
 from .inputs import Source
 from .pipeline import ApplyOptions, Job
 
@@ -184,13 +185,11 @@ def _execute(tasks: list[Task], settings: BatchSettings, tally: Tally, report) -
 
                 pool = WorkerPool(workers, process_task, _set_numba_threads,
                                   (max(1, cores // workers),))
-                outcomes = ((r.task, ("failed", f"{r.task.source.path}: {r.died}")
-                             if r.died else r.value) for r in pool.run(tasks))
+                outcomes = ((r.task, _worker_died(r.task, r.died) if r.died else r.value)
+                            for r in pool.run(tasks))
             else:
                 outcomes = ((task, process_task(task)) for task in tasks)
             for task, (status, value) in outcomes:
-                if status == "failed" and pool is not None and "worker process died" in value:
-                    _remove_temporaries(task)
                 _record(task, status, value, tally, report)
                 progress.advance(task, tally)
                 if status == "failed" and settings.fail_fast:
@@ -219,11 +218,13 @@ def _record(task: Task, status: str, value, tally: Tally, report) -> None:
         _emit(report, _status_record(job, "failed", value.splitlines()[0]))
 
 
-def _remove_temporaries(task: Task) -> None:
-    """A killed worker cannot clean up: remove its half-written temporary files."""
+def _worker_died(task: Task, how: str) -> tuple[str, str]:
+    """The outcome of a task whose worker died: a killed worker cannot clean up, so its
+    half-written temporary files are removed here."""
     for job in task.jobs:
-        for leftover in job.destination.parent.glob(f".{job.destination.name}.*.tmp"):
+        for leftover in leftover_temporaries(job.destination):
             leftover.unlink(missing_ok=True)
+    return "failed", f"{task.source.path}: {how}"
 
 
 def _status_record(job: Job, status: str, error: str | None) -> dict:

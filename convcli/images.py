@@ -24,7 +24,7 @@ from ._png16 import deep_colour_channels, encode_png, read_png16
 from .errors import FileFailure, UsageError
 
 __all__ = ["LoadedImage", "load_image", "read_header", "map_to_unit", "save_image", "encode_image",
-           "atomic_write",
+           "atomic_write", "leftover_temporaries",
            "IMAGE_SUFFIXES", "OUTPUT_FORMATS", "NORMALIZE_MODES", "LUMA_WEIGHTS"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".ppm",
@@ -309,6 +309,17 @@ def _png_pixels(maps: np.ndarray, alpha: np.ndarray | None, bit_depth: int,
     return pixels[:, :, 0] if channels == 1 else pixels
 
 
+def _temporary_prefix(path: Path) -> str:
+    """Temporary files for ``path`` are ``.{name}.tmp-<random>`` beside it (hidden, so folder
+    inputs skip them)."""
+    return f".{path.name}.tmp-"
+
+
+def leftover_temporaries(path: Path) -> list[Path]:
+    """Temporary files ``atomic_write`` left for ``path``: only a killed process leaves any."""
+    return sorted(path.parent.glob(_temporary_prefix(path) + "*"))
+
+
 def atomic_write(path: Path, write: Callable[[io.BufferedWriter], None], *,
                  overwrite: bool = False) -> None:
     """Write via ``write(file)`` to a temporary file beside ``path``, then move it into place.
@@ -319,7 +330,7 @@ def atomic_write(path: Path, write: Callable[[io.BufferedWriter], None], *,
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+        descriptor, temporary = tempfile.mkstemp(prefix=_temporary_prefix(path), dir=path.parent)
     except OSError as error:
         raise FileFailure(f"{path}: cannot write ({error.strerror or error})") from None
     try:

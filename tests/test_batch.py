@@ -38,7 +38,7 @@ def error_lines(result) -> list[str]:
 
 
 def temporaries(folder: Path) -> list[Path]:
-    return [p for p in folder.rglob(".*.tmp")]
+    return [p for p in folder.rglob(".*.tmp-*")]
 
 
 def write_image(path: Path, rng, shape=(24, 30, 3)) -> Path:
@@ -273,3 +273,23 @@ def test_a_signal_stops_the_batch_cleanly_with_exit_130(tmp_path, slow_inputs, s
     assert not temporaries(out) if out.exists() else True
     for written in out.glob("*.png") if out.exists() else []:
         assert Image.open(written).size == (2600, 2600)     # whole files only
+
+
+def test_a_dead_workers_temporary_file_is_removed(tmp_path):
+    """A worker killed while writing leaves ``.{name}.tmp-*``; its outcome removes it."""
+    from convcli.batch import Task, _worker_died
+    from convcli.images import atomic_write
+    from convcli.inputs import Source
+    from convcli.kernels import resolve
+    from convcli.pipeline import ApplyOptions, Job
+
+    destination = tmp_path / "a_box.png"
+    with pytest.raises(KeyboardInterrupt):                  # a write cut short ...
+        atomic_write(destination, lambda f: (_ for _ in ()).throw(KeyboardInterrupt()))
+    (tmp_path / ".a_box.png.tmp-k1ll3d").write_bytes(b"half")  # ... and one a SIGKILL left
+    (tmp_path / ".unrelated").write_bytes(b"keep")
+    task = Task(Source(tmp_path / "a.png"), [Job(Source(tmp_path / "a.png"), resolve("box"),
+                                                 destination)], ApplyOptions())
+    status, message = _worker_died(task, "worker process died (killed by signal 9)")
+    assert status == "failed" and message.endswith("a.png: worker process died (killed by signal 9)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".unrelated"]
