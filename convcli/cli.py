@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import __version__
-from .errors import ConvcliError, UsageError
+from .errors import ConvcliError, UsageError, check_choice
 
 app = typer.Typer(
     help="Convolution filters for images: named kernels or YAML kernels, any stride, "
@@ -143,8 +143,7 @@ def apply(
     from . import batch, kernels, pipeline
     from .inputs import expand_inputs, is_stream
 
-    if report not in REPORT_CHOICES:
-        raise UsageError(f"--report must be one of {', '.join(REPORT_CHOICES)}; got {report!r}")
+    check_choice("--report", report, REPORT_CHOICES)
     if report_file is not None and report != "json":
         report = "json" if report == "table" else report
     if overwrite and skip_existing:
@@ -215,7 +214,7 @@ def explain(
     from . import explain as explaining
     from .explain import input_shape_for, layer_from_options, layers_from_specs
 
-    shape = input_shape_for(image, size, in_channels, gray)
+    shape = input_shape_for(image, parse_pair(size, "--size"), in_channels, gray)
     if layer:
         single = {"--kernel": kernel, "--stride": stride, "--padding": padding, "--dilation": dilation,
                   "--pool": pool, "--output-padding": output_padding}

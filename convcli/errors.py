@@ -6,7 +6,7 @@ nothing else in the package prints or exits.
 
 from __future__ import annotations
 
-__all__ = ["ConvcliError", "UsageError", "FileFailure"]
+__all__ = ["ConvcliError", "UsageError", "FileFailure", "check_choice"]
 
 
 class ConvcliError(Exception):
@@ -25,3 +25,9 @@ class FileFailure(ConvcliError):
     """One input or output file could not be processed (exit code 1)."""
 
     exit_code = 1
+
+
+def check_choice(name: str, value, valid) -> None:
+    """Raise ``UsageError("NAME must be one of a, b, c; got 'x'")`` unless ``value`` is valid."""
+    if value not in valid:
+        raise UsageError(f"{name} must be one of {', '.join(valid)}; got {value!r}")

@@ -424,26 +424,21 @@ def _render_stack(explanation: Explanation) -> str:
 
 # --- from command-line options ---------------------------------------------------------------
 
-def input_shape_for(image: Path | None, size: str | None, in_channels: int | None,
+def input_shape_for(image: Path | None, size_hw: tuple[int, int] | None, in_channels: int | None,
                     gray: bool) -> tuple[int, int, int]:
     """(C, H, W) from an image's header (no pixel decode) or from ``--size``/``--in-channels``."""
     if image is not None:
-        if size is not None or in_channels is not None:
+        if size_hw is not None or in_channels is not None:
             raise UsageError("give an image or --size/--in-channels, not both")
         from .images import read_header
 
         return read_header(image, gray=gray)
-    if size is None:
+    if size_hw is None:
         raise UsageError("give an image, or --size H[,W] (with --in-channels C)")
-    parts = [p.strip() for p in size.split(",")]
-    if len(parts) not in (1, 2) or not all(p.isdigit() for p in parts):
-        raise UsageError(f"--size takes H or H,W (positive integers); got {size!r}")
-    height, width = geometry.pair(tuple(map(int, parts)) if len(parts) == 2 else int(parts[0]),
-                                  "--size")
     channels = 1 if in_channels is None else in_channels
     if channels < 1:
         raise UsageError(f"--in-channels must be >= 1; got {channels}")
-    return (1 if gray else channels, height, width)
+    return (1 if gray else channels, *size_hw)
 
 
 def layer_from_options(channels: int, *, kernel: str, stride, padding, dilation, out_channels,

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ._png16 import deep_colour_channels, encode_png, read_png16
-from .errors import FileFailure, UsageError
+from .errors import FileFailure, UsageError, check_choice
 
 __all__ = ["LoadedImage", "load_image", "read_header", "map_to_unit", "save_image", "encode_image",
            "atomic_write", "leftover_temporaries",
@@ -238,8 +238,7 @@ def map_to_unit(maps: np.ndarray, normalize: str,
     responses stay visible as darker than mid-grey. ``value_range`` gives minmax the
     (min, max) of a larger whole when ``maps`` is one part of it.
     """
-    if normalize not in NORMALIZE_MODES:
-        raise UsageError(f"--normalize must be one of {', '.join(NORMALIZE_MODES)}; got {normalize!r}")
+    check_choice("--normalize", normalize, NORMALIZE_MODES)
     maps = np.array(maps, dtype=np.float32)        # one copy; every step below is in place
     np.nan_to_num(maps, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
     if normalize == "abs":
@@ -274,16 +273,15 @@ def save_image(path: Path, maps: np.ndarray, *, fmt: str, alpha: np.ndarray | No
 def encode_image(maps: np.ndarray, *, fmt: str, alpha: np.ndarray | None = None,
                  bit_depth: int = 8, normalize: str = "clip") -> bytes:
     """The bytes of the file ``save_image`` writes (also what ``-o png:-`` sends to stdout)."""
+    check_choice("--format", fmt, OUTPUT_FORMATS)
     buffer = io.BytesIO()
     if fmt == "npy":
         np.save(buffer, np.ascontiguousarray(maps, np.float32))
     elif fmt == "tiff":
         pages = [Image.fromarray(np.ascontiguousarray(m, np.float32), mode="F") for m in maps]
         pages[0].save(buffer, format="TIFF", save_all=True, append_images=pages[1:])
-    elif fmt == "png":
-        buffer.write(encode_png(_png_pixels(maps, alpha, bit_depth, normalize)))
     else:
-        raise UsageError(f"--format must be one of {', '.join(OUTPUT_FORMATS)}; got {fmt!r}")
+        buffer.write(encode_png(_png_pixels(maps, alpha, bit_depth, normalize)))
     return buffer.getvalue()
 
 

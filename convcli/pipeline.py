@@ -19,7 +19,7 @@ import numpy as np
 
 from . import geometry, images
 from .engine import PADDING_MODES, convolve
-from .errors import FileFailure, UsageError
+from .errors import FileFailure, UsageError, check_choice
 from .inputs import Source, is_stream
 from .kernels import Kernel, Operation
 
@@ -50,9 +50,9 @@ class ApplyOptions:
     engine: str = "auto"
 
     def __post_init__(self) -> None:
-        _check_choice("--pad-mode", self.pad_mode, PAD_MODES)
-        _check_choice("--normalize", self.normalize, NORMALIZE_CHOICES)
-        _check_choice("--format", self.fmt, images.OUTPUT_FORMATS)
+        check_choice("--pad-mode", self.pad_mode, PAD_MODES)
+        check_choice("--normalize", self.normalize, NORMALIZE_CHOICES)
+        check_choice("--format", self.fmt, images.OUTPUT_FORMATS)
         if self.bit_depth not in (None, 8, 16):
             raise UsageError(f"--bit-depth must be 8 or 16; got {self.bit_depth}")
 
@@ -87,11 +87,6 @@ class OutputRecord:
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
-
-
-def _check_choice(option: str, value: str, valid: tuple[str, ...]) -> None:
-    if value not in valid:
-        raise UsageError(f"{option} must be one of {', '.join(valid)}; got {value!r}")
 
 
 def output_stem(operation: Operation) -> str:

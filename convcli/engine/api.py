@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import geometry
-from ..errors import UsageError
+from ..errors import UsageError, check_choice
 
 __all__ = ["conv2d", "convolve", "border_map", "rank_one_factors", "ENGINE_PATHS", "PADDING_MODES"]
 
@@ -68,8 +68,7 @@ def convolve(x, weight, bias=None, *, stride=(1, 1), padding=geometry.Padding(0,
     """
     x, weight = _as_float32(x, "x"), _as_float32(weight, "weight")
     bias = _check_shapes(x, weight, bias, groups)
-    if engine not in ENGINE_CHOICES:
-        raise UsageError(f"engine must be one of {', '.join(ENGINE_CHOICES)}; got {engine!r}")
+    check_choice("engine", engine, ENGINE_CHOICES)
     out_hw = geometry.conv_output_hw(x.shape[2:], weight.shape[2:], padding, stride_hw=stride,
                                      dilation_hw=dilation)
     out = np.empty((x.shape[0], weight.shape[0]) + out_hw, dtype=np.float32)
@@ -108,8 +107,7 @@ def border_map(size: int, pads: tuple[int, int], mode: str) -> np.ndarray:
     The same rule as ``numpy.pad`` in ``mode``, applied to the indices instead of the
     pixels, so the engine never copies the image to pad it.
     """
-    if mode not in PADDING_MODES:
-        raise UsageError(f"padding_mode must be one of {', '.join(PADDING_MODES)}; got {mode!r}")
+    check_choice("padding_mode", mode, PADDING_MODES)
     indices = np.arange(size, dtype=np.int64)
     if mode == "zeros":
         return np.pad(indices, pads, mode="constant", constant_values=-1)
