@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TextIO
 
 from . import pipeline
-from .errors import ConvcliError, UsageError
+from .errors import ConvcliError, UsageError, print_error
 from .images import leftover_temporaries
 from .inputs import Source
 from .pipeline import ApplyOptions, Job
@@ -121,7 +121,7 @@ def run_batch(jobs: list[Job], options: ApplyOptions, settings: BatchSettings, *
     tally = Tally(failed=len(failed_before), planned=len(failed_before) + len(tasks))
     with _report_stream(settings) as report:
         for message in failed_before:
-            _print_error(message)
+            print_error(message)
         if settings.skip_existing:
             tasks = _skip_existing(tasks, tally, report)
         if settings.dry_run:
@@ -213,7 +213,7 @@ def _record(task: Task, status: str, value, tally: Tally, report) -> None:
             _emit(report, record)
         return
     tally.failed += 1
-    _print_error(value)
+    print_error(value)
     for job in task.jobs:
         _emit(report, _status_record(job, "failed", value.splitlines()[0]))
 
@@ -293,10 +293,6 @@ def _finish(tally: Tally, settings: BatchSettings, started: float, interrupted: 
     left = f", {not_started} not started" if not_started else ""
     print(f"convcli: {stopped}{tally.done} done, {tally.skipped} skipped, {tally.failed} failed{left}; "
           f"{tally.outputs} output(s) written in {seconds:.2f} s", file=sys.stderr, flush=True)
-
-
-def _print_error(message: str) -> None:
-    print(f"convcli: error: {message}", file=sys.stderr, flush=True)
 
 
 class _Progress:

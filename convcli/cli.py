@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import __version__
-from .errors import ConvcliError, UsageError, check_choice
+from .errors import ConvcliError, UsageError, check_choice, print_error, print_warning
 
 app = typer.Typer(
     help="Convolution filters for images: named kernels or YAML kernels, any stride, "
@@ -25,15 +25,6 @@ kernels_app = typer.Typer(help="List the built-in and library kernels, or show o
 app.add_typer(kernels_app, name="kernels")
 
 REPORT_CHOICES = ("table", "json", "none")
-
-
-def _print_error(message: str) -> None:
-    """One line on stderr, never wrapped."""
-    print(f"convcli: error: {message}", file=sys.stderr, flush=True)
-
-
-def _print_warning(message: str) -> None:
-    print(f"convcli: warning: {message}", file=sys.stderr, flush=True)
 
 
 IMAGE_HINT = (".png", ".jpg", ".tif")
@@ -144,8 +135,8 @@ def apply(
     from .inputs import expand_inputs, is_stream
 
     check_choice("--report", report, REPORT_CHOICES)
-    if report_file is not None and report != "json":
-        report = "json" if report == "table" else report
+    if report_file is not None and report == "table":
+        report = "json"                          # a report file implies JSON Lines
     if overwrite and skip_existing:
         raise UsageError("--overwrite and --skip-existing contradict each other; give one")
     if is_stream(output) and report == "json" and report_file is None:
@@ -162,9 +153,9 @@ def apply(
     operations = [kernels.resolve(spec) for spec in kernel]
     expansion = expand_inputs(images, recursive=recursive)
     for path in expansion.not_images:
-        _print_warning(f"{path}: not an image file name ({', '.join(IMAGE_HINT)}, ...); skipped")
+        print_warning(f"{path}: not an image file name ({', '.join(IMAGE_HINT)}, ...); skipped")
     if not expansion.sources and not expansion.unmatched:
-        _print_warning("no images to process")
+        print_warning("no images to process")
         return
     stdin_data = sys.stdin.buffer.read() if any(s.from_stdin for s in expansion.sources) else None
     plan = pipeline.plan_outputs(expansion.sources, operations, output, options, name)
@@ -309,7 +300,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     except ConvcliError as error:
         if debug:
             raise
-        _print_error(str(error))
+        print_error(str(error))
         code = error.exit_code
     except typer.TyperException as error:  # Typer's own usage errors: bad or missing options
         if debug:
@@ -318,7 +309,7 @@ def main(argv: Optional[list[str]] = None) -> None:
             print(error.format_message())
         else:
             command = getattr(getattr(error, "ctx", None), "command_path", "convcli")
-            _print_error(f"{error.format_message()} (see '{command} --help')")
+            print_error(f"{error.format_message()} (see '{command} --help')")
         code = getattr(error, "exit_code", 2)
     except typer.Abort:
         code = 130

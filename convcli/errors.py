@@ -1,12 +1,16 @@
 """The one exception family convcli raises for problems a user can cause.
 
-The CLI turns a ``ConvcliError`` into one line on stderr and its ``exit_code``;
-nothing else in the package prints or exits.
+The CLI turns a ``ConvcliError`` into one line on stderr (``print_error``) and its
+``exit_code``; the batch driver prints one such line per failed file. Nothing else in the
+package prints or exits.
 """
 
 from __future__ import annotations
 
-__all__ = ["ConvcliError", "UsageError", "FileFailure", "check_choice"]
+import sys
+
+__all__ = ["ConvcliError", "UsageError", "FileFailure", "check_choice", "print_error",
+           "print_warning"]
 
 
 class ConvcliError(Exception):
@@ -31,3 +35,13 @@ def check_choice(name: str, value, valid) -> None:
     """Raise ``UsageError("NAME must be one of a, b, c; got 'x'")`` unless ``value`` is valid."""
     if value not in valid:
         raise UsageError(f"{name} must be one of {', '.join(valid)}; got {value!r}")
+
+
+def print_error(message: str) -> None:
+    """``convcli: error: MESSAGE`` on stderr (one line per problem)."""
+    print(f"convcli: error: {message}", file=sys.stderr, flush=True)
+
+
+def print_warning(message: str) -> None:
+    """``convcli: warning: MESSAGE`` on stderr."""
+    print(f"convcli: warning: {message}", file=sys.stderr, flush=True)
