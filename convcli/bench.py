@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+from .batch import available_cores
+
 __all__ = ["Measurement", "CASES", "run_cases", "median_ms", "machine_summary"]
 
 
@@ -51,10 +53,12 @@ def _convcli_command() -> list[str]:
     return [sys.executable, "-m", "convcli"]
 
 
-def _run_quietly(arguments: list[str]) -> None:
-    result = subprocess.run(arguments, capture_output=True, text=True)
+def _run_quietly(arguments: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run a command, capturing its output; a failure stops the bench with its stderr."""
+    result = subprocess.run(arguments, capture_output=True, text=True, env=env)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(arguments)} failed: {result.stderr.strip()}")
+    return result
 
 
 def batch_case(repeat: int) -> list[Measurement]:
@@ -136,12 +140,8 @@ def _compare(case: str, repeat: int, convcli_call: Callable, references: dict[st
 def _torch():
     torch = _optional("torch")
     if torch is not None:
-        torch.set_num_threads(_cores())
+        torch.set_num_threads(available_cores())
     return torch
-
-
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def dense_case(size: int, repeat: int) -> list[Measurement]:
@@ -289,14 +289,7 @@ def stride_case(repeat: int) -> list[Measurement]:
 # --- end to end: the command as a user runs it ----------------------------------------------
 
 def _wall_ms(arguments: list[str], repeat: int, env: dict | None = None) -> float:
-    return median_ms(lambda: _run_quietly_env(arguments, env), repeat, warmup=1)
-
-
-def _run_quietly_env(arguments: list[str], env: dict | None) -> subprocess.CompletedProcess:
-    result = subprocess.run(arguments, capture_output=True, text=True, env=env)
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(arguments)} failed: {result.stderr.strip()}")
-    return result
+    return median_ms(lambda: _run_quietly(arguments, env), repeat, warmup=1)
 
 
 def end_to_end_case(repeat: int) -> list[Measurement]:
@@ -320,7 +313,7 @@ def end_to_end_case(repeat: int) -> list[Measurement]:
         timings = []
         for _ in range(max(1, repeat // 2)):
             started = time.perf_counter()
-            result = _run_quietly_env(apply + [str(large)], None)
+            result = _run_quietly(apply + [str(large)])
             wall = (time.perf_counter() - started) * 1e3
             timings.append((wall, json.loads(result.stdout)["timings_ms"]))
         wall, split = sorted(timings, key=lambda item: item[0])[len(timings) // 2]
@@ -333,7 +326,7 @@ def end_to_end_case(repeat: int) -> list[Measurement]:
                                 peak_mb / image_mb, "ratio: peak / float32 image size"))
         cold_env = {**os.environ, "NUMBA_CACHE_DIR": str(folder / "empty-cache")}
         started = time.perf_counter()
-        _run_quietly_env(apply + [str(small)], cold_env)
+        _run_quietly(apply + [str(small)], cold_env)
         rows.append(Measurement("end to end", "first run, empty JIT cache (512x512 Sobel)",
                                 (time.perf_counter() - started) * 1e3, note="compiles the engine"))
     return rows
@@ -389,8 +382,7 @@ def _settle(calls: int = 6) -> None:
 
 
 def machine_summary() -> str:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{platform.processor() or platform.machine()}, {cores} cores, Python {platform.python_version()}"
+    return f"{platform.processor() or platform.machine()}, {available_cores()} cores, Python {platform.python_version()}"
 
 
 def as_json(results: list[Measurement]) -> dict:

@@ -13,7 +13,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from . import geometry
-from .errors import UsageError
+from .errors import UsageError, check_choice
 from .yaml_files import read_yaml
 
 __all__ = ["Layer", "Explanation", "explain_layer", "explain_stack", "parse_layer", "load_layers",
@@ -147,8 +147,7 @@ def explain_stack(input_shape: tuple[int, int, int], layers: list[Layer]) -> Exp
 # --- one layer: checks, padding, arithmetic ---------------------------------------------------
 
 def _check_layer(layer: Layer, channels: int) -> None:
-    if layer.kind not in LAYER_KINDS:
-        raise UsageError(f"layer kind must be one of {', '.join(LAYER_KINDS)}; got {layer.kind!r}")
+    check_choice("layer kind", layer.kind, LAYER_KINDS)
     if layer.kind == "pool":
         if layer.pool_mode not in ("max", "avg"):
             raise UsageError(f"--pool must be max or avg; got {layer.pool_mode!r}")
@@ -307,8 +306,7 @@ def parse_layer(text: str, where: str = "--layer") -> Layer:
 
 def layer_from_mapping(kind: str, values: dict, where: str) -> Layer:
     """Build a Layer from short keys (k, s, p, d, c, g, op, mode, ceil, bias) or long names."""
-    if kind not in LAYER_KINDS:
-        raise UsageError(f"{where}: layer kind must be one of {', '.join(LAYER_KINDS)}; got {kind!r}")
+    check_choice(f"{where}: layer kind", kind, LAYER_KINDS)
     long_names = set(LAYER_KEYS.values())
     arguments = {}
     for key, value in values.items():
