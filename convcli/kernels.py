@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import builtin_kernels, geometry
+from .engine import rank_one_factors
 from .errors import UsageError
 from .yaml_files import read_yaml
 
@@ -23,7 +24,6 @@ __all__ = ["Kernel", "Operation", "KernelInfo", "resolve", "parse_spec", "format
            "kernel_from_mapping", "list_kernels", "render_kernel", "library_folder", "COMBINE_RULES"]
 
 COMBINE_RULES = ("single", "magnitude", "max")
-RANK_TOLERANCE = 1e-9
 YAML_SUFFIXES = (".yaml", ".yml")
 YAML_KEYS = ("name", "description", "weights", "separable", "scale", "normalize", "bias",
              "stride", "padding", "dilation")
@@ -88,13 +88,11 @@ class Kernel:
 
     @property
     def is_separable(self) -> bool:
-        """A 2-D kernel that is an outer product of a column and a row."""
+        """A 2-D kernel that is an outer product of a column and a row (by the engine's own
+        rank-1 test, so ``kernels show`` and the engine's choice of path agree)."""
         if self.weights.ndim != 2:
             return False
-        if self.factors is not None:
-            return True
-        singular = np.linalg.svd(self.weights, compute_uv=False)
-        return singular.size == 1 or singular[1] <= RANK_TOLERANCE * singular[0]
+        return self.factors is not None or rank_one_factors(self.weights[None, None]) is not None
 
     def with_defaults(self, **defaults) -> "Kernel":
         """A copy with new default geometry (``dilation=``, ``stride=``, ``padding=``)."""
