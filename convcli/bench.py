@@ -2,7 +2,8 @@
 
 Each case is a function that returns ``Measurement`` rows: one for convcli and one per
 reference it could run (missing references are skipped, never faked). Times are medians
-of ``repeat`` runs after a warm-up; ratios are convcli / reference, so below 1 is faster.
+of ``repeat`` rounds after a warm-up, every tool timed in turn within a round; ratios are
+convcli / reference, so below 1 is faster.
 Reference libraries (OpenCV, scipy, torch) are optional: ``pip install 'convcli[bench]'``.
 """
 
@@ -39,14 +40,23 @@ class Measurement:
 
 def median_ms(function: Callable[[], object], repeat: int, warmup: int = 2) -> float:
     """Median wall time of ``function()`` in milliseconds, after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        function()
-    times = []
+    return interleaved_medians({"only": function}, repeat, warmup)["only"]
+
+
+def interleaved_medians(functions: dict[str, Callable[[], object]], repeat: int,
+                        warmup: int = 2) -> dict[str, float]:
+    """Median wall time in ms of each function, timed in turn within each of ``repeat``
+    rounds, so a slow phase of a shared machine falls on every tool alike."""
+    for function in functions.values():
+        for _ in range(warmup):
+            function()
+    times: dict[str, list[float]] = {name: [] for name in functions}
     for _ in range(repeat):
-        started = time.perf_counter()
-        function()
-        times.append((time.perf_counter() - started) * 1e3)
-    return statistics.median(times)
+        for name, function in functions.items():
+            started = time.perf_counter()
+            function()
+            times[name].append((time.perf_counter() - started) * 1e3)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def _convcli_command() -> list[str]:
@@ -122,18 +132,18 @@ def _compare(case: str, repeat: int, convcli_call: Callable, references: dict[st
     """Time convcli and every available reference on the same inputs; ratios convcli / other."""
     import numpy as np
 
-    ours = median_ms(convcli_call, repeat)
-    rows = [Measurement(case, "convcli", ours)]
-    for tool, call in references.items():
-        if not call:            # the library is not installed, or the case is too slow for it
-            continue
-        theirs = median_ms(call, repeat)
-        rows.append(Measurement(case, tool, theirs, ratio=ours / theirs))
+    calls = {"convcli": convcli_call}
+    calls.update((tool, call) for tool, call in references.items()
+                 if call)     # falsy: the library is not installed, or the case is too slow for it
     if floor_bytes:
         block = np.ones(floor_bytes // 4, np.float32)
-        floor = median_ms(lambda: block.copy(), repeat)
-        rows.append(Measurement(case, "memory copy (floor)", floor, ratio=ours / floor,
-                                note="a copy of the input's bytes"))
+        calls["memory copy (floor)"] = block.copy
+    medians = interleaved_medians(calls, repeat)
+    ours = medians.pop("convcli")
+    rows = [Measurement(case, "convcli", ours)]
+    for tool, theirs in medians.items():
+        note = "a copy of the input's bytes" if tool == "memory copy (floor)" else ""
+        rows.append(Measurement(case, tool, theirs, ratio=ours / theirs, note=note))
     return rows
 
 
