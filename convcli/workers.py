@@ -61,8 +61,7 @@ def _context():
     context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     if "forkserver" in methods:
         # Import (never run) the compiled modules too: no Numba threads start before the fork.
-        context.set_forkserver_preload(["convcli.pipeline", "convcli.engine._direct",
-                                        "convcli.engine._separable"])
+        context.set_forkserver_preload(["convcli.pipeline", "convcli.engine._loops"])
     return context
 
 

@@ -34,8 +34,9 @@ def assert_matches_reference(result, x, weight, bias=None, **geometry):
 
 
 @st.composite
-def problems(draw, depthwise_rank_one=False):
-    """A random convolution: shapes, groups, stride, per-side padding, dilation, border mode."""
+def problems(draw, depthwise_rank_one=False, wide=False):
+    """A random convolution: shapes, groups, stride, per-side padding, dilation, border mode.
+    ``wide`` rows are long enough for the vectorised loop bodies, not only their tails."""
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
     kernel = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
@@ -55,7 +56,8 @@ def problems(draw, depthwise_rank_one=False):
         weight = rng.standard_normal((out_channels, channels // groups) + kernel)
     # Large enough for at least one output pixel.
     height = max(dilation[0] * (kernel[0] - 1) + 1 - padding[0] - padding[1], 1) + draw(st.integers(0, 12))
-    width = max(dilation[1] * (kernel[1] - 1) + 1 - padding[2] - padding[3], 1) + draw(st.integers(0, 12))
+    width = (max(dilation[1] * (kernel[1] - 1) + 1 - padding[2] - padding[3], 1)
+             + draw(st.integers(40, 300) if wide else st.integers(0, 12)))
     x = rng.standard_normal((draw(st.integers(1, 2)), channels, height, width)).astype(np.float32)
     bias = rng.standard_normal(out_channels) if draw(st.booleans()) else None
     return dict(x=x, weight=weight.astype(np.float32), bias=bias, stride=stride,
@@ -78,6 +80,17 @@ def reference_for(problem):
 @SETTINGS
 @given(problem=problems())
 def test_general_paths_match_reference(engine, problem):
+    result, path = run_engine(problem, engine)
+    assert path == engine
+    assert_matches_reference(result, problem["x"], problem["weight"], problem["bias"],
+                             **reference_for(problem))
+
+
+@pytest.mark.parametrize("engine", ["direct", "separable"])
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(data=st.data())
+def test_wide_rows_match_reference(engine, data):
+    problem = data.draw(problems(depthwise_rank_one=engine == "separable", wide=True))
     result, path = run_engine(problem, engine)
     assert path == engine
     assert_matches_reference(result, problem["x"], problem["weight"], problem["bias"],
@@ -164,6 +177,19 @@ def test_nan_spreads_only_to_the_windows_that_cover_it(rng):
         expected = np.zeros((9, 11), bool)
         expected[3:6, 5:8] = True
         np.testing.assert_array_equal(np.isnan(result[0, 0]), expected)
+
+
+@pytest.mark.parametrize("engine", ["direct", "separable"])
+def test_inf_gives_inf_not_nan(rng, engine):
+    """The unused slots of a pass multiply zeros by zero, never an image value by zero."""
+    x = rng.random((1, 1, 9, 40)).astype(np.float32)
+    x[0, 0, 4, 20] = np.inf
+    weight = np.outer([1.0, 2, 1, 1, 3], [1.0, 2, 1, 4, 1])[None, None]  # 25 taps: 6 x 4 + 1
+    result, _ = convolve(x, weight, padding=Padding(2, 2, 2, 2), engine=engine)
+    expected = np.zeros((9, 40), bool)
+    expected[2:7, 18:23] = True
+    np.testing.assert_array_equal(np.isposinf(result[0, 0]), expected)
+    assert np.isfinite(result[0, 0][~expected]).all()
 
 
 def test_nan_with_a_large_kernel_stays_local(rng):

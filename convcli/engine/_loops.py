@@ -1,0 +1,215 @@
+"""The compiled loops of the direct and separable paths, in one file on purpose.
+
+Numba's on-disk cache checks only the source file of the function it compiled, not the
+files of the helpers inlined into it: with the helpers in another module, editing them
+left stale machine code in the cache. Keeping every loop here means any edit recompiles
+all of them.
+
+The inner loop of both paths is ``add_four_taps``: four taps (a row, where it starts, a
+weight) added into an output row in one pass, so each load and store of the output
+carries four multiply-adds and the sum stays in a register in between. At stride 1 the
+rows are contiguous slices, which LLVM vectorises; a strided slice with a runtime stride
+is not contiguous and runs as scalar code (2-4x slower at stride 1), so stride > 1 has
+its own loop. Unused slots of a pass read a row of zeros with weight 0 (0 * 0, never
+0 * inf).
+
+Direct: every output pixel is a sum over C_in/groups x kH x kW taps. One output row per
+parallel iteration: the taps that fall on image rows, over all input channels of the
+group, are listed once and added four per pass. The input rows are read where they are;
+the padded image is never built. ``row_map``/``col_map`` give, for each padded row/column,
+the input index it reads (-1: a zero); rows in the zero padding are left out of the list,
+and columns are looked up only at the borders. Dilation is index arithmetic.
+
+Separable (rank-1 depthwise kernels): a kH x kW kernel that is ``outer(column, row)``
+costs kH + kW multiply-adds per pixel instead of kH * kW. Each output row is a column
+pass summing kH input rows into the middle of a padded row buffer, ``fill_borders``
+through ``col_map``, then the row pass over the buffer (``accumulate_row``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._numba_config import jit, jit_inline, prange
+
+TAPS_PER_PASS = 4  # the taps ``add_four_taps`` adds per pass over an output row
+
+
+@jit
+def direct_conv(x, weight, bias, row_map, col_map, pad_left, stride_h, stride_w, dilation_h,
+                dilation_w, groups, out):
+    """Cross-correlate ``x`` (N, C_in, H, W) with ``weight`` into ``out`` (N, C_out, Ho, Wo)."""
+    batch, out_channels, out_h, out_w = out.shape
+    group_in, kernel_h, kernel_w = weight.shape[1], weight.shape[2], weight.shape[3]
+    group_out = out_channels // groups
+    most = group_in * kernel_h * kernel_w
+    for task in prange(batch * out_channels * out_h):
+        n = task // (out_channels * out_h)
+        co = (task // out_h) % out_channels
+        oy = task % out_h
+        first_in = (co // group_out) * group_in
+        destination = out[n, co, oy]
+        destination[:] = bias[co]
+        # The taps on image rows: input channel, image row, column offset, weight.
+        channels, rows = np.empty(most, np.int64), np.empty(most, np.int64)
+        offsets, values = np.empty(most, np.int64), np.empty(most, np.float32)
+        count = 0
+        for ci in range(group_in):
+            for ky in range(kernel_h):
+                source_row = row_map[oy * stride_h + ky * dilation_h]
+                if source_row >= 0:
+                    for kx in range(kernel_w):
+                        channels[count], rows[count] = first_in + ci, source_row
+                        offsets[count], values[count] = kx * dilation_w, weight[co, ci, ky, kx]
+                        count += 1
+        image = x[n]
+        zero_row = np.zeros(x.shape[3], np.float32)  # the unused slots of the last pass
+        for g in range(0, count, TAPS_PER_PASS):
+            add_taps_with_borders(
+                destination,
+                image[channels[g], rows[g]],
+                image[channels[g + 1], rows[g + 1]] if g + 1 < count else zero_row,
+                image[channels[g + 2], rows[g + 2]] if g + 2 < count else zero_row,
+                image[channels[g + 3], rows[g + 3]] if g + 3 < count else zero_row,
+                values[g],
+                values[g + 1] if g + 1 < count else np.float32(0.0),
+                values[g + 2] if g + 2 < count else np.float32(0.0),
+                values[g + 3] if g + 3 < count else np.float32(0.0),
+                offsets[g], offsets[min(g + 1, count - 1)], offsets[min(g + 2, count - 1)],
+                offsets[min(g + 3, count - 1)], pad_left, stride_w, col_map)
+
+
+@jit_inline
+def add_taps_with_borders(destination, row0, row1, row2, row3, t0, t1, t2, t3, c0, c1, c2, c3,
+                          pad_left, stride, col_map):
+    """``destination[o] += sum_i t_i * row_i[column]`` for the four taps, where ``column`` is
+    the input column under output o for a kernel column offset ``c_i`` (``o*stride + c_i -
+    pad_left`` inside the image; ``col_map[o*stride + c_i]`` at the borders, -1 adds nothing).
+    """
+    out_w, width = destination.shape[0], row0.shape[0]
+    first0, last0 = inside_outputs(c0 - pad_left, stride, width, out_w)
+    first1, last1 = inside_outputs(c1 - pad_left, stride, width, out_w)
+    first2, last2 = inside_outputs(c2 - pad_left, stride, width, out_w)
+    first3, last3 = inside_outputs(c3 - pad_left, stride, width, out_w)
+    first = max(max(first0, first1), max(first2, first3))
+    last = max(min(min(last0, last1), min(last2, last3)), first)
+    for k in range(out_w - (last - first)):                 # the border outputs, one by one
+        o = k if k < first else k + last - first
+        total = destination[o]
+        column = col_map[o * stride + c0]
+        if column >= 0:
+            total += t0 * row0[column]
+        column = col_map[o * stride + c1]
+        if column >= 0:
+            total += t1 * row1[column]
+        column = col_map[o * stride + c2]
+        if column >= 0:
+            total += t2 * row2[column]
+        column = col_map[o * stride + c3]
+        if column >= 0:
+            total += t3 * row3[column]
+        destination[o] = total
+    if last > first:
+        start = first * stride - pad_left
+        add_four_taps(destination[first:last], row0, row1, row2, row3, t0, t1, t2, t3,
+                      start + c0, start + c1, start + c2, start + c3, stride)
+
+
+@jit_inline
+def inside_outputs(shift, stride, width, out_w):
+    """The outputs [first, last) whose column ``o*stride + shift`` lies inside the image."""
+    first = min(max(-(shift // stride), 0), out_w)          # ceil(-shift / stride), clipped
+    last = min(max((width - 1 - shift) // stride + 1, first), out_w)
+    return first, last
+
+
+@jit
+def separable_conv(x, column, row, bias, row_map, col_map, pad_left, stride_h, stride_w,
+                   dilation_h, dilation_w, out):
+    """``out[n, c] = bias[c] + (column[c] x row[c]) * x[n, c // (C_out / C_in)]``.
+
+    ``x`` is (N, C_in, H, W); ``column`` (C_out, kH), ``row`` (C_out, kW): one input
+    channel per group, as in a depthwise convolution.
+    """
+    batch, out_channels, out_h, out_w = out.shape
+    in_channels, width = x.shape[1], x.shape[3]
+    kernel_h = column.shape[1]
+    per_input = out_channels // in_channels
+    for task in prange(batch * out_channels * out_h):
+        n = task // (out_channels * out_h)
+        co = (task // out_h) % out_channels
+        oy = task % out_h
+        ci = co // per_input
+        image = x[n, ci]
+        rows, values = np.empty(kernel_h, np.int64), np.empty(kernel_h, np.float32)
+        count = 0
+        for ky in range(kernel_h):                   # the kernel rows that fall on the image
+            source_row = row_map[oy * stride_h + ky * dilation_h]
+            if source_row >= 0:
+                rows[count], values[count] = source_row, column[co, ky]
+                count += 1
+        padded = np.zeros(col_map.shape[0], dtype=np.float32)
+        zero_row = np.zeros(width, np.float32)
+        summed = padded[pad_left:pad_left + width]
+        for g in range(0, count, TAPS_PER_PASS):     # the column pass, four rows at a time
+            add_four_taps(summed, image[rows[g]],
+                          image[rows[g + 1]] if g + 1 < count else zero_row,
+                          image[rows[g + 2]] if g + 2 < count else zero_row,
+                          image[rows[g + 3]] if g + 3 < count else zero_row,
+                          values[g],
+                          values[g + 1] if g + 1 < count else np.float32(0.0),
+                          values[g + 2] if g + 2 < count else np.float32(0.0),
+                          values[g + 3] if g + 3 < count else np.float32(0.0),
+                          0, 0, 0, 0, 1)
+        fill_borders(padded, col_map, pad_left, width)
+        destination = out[n, co, oy]
+        destination[:] = bias[co]
+        accumulate_row(destination, padded, row[co], stride_w, dilation_w)
+
+
+@jit_inline
+def add_four_taps(destination, row0, row1, row2, row3, t0, t1, t2, t3, s0, s1, s2, s3, stride):
+    """``destination[o] += t0*row0[s0 + o*stride] + ... + t3*row3[s3 + o*stride]`` for every
+    o; every index read must lie inside its row."""
+    count = destination.shape[0]
+    if stride == 1:
+        a0, a1, a2, a3 = row0[s0:s0 + count], row1[s1:s1 + count], row2[s2:s2 + count], row3[s3:s3 + count]
+        for o in range(count):
+            destination[o] += t0 * a0[o] + t1 * a1[o] + t2 * a2[o] + t3 * a3[o]
+    else:
+        span = (count - 1) * stride + 1
+        b0, b1 = row0[s0:s0 + span:stride], row1[s1:s1 + span:stride]
+        b2, b3 = row2[s2:s2 + span:stride], row3[s3:s3 + span:stride]
+        for o in range(count):
+            destination[o] += t0 * b0[o] + t1 * b1[o] + t2 * b2[o] + t3 * b3[o]
+
+
+@jit_inline
+def fill_borders(buffer, col_map, pad_left, width):
+    """Fill the padding of ``buffer`` (a padded row whose middle ``width`` pixels are set)
+    through ``col_map``: each border position copies the pixel it maps to, or 0 for -1."""
+    for j in range(pad_left):
+        column = col_map[j]
+        buffer[j] = buffer[pad_left + column] if column >= 0 else 0.0
+    for j in range(pad_left + width, buffer.shape[0]):
+        column = col_map[j]
+        buffer[j] = buffer[pad_left + column] if column >= 0 else 0.0
+
+
+@jit_inline
+def accumulate_row(destination, padded, taps, stride, dilation):
+    """``destination[o] += sum_k taps[k] * padded[o*stride + k*dilation]`` for every o."""
+    kernel = taps.shape[0]
+    zeros = np.zeros_like(padded)  # the unused slots of the last pass: 0 * 0, never 0 * NaN
+    for k in range(0, kernel, TAPS_PER_PASS):
+        add_four_taps(destination, padded,
+                      padded if k + 1 < kernel else zeros,
+                      padded if k + 2 < kernel else zeros,
+                      padded if k + 3 < kernel else zeros,
+                      taps[k],
+                      taps[k + 1] if k + 1 < kernel else np.float32(0.0),
+                      taps[k + 2] if k + 2 < kernel else np.float32(0.0),
+                      taps[k + 3] if k + 3 < kernel else np.float32(0.0),
+                      k * dilation, min(k + 1, kernel - 1) * dilation,
+                      min(k + 2, kernel - 1) * dilation, min(k + 3, kernel - 1) * dilation,
+                      stride)
