@@ -188,6 +188,10 @@ def _execute(tasks: list[Task], settings: BatchSettings, tally: Tally, report) -
                 outcomes = ((r.task, _worker_died(r.task, r.died) if r.died else r.value)
                             for r in pool.run(tasks))
             else:
+                if len(tasks) > 1:
+                    # Several images repay Numba's start-up, and each image then takes the
+                    # path it would take in a worker (a single small image uses NumPy).
+                    _set_numba_threads(cores)
                 outcomes = ((task, process_task(task)) for task in tasks)
             for task, (status, value) in outcomes:
                 _record(task, status, value, tally, report)

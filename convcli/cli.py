@@ -111,7 +111,7 @@ def apply(
         "--skip-existing", help="Leave outputs that exist; make only the missing ones (resume).")] = False,
     gray: Annotated[bool, typer.Option("--gray", help="Convert to one luminance channel first.")] = False,
     engine: Annotated[str, typer.Option(
-        help="Engine path: auto (a cost model), direct, separable or fft.")] = "auto",
+        help="Engine path: auto (a cost model), direct, separable, fft or numpy.")] = "auto",
     recursive: Annotated[bool, typer.Option(
         "--recursive", "-r", help="Descend into folders; mirror their sub-folders under -o.")] = False,
     name: Annotated[str, typer.Option(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import zlib
 
+import numba  # noqa: F401  -- in-process tests run warm: auto never picks the cold-start NumPy path
 import numpy as np
 import pytest
 

@@ -274,3 +274,24 @@ def test_help_does_not_import_numba(tmp_path):
                             env=_subprocess_env(tmp_path), timeout=120)
     assert result.stdout.strip().endswith("CLEAN"), result.stdout + result.stderr
     assert "apply" in result.stdout
+
+
+def test_a_small_image_in_a_fresh_process_skips_numba(tmp_path, rng):
+    """Cold start: auto takes the NumPy path, never imports Numba, and writes what the
+    compiled separable path writes (float32 rounding apart: at most 1 level of 255)."""
+    source = write_png(tmp_path / "small.png", rng.integers(0, 256, (60, 70, 3), dtype=np.uint8))
+    code = ("import sys\nfrom convcli.cli import main\n"
+            "try:\n    main(sys.argv[1:])\nexcept SystemExit as stop:\n    code = stop.code\n"
+            "print('NUMBA' if 'numba' in sys.modules else 'CLEAN', file=sys.stderr)\n"
+            "sys.exit(code)")
+    outputs = {}
+    for engine in ("auto", "separable"):
+        result = subprocess.run(
+            [sys.executable, "-c", code, "apply", str(source), "-k", "sobel", "--engine", engine,
+             "-o", str(tmp_path / f"{engine}.png"), "--report", "json"],
+            capture_output=True, text=True, env=_subprocess_env(tmp_path), timeout=300)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["engine"] == ("numpy" if engine == "auto" else "separable")
+        assert result.stderr.strip().endswith("CLEAN" if engine == "auto" else "NUMBA")
+        outputs[engine] = np.asarray(Image.open(tmp_path / f"{engine}.png"), np.int16)
+    assert np.abs(outputs["auto"] - outputs["separable"]).max() <= 1

@@ -76,7 +76,7 @@ def reference_for(problem):
     return {k: problem[k] for k in ("stride", "padding", "dilation", "groups", "mode")}
 
 
-@pytest.mark.parametrize("engine", ["direct", "fft"])
+@pytest.mark.parametrize("engine", ["direct", "fft", "numpy"])
 @SETTINGS
 @given(problem=problems())
 def test_general_paths_match_reference(engine, problem):
@@ -97,12 +97,14 @@ def test_wide_rows_match_reference(engine, data):
                              **reference_for(problem))
 
 
+@pytest.mark.parametrize("engine", ["separable", "numpy"])
 @SETTINGS
 @given(problems(depthwise_rank_one=True), st.booleans())
-def test_separable_path_matches_reference(problem, carry_factors):
+def test_separable_path_matches_reference(engine, problem, carry_factors):
+    """The separable loops, and NumPy's column and row passes for the same kernels."""
     factors = rank_one_factors(problem["weight"]) if carry_factors else None
-    result, path = run_engine(problem, "separable", factors)
-    assert path == "separable"
+    result, path = run_engine(problem, engine, factors)
+    assert path == engine
     assert_matches_reference(result, problem["x"], problem["weight"], problem["bias"],
                              **reference_for(problem))
 
@@ -132,6 +134,20 @@ def test_auto_path_matches_reference(problem):
     result, _ = run_engine(problem, "auto")
     assert_matches_reference(result, problem["x"], problem["weight"], problem["bias"],
                              **reference_for(problem))
+
+
+def test_auto_uses_numpy_only_for_small_calls_before_numba_starts(rng, monkeypatch):
+    small = rng.standard_normal((1, 3, 512, 512)).astype(np.float32)
+    large = rng.standard_normal((1, 1, 4096, 4096)).astype(np.float32)
+    sobel = np.outer([1.0, 2, 1], [-1.0, 0, 1])[None, None].repeat(3, 0)
+    dense = rng.standard_normal((3, 1, 3, 3))
+    monkeypatch.setattr("convcli.engine.api._numba_started", lambda: False)
+    assert convolve(small, sobel, groups=3)[1] == "numpy"
+    assert convolve(small, dense, groups=3)[1] == "numpy"
+    assert convolve(large, dense[:1])[1] == "direct"
+    monkeypatch.setattr("convcli.engine.api._numba_started", lambda: True)
+    assert convolve(small, sobel, groups=3)[1] == "separable"
+    assert convolve(small, dense, groups=3)[1] == "direct"
 
 
 def test_auto_picks_separable_only_when_it_saves_work(rng):
@@ -179,7 +195,7 @@ def test_nan_spreads_only_to_the_windows_that_cover_it(rng):
         np.testing.assert_array_equal(np.isnan(result[0, 0]), expected)
 
 
-@pytest.mark.parametrize("engine", ["direct", "separable"])
+@pytest.mark.parametrize("engine", ["direct", "separable", "numpy"])
 def test_inf_gives_inf_not_nan(rng, engine):
     """The unused slots of a pass multiply zeros by zero, never an image value by zero."""
     x = rng.random((1, 1, 9, 40)).astype(np.float32)
@@ -314,7 +330,8 @@ def test_compiled_cache_works_from_a_read_only_install():
     env.update(PYTHONPATH=str(package.parent), XDG_CACHE_HOME=str(cache), HOME=str(cache))
     script = ("import numpy as np, convcli\n"
               "x = np.arange(48, dtype=np.float32).reshape(3, 4, 4)\n"
-              "print(convcli.conv2d(x, np.ones((3, 1, 3, 3)), groups=3, padding=1)[1, 1, 1])")
+              "print(convcli.conv2d(x, np.ones((3, 1, 3, 3)), groups=3, padding=1,\n"
+              "                     engine='direct')[1, 1, 1])")
     try:
         for _ in range(2):
             result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,

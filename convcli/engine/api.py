@@ -8,6 +8,8 @@ not when convcli is imported.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from .. import geometry
@@ -15,17 +17,20 @@ from ..errors import UsageError, check_choice
 
 __all__ = ["conv2d", "convolve", "border_map", "rank_one_factors", "ENGINE_PATHS", "PADDING_MODES"]
 
-ENGINE_PATHS = ("direct", "separable", "fft")
+ENGINE_PATHS = ("direct", "separable", "fft", "numpy")
 ENGINE_CHOICES = ("auto",) + ENGINE_PATHS
 # convcli's border names -> numpy.pad modes (PyTorch's names, plus 'symmetric').
 PADDING_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge",
                  "circular": "wrap", "symmetric": "symmetric"}
 RANK_ONE_TOLERANCE = 1e-6  # second singular value relative to the first
-# Time model for choosing between the direct loops and FFT tiles, measured with 2 threads on
-# a 4096^2 image (convcli bench): direct ~0.12 ns per tap per output pixel and channel pair;
-# FFT ~8.5 ns per pixel per transformed channel (forward for inputs, inverse for outputs),
-# plus ~5 ms per call for tiles and threads.
-COST = {"direct_ns_per_tap": 0.12, "fft_ns_per_pixel": 8.5, "fft_fixed_ns": 5e6}
+# Time model for choosing a path, measured with 2 threads on a 4096^2 image (convcli bench):
+# direct ~0.12 ns per tap per output pixel and channel pair; FFT ~8.5 ns per pixel per
+# transformed channel (forward for inputs, inverse for outputs), plus ~5 ms per call for
+# tiles and threads. NumPy (512^2 RGB) takes ~0.5 ns per tap and pixel; before Numba is
+# imported it is used for calls it finishes within its budget, a sixth of the ~300 ms that
+# importing Numba and loading the cached loops cost, since an image needs a few such calls.
+COST = {"direct_ns_per_tap": 0.12, "fft_ns_per_pixel": 8.5, "fft_fixed_ns": 5e6,
+        "numpy_ns_per_tap": 0.5, "numpy_budget_ns": 5e7}
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
@@ -84,7 +89,12 @@ def convolve(x, weight, bias=None, *, stride=(1, 1), padding=geometry.Padding(0,
                                  full_pixels=full_hw[0] * full_hw[1], in_channels=x.shape[1])
     if path == "fft" and engine == "auto" and not np.isfinite(x).all():
         path = "direct"  # a NaN or inf would spread over its whole FFT tile, not just its windows
-    if path == "separable":
+    if path == "numpy":
+        from ._numpy import numpy_conv
+
+        numpy_conv(x, weight, bias, factors, (padding.rows, padding.cols),
+                   PADDING_MODES[padding_mode], stride, dilation, groups, out)
+    elif path == "separable":
         from ._loops import separable_conv
 
         column, row = (_as_float32(f, "factors") for f in factors)
@@ -134,16 +144,20 @@ def rank_one_factors(weight: np.ndarray, tolerance: float = RANK_ONE_TOLERANCE):
 
 def _choose_path(weight: np.ndarray, groups: int, factors, engine: str, *, out_pixels: int = 0,
                  full_pixels: int = 0, in_channels: int = 1) -> tuple[str, tuple | None]:
-    """(engine path, separable factors): ``engine`` if forced, else by a cost model. The
-    factors are the given ones, or found here (once) when the path is separable.
+    """(engine path, separable factors): ``engine`` if forced, else by a cost model (``COST``).
+    The factors are the given ones, or found here (once) when a kernel may be separable.
 
     separable: a depthwise rank-1 kernel where kH + kW < kH * kW.
-    fft: when its estimated time beats the direct loops' (see ``COST``): roughly from 12 x 12
-    on a 4096^2 image, and only for larger kernels on small images (fixed costs per call).
+    fft: when its estimated time beats the direct loops': roughly from 12 x 12 on a 4096^2
+    image, and only for larger kernels on small images (fixed costs per call).
     direct: everything else.
+    numpy: instead of those while this process has not imported Numba, for calls within
+    NumPy's budget (one channel of a 512^2 Sobel: yes; of a 4096^2 one: no). It uses the
+    separable factors too. Batch runs of several images import Numba first (``batch.py``).
     """
     kernel_h, kernel_w = weight.shape[2:]
-    depthwise = weight.shape[1] == 1
+    out_channels, group_in = weight.shape[:2]
+    depthwise = group_in == 1
     if engine in ("direct", "fft"):
         return engine, factors
     worth_it = kernel_h + kernel_w < kernel_h * kernel_w
@@ -154,13 +168,23 @@ def _choose_path(weight: np.ndarray, groups: int, factors, engine: str, *, out_p
             raise UsageError("engine 'separable' needs a rank-1 kernel with one input channel per "
                              "group (C_in/groups == 1); use engine 'auto' or 'direct'")
         return "separable", factors
-    if depthwise and worth_it and factors is not None:
-        return "separable", factors
-    out_channels, group_in = weight.shape[:2]
-    direct_ns = COST["direct_ns_per_tap"] * out_channels * group_in * kernel_h * kernel_w * out_pixels
-    fft_ns = (COST["fft_ns_per_pixel"] * (in_channels + out_channels) * full_pixels
-              + COST["fft_fixed_ns"])
-    return ("fft" if fft_ns < direct_ns else "direct"), factors
+    separable = depthwise and worth_it and factors is not None
+    taps = out_channels * (kernel_h + kernel_w if separable else group_in * kernel_h * kernel_w)
+    if separable:
+        path = "separable"
+    else:
+        direct_ns = COST["direct_ns_per_tap"] * taps * out_pixels
+        fft_ns = (COST["fft_ns_per_pixel"] * (in_channels + out_channels) * full_pixels
+                  + COST["fft_fixed_ns"])
+        path = "fft" if fft_ns < direct_ns else "direct"
+    numpy_ns = COST["numpy_ns_per_tap"] * taps * out_pixels
+    if engine == "numpy" or (not _numba_started() and numpy_ns < COST["numpy_budget_ns"]):
+        return "numpy", (factors if separable else None)
+    return path, factors
+
+
+def _numba_started() -> bool:
+    return "numba" in sys.modules
 
 
 def _as_float32(array, name: str) -> np.ndarray:
