@@ -3,8 +3,8 @@
 The padded image is cut into square tiles of a size NumPy's FFT is fast on (a product of
 small primes, at least twice the dilated kernel); each tile's spectrum times the kernel's
 gives, by the convolution theorem, the valid part of the tile's correlation. Work per
-pixel grows with log(tile) instead of kH x kW, so from about 11 x 11 on (where OpenCV
-switches to a DFT too) it beats the direct loops. NumPy's FFT releases the GIL, so tiles
+pixel grows with log(tile) instead of kH x kW, so from about 31 x 31 on a 4096^2 image it
+beats the direct loops (OpenCV switches to its DFT from 11 x 11). NumPy's FFT releases the GIL, so tiles
 run on a thread per core. Stride > 1 takes every S-th pixel of the stride-1 result.
 """
 
@@ -20,6 +20,8 @@ from ._numba_config import thread_count
 FAST_SIZES = sorted({2**a * 3**b * 5**c for a in range(14) for b in range(6) for c in range(4)
                      if 2**a * 3**b * 5**c <= 16384})
 TILE_TARGET = 512  # useful outputs per tile side (then rounded up to a fast size)
+# NumPy's float64 transforms ran 1.3-2x faster here than its float32 ones (NumPy 2.4).
+TRANSFORM_DTYPE = np.float64
 
 
 def fft_size(span: int) -> int:
@@ -40,7 +42,7 @@ def fft_conv(x, weight, bias, row_map, col_map, pad_left, stride_h, stride_w, di
     tile = fft_size(max(span_h, span_w))
     step_h, step_w = tile - span_h + 1, tile - span_w + 1
     # Correlation is convolution with the flipped (and, for dilation, zero-stuffed) kernel.
-    stuffed = np.zeros((out_channels, group_in, span_h, span_w), np.float32)
+    stuffed = np.zeros((out_channels, group_in, span_h, span_w), TRANSFORM_DTYPE)
     stuffed[:, :, ::dilation_h, ::dilation_w] = weight
     spectra = np.fft.rfft2(stuffed[:, :, ::-1, ::-1], s=(tile, tile))
     origins = [(top, left) for top in range(0, full_h, step_h) for left in range(0, full_w, step_w)]
@@ -48,10 +50,13 @@ def fft_conv(x, weight, bias, row_map, col_map, pad_left, stride_h, stride_w, di
     def run_tile(n, g, top, left):
         block = _tile(x[n, g * group_in:(g + 1) * group_in], row_map[top:top + tile],
                       col_map[left:left + tile])
-        image_spectra = np.fft.rfft2(block, s=(tile, tile))
+        image_spectra = np.fft.rfft2(block.astype(TRANSFORM_DTYPE), s=(tile, tile))
         for index in range(group_out):
             co = g * group_out + index
-            result = np.fft.irfft2((image_spectra * spectra[co]).sum(axis=0), s=(tile, tile))
+            product = image_spectra[0] * spectra[co, 0]       # summed over the group's inputs
+            for ci in range(1, group_in):
+                product += image_spectra[ci] * spectra[co, ci]
+            result = np.fft.irfft2(product, s=(tile, tile))
             height, width = min(step_h, full_h - top), min(step_w, full_w - left)
             valid = result[span_h - 1:span_h - 1 + height, span_w - 1:span_w - 1 + width]
             _store(out[n, co], valid, top, left, stride_h, stride_w, bias[co])
@@ -84,4 +89,5 @@ def _store(target, valid, top, left, stride_h, stride_w, bias):
     first_col = -(-left // stride_w) * stride_w - left
     picked = valid[first_row::stride_h, first_col::stride_w]
     row, col = (top + first_row) // stride_h, (left + first_col) // stride_w
-    target[row:row + picked.shape[0], col:col + picked.shape[1]] = picked + bias
+    np.add(picked, bias, out=target[row:row + picked.shape[0], col:col + picked.shape[1]],
+           casting="unsafe")                                 # float64 -> float32 in one pass

@@ -23,13 +23,16 @@ ENGINE_CHOICES = ("auto",) + ENGINE_PATHS
 PADDING_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge",
                  "circular": "wrap", "symmetric": "symmetric"}
 RANK_ONE_TOLERANCE = 1e-6  # second singular value relative to the first
-# Time model for choosing a path, measured with 2 threads on a 4096^2 image (convcli bench):
-# direct ~0.12 ns per tap per output pixel and channel pair; FFT ~8.5 ns per pixel per
-# transformed channel (forward for inputs, inverse for outputs), plus ~5 ms per call for
-# tiles and threads. NumPy (512^2 RGB) takes ~0.5 ns per tap and pixel; before Numba is
-# imported it is used for calls it finishes within its budget, a sixth of the ~300 ms that
-# importing Numba and loading the cached loops cost, since an image needs a few such calls.
-COST = {"direct_ns_per_tap": 0.12, "fft_ns_per_pixel": 8.5, "fft_fixed_ns": 5e6,
+# Time model for choosing a path, measured with 2 threads on a 4096^2 image in one run
+# (convcli bench; the machine's speed drifts 2x, so the constants are relative): direct
+# ~0.037 ns per tap per output pixel and channel pair (7x7 and up; smaller kernels are bound
+# by memory, where no other path competes); FFT ~17 ns per pixel per transformed channel
+# (forward for inputs, inverse for outputs), plus ~5 ms per call for tiles and threads, so
+# FFT wins from about 31 x 31 on 4096^2. NumPy (512^2 RGB) takes ~0.5 ns per tap and pixel;
+# before Numba is imported it is used for calls it finishes within its budget, a sixth of
+# the ~300 ms that importing Numba and loading the cached loops cost, since an image needs a
+# few such calls.
+COST = {"direct_ns_per_tap": 0.037, "fft_ns_per_pixel": 17.0, "fft_fixed_ns": 5e6,
         "numpy_ns_per_tap": 0.5, "numpy_budget_ns": 5e7}
 
 
@@ -148,7 +151,7 @@ def _choose_path(weight: np.ndarray, groups: int, factors, engine: str, *, out_p
     The factors are the given ones, or found here (once) when a kernel may be separable.
 
     separable: a depthwise rank-1 kernel where kH + kW < kH * kW.
-    fft: when its estimated time beats the direct loops': roughly from 12 x 12 on a 4096^2
+    fft: when its estimated time beats the direct loops': roughly from 31 x 31 on a 4096^2
     image, and only for larger kernels on small images (fixed costs per call).
     direct: everything else.
     numpy: instead of those while this process has not imported Numba, for calls within
