@@ -179,8 +179,9 @@ def apply_to_image(source: Source, jobs: list[Job], options: ApplyOptions, *,
     load_ms = _ms_since(started)
     records = []
     for index, job in enumerate(jobs):
-        filtered = _filter_job(job, image, options)
-        if index == len(jobs) - 1:
+        last = index == len(jobs) - 1
+        filtered = _filter_job(job, image, options, into_input=last)
+        if last:
             del image  # the last output is written without the input in memory
         records.append(_write_job(job, filtered, load_ms, options))
     return records
@@ -222,7 +223,10 @@ class _Filtered:
     record: OutputRecord
 
 
-def _filter_job(job: Job, image: images.LoadedImage, options: ApplyOptions) -> _Filtered:
+def _filter_job(job: Job, image: images.LoadedImage, options: ApplyOptions, *,
+                into_input: bool = False) -> _Filtered:
+    """Filter the image for one job; ``into_input`` lets the result overwrite the image's
+    pixels (the last job: one image less in memory)."""
     channels, height, width = image.pixels.shape
     first = job.operation.kernels[0]
     stride, padding_spec, dilation = kernel_geometry(first, options)
@@ -238,8 +242,9 @@ def _filter_job(job: Job, image: images.LoadedImage, options: ApplyOptions) -> _
 
     started = time.perf_counter()
     groups, out_channels = channel_plan(first, channels, image.path)
-    maps, paths = _filter(image, job.operation, options, stride=stride, padding=padding,
-                          dilation=dilation, padding_mode=options.pad_mode, engine=options.engine)
+    maps, paths = _filter(image, job.operation, options, into_input, stride=stride,
+                          padding=padding, dilation=dilation, padding_mode=options.pad_mode,
+                          engine=options.engine)
     convolve_ms = _ms_since(started)
 
     alpha = None
@@ -278,11 +283,12 @@ def _write_job(job: Job, filtered: _Filtered, load_ms: float,
 
 
 def _filter(image: images.LoadedImage, operation: Operation, options: ApplyOptions,
-            **geometry_args) -> tuple[np.ndarray, list[str]]:
+            into_input: bool, **geometry_args) -> tuple[np.ndarray, list[str]]:
     """The operation's (C_out, H_out, W_out) response and the engine paths that ran.
 
     2-D kernels act on each channel on its own, so the channels go through one at a time:
-    besides the image and the result, only one channel's responses are in memory.
+    besides the image and the result, only one channel's responses are in memory. With
+    ``into_input``, a result of the image's size is stored over the channels already done.
     """
     pixels, paths = image.pixels, []
     depthwise = all(kernel.weights.ndim == 2 for kernel in operation.kernels)
@@ -303,7 +309,8 @@ def _filter(image: images.LoadedImage, operation: Operation, options: ApplyOptio
         if len(parts) == 1:
             return total, paths
         if maps is None:
-            maps = np.empty((len(parts),) + total.shape[1:], dtype=np.float32)
+            fits = into_input and total.shape[1:] == pixels.shape[1:] and pixels.flags.writeable
+            maps = pixels if fits else np.empty((len(parts),) + total.shape[1:], np.float32)
         maps[index] = total[0]
     return maps, paths
 

@@ -58,6 +58,21 @@ def test_gaussian_blur_matches_scipy_with_reflect_borders(tmp_path, rgb_png, cap
     np.testing.assert_allclose(result, expected, atol=1e-5)
 
 
+def test_several_kernels_in_one_call_match_separate_calls(tmp_path, rgb_png, capsys):
+    """The last job's result is stored over the input's pixels; earlier jobs must not see it."""
+    kernels = ["sobel", "gaussian:sigma=1", "laplacian"]
+    arguments = ["--format", "npy", "--report", "none"]
+    code, _, err = run(["apply", rgb_png, *sum((["-k", k] for k in kernels), []),
+                        "-o", tmp_path / "together", *arguments], capsys)
+    assert code == 0, err
+    for kernel in kernels:
+        code, _, err = run(["apply", rgb_png, "-k", kernel, "-o", tmp_path / kernel, *arguments],
+                           capsys)
+        assert code == 0, err
+        (alone,) = (tmp_path / kernel).iterdir()
+        np.testing.assert_array_equal(np.load(alone), np.load(tmp_path / "together" / alone.name))
+
+
 def test_sobel_magnitude_matches_scipy(tmp_path, rng, capsys):
     gray = write_png(tmp_path / "g.png", rng.integers(0, 256, (30, 26), dtype=np.uint8))
     code, _, err = run(["apply", gray, "-k", "sobel", "-o", tmp_path / "s.npy", "--format", "npy",
