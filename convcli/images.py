@@ -274,14 +274,14 @@ def encode_image(maps: np.ndarray, *, fmt: str, alpha: np.ndarray | None = None,
                  bit_depth: int = 8, normalize: str = "clip") -> bytes:
     """The bytes of the file ``save_image`` writes (also what ``-o png:-`` sends to stdout)."""
     check_choice("--format", fmt, OUTPUT_FORMATS)
+    if fmt == "png":
+        return encode_png(_png_pixels(maps, alpha, bit_depth, normalize))
     buffer = io.BytesIO()
     if fmt == "npy":
         np.save(buffer, np.ascontiguousarray(maps, np.float32))
-    elif fmt == "tiff":
+    else:
         pages = [Image.fromarray(np.ascontiguousarray(m, np.float32), mode="F") for m in maps]
         pages[0].save(buffer, format="TIFF", save_all=True, append_images=pages[1:])
-    else:
-        buffer.write(encode_png(_png_pixels(maps, alpha, bit_depth, normalize)))
     return buffer.getvalue()
 
 

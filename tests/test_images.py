@@ -373,14 +373,18 @@ def test_png_round_trip(tmp_path, rng, channels, alpha, bit_depth):
 
 
 def _read_png16(path) -> np.ndarray:
-    """Decode our own (Up-filtered, one IDAT) 16-bit PNGs, as an independent check."""
+    """Decode our own (Up-filtered) 16-bit PNGs, as an independent check."""
     data = path.read_bytes()
     width, height, depth, colour = struct.unpack(">IIBB", data[16:26])
     assert depth == 16
     channels = {0: 1, 2: 3, 4: 2, 6: 4}[colour]
-    start = data.index(b"IDAT") + 4
-    length = struct.unpack(">I", data[start - 8:start - 4])[0]
-    rows = np.frombuffer(zlib.decompress(data[start:start + length]), np.uint8).reshape(height, -1)
+    stream, offset = b"", 8
+    while offset < len(data):                          # the IDAT chunks' bodies, in order
+        length, kind = struct.unpack(">I4s", data[offset:offset + 8])
+        if kind == b"IDAT":
+            stream += data[offset + 8:offset + 8 + length]
+        offset += 12 + length
+    rows = np.frombuffer(zlib.decompress(stream), np.uint8).reshape(height, -1)
     assert (rows[:, 0] == 2).all()                     # the Up filter on every row
     unfiltered = np.cumsum(rows[:, 1:], axis=0, dtype=np.uint64) % 256
     pixels = unfiltered.astype(np.uint8).view(">u2").reshape(height, width, channels)
@@ -486,3 +490,12 @@ def test_save_image_keeps_an_existing_output_without_overwrite(tmp_path):
     save_image(target, maps, fmt="png", overwrite=True)
     assert Image.open(target).size == (2, 2)
     assert [p.name for p in tmp_path.iterdir()] == ["x.png"]
+
+
+def test_png_taller_than_one_encoding_block_reads_back(tmp_path, rng, monkeypatch):
+    """Rows are filtered and compressed in blocks (zlib decides when to emit IDAT chunks)."""
+    monkeypatch.setattr("convcli._png16.FILTER_BLOCK_BYTES", 100)       # 3 rows of 31 x 3 bytes
+    levels = rng.integers(0, 256, (3, 20, 31))
+    save_image(tmp_path / "b.png", (levels / 255).astype(np.float32), fmt="png")
+    np.testing.assert_array_equal(np.moveaxis(np.asarray(Image.open(tmp_path / "b.png")), -1, 0),
+                                  levels)
