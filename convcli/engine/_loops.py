@@ -95,24 +95,20 @@ def add_taps_with_borders(destination, row0, row1, row2, row3, t0, t1, t2, t3, c
     last = max(min(min(last0, last1), min(last2, last3)), first)
     for k in range(out_w - (last - first)):                 # the border outputs, one by one
         o = k if k < first else k + last - first
-        total = destination[o]
-        column = col_map[o * stride + c0]
-        if column >= 0:
-            total += t0 * row0[column]
-        column = col_map[o * stride + c1]
-        if column >= 0:
-            total += t1 * row1[column]
-        column = col_map[o * stride + c2]
-        if column >= 0:
-            total += t2 * row2[column]
-        column = col_map[o * stride + c3]
-        if column >= 0:
-            total += t3 * row3[column]
-        destination[o] = total
+        destination[o] += (mapped_term(t0, row0, col_map[o * stride + c0])
+                           + mapped_term(t1, row1, col_map[o * stride + c1])
+                           + mapped_term(t2, row2, col_map[o * stride + c2])
+                           + mapped_term(t3, row3, col_map[o * stride + c3]))
     if last > first:
         start = first * stride - pad_left
         add_four_taps(destination[first:last], row0, row1, row2, row3, t0, t1, t2, t3,
                       start + c0, start + c1, start + c2, start + c3, stride)
+
+
+@jit_inline
+def mapped_term(tap, row, column):
+    """``tap * row[column]``, or 0 where the column lies in the zero padding (-1)."""
+    return tap * row[column] if column >= 0 else np.float32(0.0)
 
 
 @jit_inline
