@@ -168,6 +168,7 @@ def dense_case(size: int, repeat: int) -> list[Measurement]:
     references = {
         "cv2.filter2D": cv2 and (lambda: cv2.filter2D(image, -1, kernel,
                                                       borderType=cv2.BORDER_REFLECT_101)),
+        # scipy would take ~17 s per 31x31 call (4 s at 15x15, times 961/225 taps): skipped.
         "scipy.ndimage.correlate": ndimage and size <= 15 and (
             lambda: ndimage.correlate(image, kernel, mode="mirror")),
         # torch's CPU conv2d took 15 s (15x15) and 58 s (31x31) per call here: skipped above 7x7.
@@ -221,10 +222,12 @@ def dilated_case(repeat: int) -> list[Measurement]:
     kernel = rng.random((3, 3), dtype=np.float32)
     stuffed = np.zeros((9, 9), np.float32)
     stuffed[::4, ::4] = kernel
-    cv2, torch = _optional("cv2"), _torch()
+    cv2, ndimage, torch = _optional("cv2"), _scipy_ndimage(), _torch()
     references = {
         "cv2.filter2D (9x9 zero-stuffed)": cv2 and (lambda: cv2.filter2D(
             image, -1, stuffed, borderType=cv2.BORDER_REFLECT_101)),
+        "scipy.ndimage.correlate (9x9 zero-stuffed)": ndimage and (
+            lambda: ndimage.correlate(image, stuffed, mode="mirror")),
         "torch conv2d dilation=4": torch and (lambda: torch.nn.functional.conv2d(
             torch.from_numpy(image[None, None]), torch.from_numpy(kernel[None, None]),
             padding=4, dilation=4)),
@@ -245,10 +248,12 @@ def depthwise_case(repeat: int) -> list[Measurement]:
     kernel = rng.random((3, 3), dtype=np.float32)
     interleaved = np.ascontiguousarray(image.transpose(1, 2, 0))
     weight = np.repeat(kernel[None, None], 3, axis=0)
-    cv2, torch = _optional("cv2"), _torch()
+    cv2, ndimage, torch = _optional("cv2"), _scipy_ndimage(), _torch()
     references = {
         "cv2.filter2D (HxWx3)": cv2 and (lambda: cv2.filter2D(
             interleaved, -1, kernel, borderType=cv2.BORDER_REFLECT_101)),
+        "scipy.ndimage.correlate (1x3x3)": ndimage and (
+            lambda: ndimage.correlate(image, kernel[None], mode="mirror")),
         "torch conv2d groups=3": torch and (lambda: torch.nn.functional.conv2d(
             torch.from_numpy(image[None]), torch.from_numpy(weight), padding=1, groups=3)),
     }
@@ -266,10 +271,17 @@ def channels_case(repeat: int) -> list[Measurement]:
     rng = np.random.default_rng(16)
     image = rng.random((3, 2048, 2048), dtype=np.float32)
     weight = rng.standard_normal((16, 3, 3, 3)).astype(np.float32)
-    torch = _torch()
+    ndimage, torch = _scipy_ndimage(), _torch()
+
+    def scipy_layer():
+        """Each output channel is the sum of one 2-D correlation per input channel."""
+        return np.stack([sum(ndimage.correlate(image[c], weight[o, c], mode="constant")
+                             for c in range(3)) for o in range(16)])
+
     references = {
         "torch conv2d": torch and (lambda: torch.nn.functional.conv2d(
             torch.from_numpy(image[None]), torch.from_numpy(weight), padding=1)),
+        "scipy.ndimage.correlate (16 x 3 planes)": ndimage and scipy_layer,
     }
     return _compare("3 -> 16 channels 3x3, 3x2048x2048", repeat,
                     lambda: conv2d(image, weight, padding=1), references)
@@ -284,10 +296,12 @@ def stride_case(repeat: int) -> list[Measurement]:
     rng = np.random.default_rng(2)
     image = rng.random((4096, 4096), dtype=np.float32)
     kernel = rng.random((3, 3), dtype=np.float32)
-    cv2, torch = _optional("cv2"), _torch()
+    cv2, ndimage, torch = _optional("cv2"), _scipy_ndimage(), _torch()
     references = {
         "cv2.filter2D then [::2, ::2]": cv2 and (lambda: np.ascontiguousarray(cv2.filter2D(
             image, -1, kernel, borderType=cv2.BORDER_CONSTANT)[::2, ::2])),
+        "scipy.ndimage.correlate then [::2, ::2]": ndimage and (lambda: np.ascontiguousarray(
+            ndimage.correlate(image, kernel, mode="constant")[::2, ::2])),
         "torch conv2d stride=2": torch and (lambda: torch.nn.functional.conv2d(
             torch.from_numpy(image[None, None]), torch.from_numpy(kernel[None, None]),
             padding=1, stride=2)),
