@@ -1,7 +1,7 @@
 """The convolution engine: NumPy in, NumPy out, Numba loops inside.
 
-Importing this package does not import Numba; the compiled loops (``_loops``, and
-``_fft``'s tiles) load on the first convolution.
+Importing this package does not import Numba; the compiled loops (``_loops``) and the
+FFT and NumPy paths load on the first convolution that takes them.
 """
 
 from .api import ENGINE_PATHS, PADDING_MODES, conv2d, convolve, border_map, rank_one_factors

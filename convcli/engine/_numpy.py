@@ -45,14 +45,16 @@ def _separable(padded, factors, stride, dilation, out):
         image = padded[:, co // per_input]
         summed = np.zeros((image.shape[0], out_h, full_w), np.float32)
         for ky, tap in enumerate(column[co]):
-            top = ky * dilation[0]
-            summed += tap * image[:, top:top + stride[0] * (out_h - 1) + 1:stride[0]]
+            summed += tap * image[:, _every(ky * dilation[0], stride[0], out_h)]
         for kx, tap in enumerate(row[co]):
-            left = kx * dilation[1]
-            out[:, co] += tap * summed[:, :, left:left + stride[1] * (out_w - 1) + 1:stride[1]]
+            out[:, co] += tap * summed[:, :, _every(kx * dilation[1], stride[1], out_w)]
 
 
 def _window(padded, top, left, stride, out_hw):
     """The view of ``padded`` that one tap reads for every output pixel."""
-    return padded[:, :, top:top + stride[0] * (out_hw[0] - 1) + 1:stride[0],
-                  left:left + stride[1] * (out_hw[1] - 1) + 1:stride[1]]
+    return padded[:, :, _every(top, stride[0], out_hw[0]), _every(left, stride[1], out_hw[1])]
+
+
+def _every(start: int, stride: int, count: int) -> slice:
+    """The ``count`` padded positions one tap reads along an axis: start, start + stride, ..."""
+    return slice(start, start + stride * (count - 1) + 1, stride)
