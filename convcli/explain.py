@@ -7,48 +7,24 @@ assembles the arithmetic into steps and notes, and renders them as text or a dic
 
 from __future__ import annotations
 
+import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
 from . import geometry
-from .errors import UsageError, check_choice
-from .yaml_files import read_yaml
+from .errors import FileFailure, UsageError
+from .layers import (Layer, channel_plan, kernel_layout, layer_for_operation, layers_from_specs,
+                     parse_layer)
 
-__all__ = ["Layer", "Explanation", "explain_layer", "explain_stack", "parse_layer", "load_layers",
-           "render_text", "LAYER_KINDS"]
+__all__ = ["Layer", "Explanation", "explain_layer", "explain_stack", "parse_layer",
+           "layers_from_specs", "render_text", "conv_channels"]
 
-LAYER_KINDS = ("conv", "tconv", "pool")
-AXES = ("height", "width")
-SYMBOLS = {"height": ("H", "P_top", "P_bottom"), "width": ("W", "P_left", "P_right")}
-
-
-@dataclass(frozen=True)
-class Layer:
-    """One layer's hyper-parameters, each an (H, W) pair.
-
-    ``kind`` is ``conv``, ``tconv`` (transposed convolution) or ``pool``;
-    ``out_channels`` None keeps the channel count; ``padding`` is a pair or a word.
-    """
-
-    kind: str
-    kernel: tuple[int, int]
-    stride: tuple[int, int] = (1, 1)
-    padding: geometry.PaddingSpec = 0
-    dilation: tuple[int, int] = (1, 1)
-    out_channels: int | None = None
-    groups: int = 1
-    output_padding: tuple[int, int] = (0, 0)
-    pool_mode: str = "max"
-    ceil_mode: bool = False
-    bias: bool = True
-
-    def describe(self) -> str:
-        kernel = "x".join(map(str, self.kernel))
-        if self.kind == "pool":
-            return f"{self.pool_mode}-pool {kernel}"
-        return f"{'transposed conv' if self.kind == 'tconv' else 'conv'} {kernel}"
+SYMBOLS = {"length": ("L", "P_left", "P_right"), "depth": ("Z", "P_front", "P_back"),
+           "height": ("H", "P_top", "P_bottom"), "width": ("W", "P_left", "P_right")}
+SIDES = {"length": ("left", "right"), "depth": ("front", "back"), "height": ("top", "bottom"),
+         "width": ("left", "right")}
 
 
 @dataclass
@@ -63,26 +39,45 @@ class AxisWork:
 
 @dataclass
 class Explanation:
-    """What one layer (or a stack) does to a (C, H, W) shape, and why."""
+    """What one layer (or a stack) does to a (C, *spatial) shape, and why.
+
+    ``pads`` is the (before, after) padding per spatial axis; ``receptive_field`` and
+    ``jump`` have one value per axis; ``groups``/``out_channels`` are what the layer runs with.
+    """
 
     title: str
     input_shape: list[int]
     output_shape: list[int]
-    padding: geometry.Padding
+    pads: tuple[tuple[int, int], ...] = ()
     axes: list[AxisWork] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     params: int = 0
     macs: int = 0
-    receptive_field: tuple[Fraction, Fraction] = (Fraction(1), Fraction(1))
-    jump: tuple[Fraction, Fraction] = (Fraction(1), Fraction(1))
+    receptive_field: tuple[Fraction, ...] = ()
+    jump: tuple[Fraction, ...] = ()
     im2col: dict | None = None
     layers: list["Explanation"] = field(default_factory=list)
+    groups: int = 1
+
+    @property
+    def padding(self) -> geometry.Padding | None:
+        """The padding of an image layer as top/bottom/left/right (None for 1-D and 3-D)."""
+        if len(self.pads) != 2:
+            return None
+        return geometry.Padding(*self.pads[0], *self.pads[1])
+
+    def padding_dict(self) -> dict[str, int]:
+        """``{"top", "bottom", "left", "right"}`` for an image; front/back for a volume's depth,
+        left/right for a signal."""
+        names = geometry.axis_names(len(self.pads)) if self.pads else ()
+        return {side: pad for name, pads in zip(names, self.pads)
+                for side, pad in zip(SIDES[name], pads)}
 
     def as_dict(self) -> dict:
         """Stable keys for ``--json``."""
         result = {
             "title": self.title, "input_shape": self.input_shape, "output_shape": self.output_shape,
-            "padding": self.padding.as_dict(), "params": self.params, "macs": self.macs,
+            "padding": self.padding_dict(), "params": self.params, "macs": self.macs,
             "receptive_field": [_number(v) for v in self.receptive_field],
             "jump": [_number(v) for v in self.jump],
             "axes": {work.axis: {"formula": work.formula, "steps": work.steps, "result": work.result}
@@ -94,40 +89,46 @@ class Explanation:
         return result
 
 
-def explain_layer(input_shape: tuple[int, int, int], layer: Layer, *, what: str = "input",
+def explain_layer(input_shape: tuple[int, ...], layer: Layer, *, what: str = "input",
                   previous: Explanation | None = None) -> Explanation:
-    """Output shape of ``layer`` on a (C, H, W) input, with the arithmetic and the pitfalls.
+    """Output shape of ``layer`` on a (C, *spatial) input, with the arithmetic and the pitfalls.
 
     ``previous`` is the layer before, in a stack: the receptive field and jump grow from it.
     """
-    channels, height, width = input_shape
-    _check_layer(layer, channels)
-    padding = _padding_for(layer, (height, width))
+    channels, *size = input_shape
+    count = len(size)
+    layer = layer.for_axes(count, what)
+    start_field = previous.receptive_field if previous else (Fraction(1),) * count
+    start_jump = previous.jump if previous else (Fraction(1),) * count
+    if layer.kind not in ("conv", "tconv", "pool"):
+        return _explain_elementwise(list(input_shape), layer, what, start_field, start_jump)
+    groups, out_channels = conv_channels(layer, channels, count, what)
+    pads = _padding_for(layer, tuple(size))
     if layer.kind != "tconv":  # raises with the formula's numbers and the smallest valid input
-        geometry.conv_output_hw((height, width), layer.kernel, padding, stride_hw=layer.stride,
-                                dilation_hw=layer.dilation, what=what)
-    axes = [_axis_work(layer, axis, (height, width)[i], padding, i) for i, axis in enumerate(AXES)]
-    out_hw = [work.result for work in axes]
+        geometry.conv_output_shape(tuple(size), layer.kernel, pads, stride=layer.stride,
+                                   dilation=layer.dilation, what=what)
+    names = geometry.axis_names(count)
+    axes = [_axis_work(layer, axis, size[i], pads[i], i) for i, axis in enumerate(names)]
+    out_size = [work.result for work in axes]
     for work in axes:
         if work.result < 1:
             raise UsageError(f"{what} {work.axis}: the {layer.describe()} gives {work.result} "
                              f"pixels ({work.steps[-1].lstrip('= ')}); it must be at least 1")
-    out_channels = channels if layer.kind == "pool" else (layer.out_channels or channels)
-    explanation = Explanation(title=layer.describe(), input_shape=[channels, height, width],
-                              output_shape=[out_channels, *out_hw], padding=padding, axes=axes)
-    explanation.notes = _notes(layer, (height, width), padding, out_hw)
+    explanation = Explanation(title=layer.describe(), input_shape=list(input_shape),
+                              output_shape=[out_channels, *out_size], pads=pads, axes=axes,
+                              groups=groups)
+    explanation.notes = _notes(layer, tuple(size), pads, out_size)
     _count_cost(explanation, layer)
-    start = previous or Explanation("", [], [], padding)
-    grown = [geometry.grow_receptive_field(start.receptive_field[i], start.jump[i], layer.kernel[i],
+    grown = [geometry.grow_receptive_field(start_field[i], start_jump[i], layer.kernel[i],
                                            layer.stride[i], layer.dilation[i],
                                            transposed=layer.kind == "tconv")
-             for i in range(2)]
-    explanation.receptive_field = (grown[0][0], grown[1][0])
-    explanation.jump = (grown[0][1], grown[1][1])
+             for i in range(count)]
+    explanation.receptive_field = tuple(g[0] for g in grown)
+    explanation.jump = tuple(g[1] for g in grown)
     return explanation
 
 
-def explain_stack(input_shape: tuple[int, int, int], layers: list[Layer]) -> Explanation:
+def explain_stack(input_shape: tuple[int, ...], layers: list[Layer]) -> Explanation:
     """A stack of layers: each one's shape, receptive field, jump, parameters and MACs."""
     if not layers:
         raise UsageError("a stack needs at least one --layer")
@@ -139,53 +140,106 @@ def explain_stack(input_shape: tuple[int, int, int], layers: list[Layer]) -> Exp
         rows.append(row)
         shape = tuple(row.output_shape)
     return Explanation(title=f"stack of {len(layers)} layers", input_shape=list(input_shape),
-                       output_shape=rows[-1].output_shape, padding=rows[0].padding,
+                       output_shape=rows[-1].output_shape, pads=rows[0].pads,
                        params=sum(r.params for r in rows), macs=sum(r.macs for r in rows),
                        receptive_field=rows[-1].receptive_field, jump=rows[-1].jump, layers=rows)
 
 
-# --- one layer: checks, padding, arithmetic ---------------------------------------------------
+# --- one layer: channels, checks, padding, arithmetic -----------------------------------------
 
-def _check_layer(layer: Layer, channels: int) -> None:
-    check_choice("layer kind", layer.kind, LAYER_KINDS)
+def conv_channels(layer: Layer, channels: int, axes: int, where: str) -> tuple[int, int]:
+    """(groups, output channels) a window layer runs with on a ``channels``-channel input,
+    from its kernel spec, its explicit weights, or ``c``/``g``; every mismatch is a
+    UsageError that names the layer and the fix."""
     if layer.kind == "pool":
-        if layer.pool_mode not in ("max", "avg"):
-            raise UsageError(f"--pool must be max or avg; got {layer.pool_mode!r}")
-        pads = geometry.pair(layer.padding, "padding", minimum=0) if not isinstance(
-            layer.padding, str) else (0, 0)
-        for axis, pad in enumerate(pads):
-            if pad > layer.kernel[axis] // 2:
-                raise UsageError(f"pool padding {pad} is more than half the kernel "
-                                 f"{layer.kernel[axis]}; PyTorch allows at most {layer.kernel[axis] // 2}")
-        return
+        if layer.pool_mode == "max" or layer.dilation == (1,) * axes:
+            _check_pool_padding(layer)
+            return channels, channels
+        raise UsageError(f"{where}: average pooling has no dilation (as in PyTorch); drop d=")
+    if layer.operation is not None:
+        try:
+            return channel_plan(layer.operation.kernels[0], channels, where, axes)
+        except FileFailure as error:
+            raise UsageError(str(error)) from None
+    groups = layer.groups
+    if layer.weights is not None:
+        if kernel_layout(layer.weights.ndim, axes, where):
+            return channels, channels                       # one kernel for every channel
+        if layer.kind == "tconv":                           # (C_in, C_out/groups, ...)
+            in_channels, per_group = layer.weights.shape[:2]
+            if in_channels != channels or channels % groups:
+                raise UsageError(f"{where}: the weights take {in_channels} input channels "
+                                 f"(groups={groups}); this input has {channels}")
+            return groups, per_group * groups
+        return _full_channels(layer.weights.shape[:2], groups, channels, where)
     out_channels = layer.out_channels or channels
-    if channels % layer.groups or out_channels % layer.groups:
-        raise UsageError(f"groups={layer.groups} must divide both input channels ({channels}) and "
-                         f"output channels ({out_channels})")
+    if channels % groups or out_channels % groups:
+        raise UsageError(f"{where}: groups={groups} must divide both input channels ({channels}) "
+                         f"and output channels ({out_channels})")
+    return groups, out_channels
+
+
+def _full_channels(shape, groups: int, channels: int, where: str) -> tuple[int, int]:
+    """Weights (C_out, C_in/groups, ...) on a ``channels``-channel input: (groups, C_out)."""
+    out_channels, group_in = shape
+    if out_channels % groups:
+        raise UsageError(f"{where}: groups={groups} must divide the {out_channels} output channels")
+    if group_in * groups != channels:
+        raise UsageError(f"{where}: the weights expect {group_in * groups} input channels "
+                         f"({group_in} per group x groups={groups}); this input has {channels}. "
+                         "Chain the layers so each one's C_out is the next one's C_in")
+    return groups, out_channels
+
+
+def _check_pool_padding(layer: Layer) -> None:
+    pads = (0,) * len(layer.kernel) if isinstance(layer.padding, str) else layer.padding
+    for axis, pad in enumerate(pads):
+        if pad > layer.kernel[axis] // 2:
+            raise UsageError(f"pool padding {pad} is more than half the kernel "
+                             f"{layer.kernel[axis]}; PyTorch allows at most {layer.kernel[axis] // 2}")
+
+
+def _explain_elementwise(shape: list[int], layer: Layer, what: str, field_, jump) -> Explanation:
+    """Layers that keep the spatial size: activations, bias, shuffle; and fc."""
+    channels = shape[0]
+    out_shape, params, macs = list(shape), 0, 0
+    if layer.kind == "shuffle" and channels % layer.groups:
+        raise UsageError(f"{what}: shuffle groups={layer.groups} must divide the {channels} "
+                         "channels")
+    if layer.kind == "bias" and len(layer.bias_values) not in (1, channels):
+        raise UsageError(f"{what}: bias has {len(layer.bias_values)} values; give 1 or one per "
+                         f"channel ({channels})")
+    if layer.kind == "fc":
+        features = math.prod(shape)
+        out_shape = [layer.out_channels] + [1] * (len(shape) - 1)
+        macs = features * layer.out_channels
+        params = macs + (layer.out_channels if layer.bias else 0)
+        field_ = tuple(Fraction(n) for n in shape[1:])   # every output sees the whole input
+    return Explanation(title=layer.describe(), input_shape=shape, output_shape=out_shape,
+                       pads=((0, 0),) * (len(shape) - 1), params=params, macs=macs,
+                       receptive_field=field_, jump=jump)
+
+
+def _padding_for(layer: Layer, size: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+    if layer.kind in ("pool", "tconv") and isinstance(layer.padding, str):
+        if layer.padding.lower() != "valid":
+            what = "pooling" if layer.kind == "pool" else "a transposed convolution"
+            raise UsageError(f"{what} takes numeric padding or 'valid'; got {layer.padding!r}")
+        return ((0, 0),) * len(size)
     if layer.kind == "tconv":
-        if isinstance(layer.padding, str):
-            raise UsageError("a transposed convolution takes numeric padding, not "
-                             f"{layer.padding!r}")
-        for axis in range(2):
+        for axis in range(len(size)):
             limit = max(layer.stride[axis], layer.dilation[axis])
             if layer.output_padding[axis] >= limit:
                 raise UsageError(f"output padding {layer.output_padding[axis]} must be smaller than "
                                  f"the stride or the dilation (here < {limit})")
+    return geometry.resolve_padding_nd(layer.padding, layer.kernel, stride=layer.stride,
+                                       dilation=layer.dilation, size=size, strided_same=True)
 
 
-def _padding_for(layer: Layer, size_hw: tuple[int, int]) -> geometry.Padding:
-    if layer.kind == "pool" and isinstance(layer.padding, str):
-        if layer.padding.lower() != "valid":
-            raise UsageError(f"pooling takes numeric padding or 'valid'; got {layer.padding!r}")
-        return geometry.Padding(0, 0, 0, 0)
-    return geometry.resolve_padding(layer.padding, layer.kernel, stride_hw=layer.stride,
-                                    dilation_hw=layer.dilation, size_hw=size_hw, strided_same=True)
-
-
-def _axis_work(layer: Layer, axis: str, size: int, padding: geometry.Padding, index: int) -> AxisWork:
+def _axis_work(layer: Layer, axis: str, size: int, pads: tuple[int, int], index: int) -> AxisWork:
     """The formula, the numbers put in, each step, and the result for one axis."""
     k, s, d = layer.kernel[index], layer.stride[index], layer.dilation[index]
-    before, after = (padding.rows, padding.cols)[index]
+    before, after = pads
     name, before_name, after_name = SYMBOLS[axis]
     out = f"{name}_out"
     if before == after:
@@ -218,39 +272,39 @@ def _axis_work(layer: Layer, axis: str, size: int, padding: geometry.Padding, in
     return AxisWork(axis, formula, steps, result)
 
 
-def _notes(layer: Layer, size_hw: tuple[int, int], padding: geometry.Padding,
-           out_hw: list[int]) -> list[str]:
+def _notes(layer: Layer, size: tuple[int, ...], pads: tuple[tuple[int, int], ...],
+           out_size: list[int]) -> list[str]:
     """What users trip over: leftover pixels, what 'same' implied, asymmetric padding."""
     notes = []
     word = layer.padding.lower() if isinstance(layer.padding, str) else None
-    for index, axis in enumerate(AXES):
+    for index, axis in enumerate(geometry.axis_names(len(size))):
         k, s, d = layer.kernel[index], layer.stride[index], layer.dilation[index]
-        before, after = (padding.rows, padding.cols)[index]
-        side = ("rows", "bottom") if axis == "height" else ("columns", "right")
+        before, after = pads[index]
+        end = SIDES[axis][1]
+        unit = {"height": "row", "depth": "slice"}.get(axis, "column" if axis == "width" else "sample")
         if word == "same":
             note = (f"{axis}: 'same' pads {before + after} pixels, {before} before and {after} after, "
-                    f"so the output is ceil({size_hw[index]}/{s}) = {out_hw[index]}")
+                    f"so the output is ceil({size[index]}/{s}) = {out_size[index]}")
             if after != before:
-                note += f"; the odd pixel goes after ({side[1]}), as in PyTorch and TensorFlow"
+                note += f"; the odd pixel goes after ({end}), as in PyTorch and TensorFlow"
             if s > 1:
                 note += ("; with stride > 1 this is TensorFlow's SAME rule "
                          "(PyTorch refuses padding='same' with a stride)")
             notes.append(note)
         if layer.kind == "tconv":
             continue
-        leftover = geometry.uncovered_size(size_hw[index], k, s, before, after, d)
+        leftover = geometry.uncovered_size(size[index], k, s, before, after, d)
         if layer.kind == "pool" and layer.ceil_mode:
             leftover = 0
         if leftover:
             image_part = max(leftover - after, 0)
-            unit = side[0][:-1]  # "row" / "column"
-            unread = (f"the last {_count(image_part, 'image ' + unit)} at the {side[1]} "
+            unread = (f"the last {_count(image_part, 'image ' + unit)} at the {end} "
                       f"{'is' if image_part == 1 else 'are'} never read" if image_part
-                      else f"only {_count(leftover, 'padding ' + unit)} at the {side[1]} "
+                      else f"only {_count(leftover, 'padding ' + unit)} at the {end} "
                            f"{'goes' if leftover == 1 else 'go'} unused")
-            notes.append(f"{axis}: stride {s} does not divide {size_hw[index]} + {before + after} - "
+            notes.append(f"{axis}: stride {s} does not divide {size[index]} + {before + after} - "
                          f"{geometry.effective_kernel_size(k, d)} = "
-                         f"{size_hw[index] + before + after - geometry.effective_kernel_size(k, d)} "
+                         f"{size[index] + before + after - geometry.effective_kernel_size(k, d)} "
                          f"evenly: {unread}")
     return notes
 
@@ -260,18 +314,22 @@ def _count_cost(explanation: Explanation, layer: Layer) -> None:
     if layer.kind == "pool":
         return
     channels = explanation.input_shape[0]
-    out_channels, out_h, out_w = explanation.output_shape
-    taps = (channels // layer.groups) * layer.kernel[0] * layer.kernel[1]
-    explanation.params = out_channels * taps + (out_channels if layer.bias else 0)
+    out_channels, *out_size = explanation.output_shape
+    groups = explanation.groups
+    kernel_taps = math.prod(layer.kernel)
+    taps = (channels // groups) * kernel_taps
     if layer.kind == "tconv":
-        in_pixels = explanation.input_shape[1] * explanation.input_shape[2]
-        explanation.macs = in_pixels * out_channels * taps
+        taps = (out_channels // groups) * kernel_taps
+        explanation.params = channels * taps + (out_channels if layer.bias else 0)
+        explanation.macs = math.prod(explanation.input_shape[1:]) * channels * taps
         return
-    explanation.macs = out_channels * taps * out_h * out_w
-    per_group = out_channels // layer.groups
+    explanation.params = out_channels * taps + (out_channels if layer.bias else 0)
+    pixels = math.prod(out_size)
+    explanation.macs = out_channels * taps * pixels
+    per_group = out_channels // groups
     explanation.im2col = {
-        "groups": layer.groups, "weight_matrix": [per_group, taps], "column_matrix": [taps, out_h * out_w],
-        "product": [per_group, out_h * out_w], "reshaped": [out_channels, out_h, out_w]}
+        "groups": groups, "weight_matrix": [per_group, taps], "column_matrix": [taps, pixels],
+        "product": [per_group, pixels], "reshaped": [out_channels, *out_size]}
 
 
 def _count(n: int, noun: str) -> str:
@@ -280,87 +338,6 @@ def _count(n: int, noun: str) -> str:
 
 def _number(value: Fraction) -> float | int:
     return int(value) if value.denominator == 1 else float(value)
-
-
-# --- layer specs -----------------------------------------------------------------------------
-
-LAYER_KEYS = {"k": "kernel", "s": "stride", "p": "padding", "d": "dilation", "c": "out_channels",
-              "g": "groups", "op": "output_padding", "mode": "pool_mode", "ceil": "ceil_mode",
-              "bias": "bias"}
-
-
-def parse_layer(text: str, where: str = "--layer") -> Layer:
-    """``conv:k=3,s=1,p=1,c=16``, ``pool:k=2,s=2``, ``tconv:k=4,s=2,p=1,op=0`` -> Layer.
-
-    Each number may be ``H,W`` written ``HxW`` (e.g. ``k=3x5``).
-    """
-    kind, _, rest = text.strip().partition(":")
-    values = {}
-    for item in filter(None, (part.strip() for part in rest.split(","))):
-        key, equals, value = item.partition("=")
-        if not equals:
-            raise UsageError(f"{where} {text!r}: expected key=value, got {item!r}")
-        values[key.strip()] = value.strip()
-    return layer_from_mapping(kind.strip(), values, f"{where} {text!r}")
-
-
-def layer_from_mapping(kind: str, values: dict, where: str) -> Layer:
-    """Build a Layer from short keys (k, s, p, d, c, g, op, mode, ceil, bias) or long names."""
-    check_choice(f"{where}: layer kind", kind, LAYER_KINDS)
-    long_names = set(LAYER_KEYS.values())
-    arguments = {}
-    for key, value in values.items():
-        name = LAYER_KEYS.get(key, key)
-        if name not in long_names:
-            raise UsageError(f"{where}: unknown key {key!r}; valid keys are {', '.join(LAYER_KEYS)}")
-        arguments[name] = _layer_value(name, value, where)
-    if "kernel" not in arguments:
-        raise UsageError(f"{where}: k=N (the kernel size) is required")
-    if kind == "pool":
-        arguments.setdefault("stride", arguments["kernel"])
-    return Layer(kind=kind, **arguments)
-
-
-def _layer_value(name: str, value, where: str):
-    text = str(value).strip().lower()
-    if name == "pool_mode":
-        return text
-    if name in ("ceil_mode", "bias"):
-        if text not in ("true", "false", "1", "0", "yes", "no"):
-            raise UsageError(f"{where}: {name} must be true or false; got {value!r}")
-        return text in ("true", "1", "yes")
-    if name == "padding" and text in geometry.PADDING_WORDS:
-        return text
-    numbers = re.split(r"[x,]", text) if not isinstance(value, (list, tuple)) else list(value)
-    if not all(re.fullmatch(r"\d+", str(n).strip()) for n in numbers) or len(numbers) > 2:
-        raise UsageError(f"{where}: {name} must be a whole number or HxW; got {value!r}")
-    numbers = [int(n) for n in numbers]
-    if name in ("out_channels", "groups"):
-        if len(numbers) != 1 or numbers[0] < 1:
-            raise UsageError(f"{where}: {name} must be a positive whole number; got {value!r}")
-        return numbers[0]
-    minimum = 0 if name in ("padding", "output_padding") else 1
-    return geometry.pair(tuple(numbers) if len(numbers) == 2 else numbers[0], f"{where}: {name}",
-                         minimum=minimum)
-
-
-def load_layers(path: Path) -> list[Layer]:
-    """A YAML file: ``layers:`` a list of specs (``conv:k=3,c=16``) or mappings with ``type:``."""
-    document = read_yaml(path, "layers file")
-    entries = document.get("layers") if isinstance(document, dict) else document
-    if not isinstance(entries, list) or not entries:
-        raise UsageError(f"{path}: expected 'layers:' with a list of layers")
-    layers = []
-    for number, entry in enumerate(entries, 1):
-        where = f"{path}: layer {number}"
-        if isinstance(entry, str):
-            layers.append(parse_layer(entry, where))
-        elif isinstance(entry, dict) and "type" in entry:
-            values = {k: v for k, v in entry.items() if k != "type"}
-            layers.append(layer_from_mapping(str(entry["type"]), values, where))
-        else:
-            raise UsageError(f"{where}: expected a spec like 'conv:k=3,c=16' or a mapping with type:")
-    return layers
 
 
 # --- text ------------------------------------------------------------------------------------
@@ -373,20 +350,28 @@ def _shape(shape: list[int]) -> str:
     return "(" + ", ".join(map(str, shape)) + ")"
 
 
+def _layout(explanation: Explanation) -> str:
+    """``(C, H, W)``, ``(C, L)`` or ``(C, D, H, W)``: what the shapes' numbers are."""
+    letters = {"length": "L", "depth": "D", "height": "H", "width": "W"}
+    names = geometry.axis_names(len(explanation.input_shape) - 1)
+    return "(C, " + ", ".join(letters[n] for n in names) + ")"
+
+
 def render_text(explanation: Explanation) -> str:
     """Formula, numbers, steps and result per axis; then notes, cost and im2col sizes."""
     if explanation.layers:
         return _render_stack(explanation)
     lines = [f"{explanation.title}: {_shape(explanation.input_shape)} -> "
-             f"{_shape(explanation.output_shape)}   (C, H, W)", ""]
+             f"{_shape(explanation.output_shape)}   {_layout(explanation)}", ""]
     for work in explanation.axes:
         lines.append(f"{work.axis}:")
         lines.append(f"  {work.formula}")
         indent = " " * (2 + work.formula.index("="))
         lines.extend(indent + step for step in work.steps)
         lines.append("")
-    pad = explanation.padding
-    lines.append(f"padding: top {pad.top}, bottom {pad.bottom}, left {pad.left}, right {pad.right}")
+    if explanation.axes:
+        lines.append("padding: " + ", ".join(f"{side} {pad}" for side, pad
+                                             in explanation.padding_dict().items()))
     lines.extend(f"note: {note}" for note in explanation.notes)
     if explanation.params:
         lines.append(f"parameters: {explanation.params:,}   multiply-accumulates: {explanation.macs:,}")
@@ -401,7 +386,7 @@ def render_text(explanation: Explanation) -> str:
 
 
 def _render_stack(explanation: Explanation) -> str:
-    headers = ("layer", "output (C, H, W)", "receptive field", "jump", "params", "MACs", "im2col")
+    headers = ("layer", f"output {_layout(explanation)}", "receptive field", "jump", "params", "MACs", "im2col")
     rows = []
     for row in explanation.layers:
         m = row.im2col
@@ -468,7 +453,6 @@ def layer_from_options(channels: int, *, kernel: str, stride, padding, dilation,
 def _layer_for_kernel_spec(channels, spec, stride, padding, dilation, out_channels, groups,
                            transposed, output_padding, pool) -> Layer:
     from .kernels import resolve
-    from .pipeline import ApplyOptions, channel_plan, kernel_geometry
 
     given = [name for name, value in (("--out-channels", out_channels), ("--pool", pool),
                                       ("--output-padding", output_padding)) if value is not None]
@@ -476,20 +460,6 @@ def _layer_for_kernel_spec(channels, spec, stride, padding, dilation, out_channe
     if given:
         raise UsageError(f"{', '.join(given)} need a numeric --kernel; a kernel spec is explained "
                          "as convcli apply runs it")
-    kernel = resolve(spec).kernels[0]
-    stride, padding, dilation = kernel_geometry(
-        kernel, ApplyOptions(stride=stride, padding=padding, dilation=dilation))
-    groups, out_channels = channel_plan(kernel, channels, Path(spec))
-    return Layer(kind="conv", kernel=kernel.size, stride=stride, padding=padding, dilation=dilation,
-                 out_channels=out_channels, groups=groups, bias=kernel.bias is not None)
-
-
-def layers_from_specs(specs: list[str]) -> list[Layer]:
-    """``--layer`` values: specs like ``conv:k=3,c=16``, or YAML files of layers."""
-    layers = []
-    for spec in specs:
-        if spec.lower().endswith((".yaml", ".yml")):
-            layers.extend(load_layers(Path(spec)))
-        else:
-            layers.append(parse_layer(spec))
-    return layers
+    layer = layer_for_operation(resolve(spec), stride=stride, padding=padding, dilation=dilation)
+    groups, out_channels = channel_plan(layer.operation.kernels[0], channels, Path(spec))
+    return replace(layer, out_channels=out_channels, groups=groups)

@@ -34,10 +34,17 @@ __all__ = [
     "pool_output_size",
     "uncovered_size",
     "grow_receptive_field",
+    "AXIS_NAMES",
+    "axis_names",
+    "ntuple",
+    "resolve_padding_nd",
+    "conv_output_shape",
 ]
 
 PaddingSpec = Union[int, tuple[int, int], str]
 PADDING_WORDS = ("same", "valid", "full")
+# Spatial axes by dimensionality: signals (C, L), images (C, H, W), volumes (C, D, H, W).
+AXIS_NAMES = {1: ("length",), 2: ("height", "width"), 3: ("depth", "height", "width")}
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,31 @@ def pair(value: int | tuple[int, int] | list[int], name: str, *, minimum: int = 
     return (checked[0], checked[1])
 
 
+def ntuple(value, count: int, name: str, *, minimum: int = 1) -> tuple[int, ...]:
+    """``value`` (one integer, or ``count`` of them) as a tuple of ``count`` ints >= ``minimum``."""
+    values = tuple(value) if isinstance(value, (list, tuple)) else (value,) * count
+    if len(values) == 1:
+        values = values * count
+    if count == 2:
+        return pair(values, name, minimum=minimum)
+    if len(values) != count:
+        raise UsageError(f"{name} must be one integer or {count} ({', '.join(axis_names(count))}); "
+                         f"got {tuple(values)!r}")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+            raise UsageError(f"{name} must be an integer or {count} integers; got {value!r}")
+        if int(v) < minimum:
+            raise UsageError(f"{name} must be >= {minimum}; got {value!r}")
+    return tuple(int(v) for v in values)
+
+
+def axis_names(count: int) -> tuple[str, ...]:
+    """("length",), ("height", "width") or ("depth", "height", "width")."""
+    if count not in AXIS_NAMES:
+        raise UsageError(f"inputs have 1 (signal), 2 (image) or 3 (volume) spatial axes; got {count}")
+    return AXIS_NAMES[count]
+
+
 def effective_kernel_size(kernel: int, dilation: int = 1) -> int:
     """Span of a dilated kernel: ``D*(K-1) + 1`` input pixels."""
     return dilation * (kernel - 1) + 1
@@ -109,34 +141,45 @@ def resolve_padding(padding: PaddingSpec, kernel_hw: tuple[int, int], *,
                     stride_hw: tuple[int, int] = (1, 1), dilation_hw: tuple[int, int] = (1, 1),
                     size_hw: tuple[int, int] | None = None,
                     strided_same: bool = False) -> Padding:
-    """Turn a padding spec into explicit per-side padding.
+    """Turn a padding spec into explicit per-side padding of an image (see
+    ``resolve_padding_nd``)."""
+    rows, cols = resolve_padding_nd(padding, kernel_hw, stride=stride_hw, dilation=dilation_hw,
+                                    size=size_hw, strided_same=strided_same)
+    return Padding(rows[0], rows[1], cols[0], cols[1])
 
-    ``padding`` is an int, an (H, W) pair, or ``'same'``, ``'valid'``, ``'full'``.
+
+def resolve_padding_nd(padding: PaddingSpec, kernel: tuple[int, ...], *,
+                       stride: tuple[int, ...] | None = None,
+                       dilation: tuple[int, ...] | None = None,
+                       size: tuple[int, ...] | None = None,
+                       strided_same: bool = False) -> tuple[tuple[int, int], ...]:
+    """Explicit (before, after) padding per spatial axis.
+
+    ``padding`` is an int, one int per axis, or ``'same'``, ``'valid'``, ``'full'``.
     ``'same'`` with stride > 1 follows TensorFlow's rule when ``strided_same`` is true
     (the CLI) and is an error otherwise (PyTorch's rule, used by ``convcli.conv2d``).
     """
+    count = len(kernel)
+    stride = stride or (1,) * count
+    dilation = dilation or (1,) * count
     if isinstance(padding, str):
         word = padding.strip().lower()
         if word == "valid":
-            return Padding(0, 0, 0, 0)
+            return ((0, 0),) * count
         if word == "full":
-            ph, pw = (dilation_hw[i] * (kernel_hw[i] - 1) for i in range(2))
-            return Padding(ph, ph, pw, pw)
+            return tuple((d * (k - 1),) * 2 for k, d in zip(kernel, dilation))
         if word == "same":
-            if max(stride_hw) > 1 and not strided_same:
+            if max(stride) > 1 and not strided_same:
                 raise UsageError(
-                    f"padding='same' is not supported with stride {stride_hw} (PyTorch's rule); "
+                    f"padding='same' is not supported with stride {tuple(stride)} (PyTorch's rule); "
                     "use stride 1, or give the padding as numbers")
-            if max(stride_hw) > 1 and size_hw is None:
+            if max(stride) > 1 and size is None:
                 raise UsageError("padding='same' with stride > 1 needs the input size")
-            rows, cols = (
-                same_padding(size_hw[i] if size_hw else 1, kernel_hw[i], stride_hw[i], dilation_hw[i])
-                for i in range(2))
-            return Padding(rows[0], rows[1], cols[0], cols[1])
+            return tuple(same_padding(size[i] if size else 1, kernel[i], stride[i], dilation[i])
+                         for i in range(count))
         raise UsageError(f"padding must be an integer, a pair, or one of {', '.join(PADDING_WORDS)}; "
                          f"got {padding!r}")
-    ph, pw = pair(padding, "padding", minimum=0)
-    return Padding(ph, ph, pw, pw)
+    return tuple((p, p) for p in ntuple(padding, count, "padding", minimum=0))
 
 
 def smallest_valid_input(kernel: int, pad_before: int = 0, pad_after: int = 0, dilation: int = 1) -> int:
@@ -148,19 +191,30 @@ def conv_output_hw(size_hw: tuple[int, int], kernel_hw: tuple[int, int], padding
                    stride_hw: tuple[int, int] = (1, 1), dilation_hw: tuple[int, int] = (1, 1),
                    what: str = "input") -> tuple[int, int]:
     """Output (H, W) of a convolution; raises ``UsageError`` with the numbers if either is < 1."""
+    return conv_output_shape(size_hw, kernel_hw, (padding.rows, padding.cols), stride=stride_hw,
+                             dilation=dilation_hw, what=what)
+
+
+def conv_output_shape(size: tuple[int, ...], kernel: tuple[int, ...],
+                      pads: tuple[tuple[int, int], ...], *, stride: tuple[int, ...] | None = None,
+                      dilation: tuple[int, ...] | None = None, what: str = "input") -> tuple[int, ...]:
+    """Output size per spatial axis of a convolution; raises ``UsageError`` with the numbers
+    if any is < 1."""
+    stride = stride or (1,) * len(size)
+    dilation = dilation or (1,) * len(size)
     out = []
-    for axis, name in enumerate(("height", "width")):
-        before, after = (padding.rows, padding.cols)[axis]
-        size, k, s, d = size_hw[axis], kernel_hw[axis], stride_hw[axis], dilation_hw[axis]
-        n = conv_output_size(size, k, s, before, after, d)
+    for axis, name in enumerate(axis_names(len(size))):
+        (before, after), n_in = pads[axis], size[axis]
+        k, s, d = kernel[axis], stride[axis], dilation[axis]
+        n = conv_output_size(n_in, k, s, before, after, d)
         if n < 1:
             raise UsageError(
-                f"{what} {name} {size} is too small for a kernel of {k} with dilation {d} "
+                f"{what} {name} {n_in} is too small for a kernel of {k} with dilation {d} "
                 f"(spans {effective_kernel_size(k, d)}) and padding {before}+{after}: "
-                f"floor(({size} + {before + after} - {d}*({k}-1) - 1)/{s}) + 1 = {n}; "
+                f"floor(({n_in} + {before + after} - {d}*({k}-1) - 1)/{s}) + 1 = {n}; "
                 f"the {name} must be at least {smallest_valid_input(k, before, after, d)}")
         out.append(n)
-    return (out[0], out[1])
+    return tuple(out)
 
 
 def anchor_positions(n_out: int, kernel: int, stride: int = 1, pad_before: int = 0,

@@ -45,9 +45,9 @@ class Kernel:
 
     def __post_init__(self) -> None:
         weights = np.array(self.weights, dtype=np.float64)
-        if weights.ndim not in (2, 4) or weights.size == 0:
-            raise UsageError(f"{self.name}: weights must be a non-empty 2-D matrix or 4-D "
-                             f"C_out x C_in x kH x kW nesting; got shape {weights.shape}")
+        if not 1 <= weights.ndim <= 5 or weights.size == 0:
+            raise UsageError(f"{self.name}: weights must be a non-empty nesting 1 to 5 deep (a "
+                             f"kernel, or C_out x C_in x kernel); got shape {weights.shape}")
         if not np.all(np.isfinite(weights)):
             raise UsageError(f"{self.name}: weights must be finite numbers")
         weights.flags.writeable = False
@@ -262,9 +262,9 @@ def kernel_from_mapping(document, where: str, *, default_name: str) -> Kernel:
     factors = None
     if "weights" in document:
         weights = _numeric_array(document["weights"], where, "weights")
-        if weights.ndim not in (2, 4):
-            raise UsageError(f"{where}: weights must be a 2-D matrix or a 4-D C_out x C_in x kH x kW "
-                             f"nesting; got {weights.ndim} level(s) of lists")
+        if weights.ndim > 5:
+            raise UsageError(f"{where}: weights must be nested 1 to 5 deep: a 1-D, 2-D or 3-D kernel, "
+                             f"or C_out x C_in x kernel; got {weights.ndim} levels of lists")
     else:
         separable = document["separable"]
         if not isinstance(separable, dict) or set(separable) != {"column", "row"}:
@@ -352,8 +352,8 @@ def _bias(bias, weights: np.ndarray, where: str):
     values = bias if isinstance(bias, list) else [bias]
     if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values):
         raise UsageError(f"{where}: bias must be a number or a list of numbers; got {bias!r}")
-    channels = weights.shape[0] if weights.ndim == 4 else 1
-    if isinstance(bias, list) and len(values) != channels:
+    channels = weights.shape[0] if weights.ndim >= 3 else 1
+    if isinstance(bias, list) and len(values) not in (1, channels):
         raise UsageError(f"{where}: bias has {len(values)} values but the kernel makes "
                          f"{channels} output channel(s)")
     return tuple(float(v) for v in values) if isinstance(bias, list) else float(bias)
@@ -396,12 +396,14 @@ def render_kernel(operation: Operation) -> str:
         lines.append(f"{kernel.name} ({shape}): " + ", ".join(details))
         if kernel.description and not several:
             lines.append(f"  {kernel.description}")
-        if kernel.weights.ndim == 2:
-            lines.extend(_matrix_lines(kernel.weights))
+        if kernel.weights.ndim <= 2:
+            lines.extend(_matrix_lines(np.atleast_2d(kernel.weights)))
         else:
-            for out_channel, in_channel in np.ndindex(*kernel.weights.shape[:2]):
-                lines.append(f"  [out {out_channel}, in {in_channel}]")
-                lines.extend(_matrix_lines(kernel.weights[out_channel, in_channel]))
+            labels = ("out", "in", "z") if kernel.weights.ndim == 5 else (
+                ("out", "in") if kernel.weights.ndim == 4 else ("index",))
+            for index in np.ndindex(*kernel.weights.shape[:-2]):
+                lines.append("  [" + ", ".join(f"{name} {i}" for name, i in zip(labels, index)) + "]")
+                lines.extend(_matrix_lines(kernel.weights[index]))
         if kernel.factors is not None:
             lines.append("  column: " + " ".join(_format(v) for v in kernel.factors[0]))
             lines.append("  row:    " + " ".join(_format(v) for v in kernel.factors[1]))

@@ -8,6 +8,7 @@ work starts; ``apply_to_image`` then does the work for one input and returns one
 
 from __future__ import annotations
 
+import math
 import re
 import string
 import sys
@@ -18,13 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from . import geometry, images
-from .engine import PADDING_MODES, convolve
+from .engine import PADDING_MODES
 from .errors import FileFailure, UsageError, check_choice
 from .inputs import Source, is_stream
-from .kernels import Kernel, Operation
+from .kernels import Operation
+from .layers import Stack, channel_plan, kernel_geometry, layer_for_operation
+from .stacks import LayerRun, filter_operation, run_stack
 
-__all__ = ["ApplyOptions", "OutputRecord", "Job", "plan_outputs", "apply_to_image", "output_stem",
-           "kernel_geometry", "channel_plan"]
+__all__ = ["ApplyOptions", "OutputRecord", "Job", "plan_outputs", "apply_to_image", "output_stem"]
 
 OUTPUT_SUFFIXES = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".npy": "npy"}
 DEFAULT_NAME = "{stem}_{kernel}.{ext}"
@@ -84,6 +86,7 @@ class OutputRecord:
     engine: str
     timings_ms: dict[str, float] = field(default_factory=dict)
     megapixels_per_s: float = 0.0
+    layers: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -125,7 +128,7 @@ def check_name_template(template: str) -> None:
         raise UsageError(f"--name {template!r} must name a file inside the -o folder")
 
 
-def plan_outputs(sources: list[Source], operations: list[Operation], out: str,
+def plan_outputs(sources: list[Source], operations: list[Operation | Stack], out: str,
                  options: ApplyOptions, name: str = DEFAULT_NAME) -> list[Job]:
     """Every (input, kernel) pair with its output path, checked before any work.
 
@@ -134,12 +137,6 @@ def plan_outputs(sources: list[Source], operations: list[Operation], out: str,
     output (one output only); otherwise a folder, where each output is named by the
     ``name`` template inside the source's sub-folder.
     """
-    if options.fmt == "png":
-        for operation in operations:
-            maps = operation.kernels[0].out_channels
-            if maps not in (None, 1, 3):
-                raise UsageError(f"kernel {operation.name} makes {maps} feature maps; PNG holds 1 or 3 "
-                                 "channels (plus alpha); use --format tiff or npy")
     count = len(sources) * len(operations)
     single_file = is_stream(out) or (Path(out).suffix.lower() in OUTPUT_SUFFIXES
                                      and not Path(out).is_dir())
@@ -180,37 +177,14 @@ def apply_to_image(source: Source, jobs: list[Job], options: ApplyOptions, *,
     records = []
     for index, job in enumerate(jobs):
         last = index == len(jobs) - 1
-        filtered = _filter_job(job, image, options, into_input=last)
+        if isinstance(job.operation, Stack) or image.pixels.ndim != 3:
+            filtered = _stack_job(job, image, options)
+        else:
+            filtered = _filter_job(job, image, options, into_input=last)
         if last:
             del image  # the last output is written without the input in memory
         records.append(_write_job(job, filtered, load_ms, options))
     return records
-
-
-def kernel_geometry(kernel: Kernel, options: ApplyOptions):
-    """(stride, padding spec, dilation) for ``kernel``: the options', else the kernel's, else
-    an image filter's defaults (stride 1, 'same', dilation 1). ``explain`` uses this too."""
-    stride = options.stride or geometry.pair(kernel.stride, "stride")
-    dilation = options.dilation or geometry.pair(kernel.dilation, "dilation")
-    padding = options.padding if options.padding is not None else (
-        kernel.padding if kernel.padding is not None else "same")
-    return stride, padding, dilation
-
-
-def channel_plan(kernel: Kernel, channels: int, path: Path) -> tuple[int, int]:
-    """(groups, output channels) of ``kernel`` on a ``channels``-channel image.
-
-    A 2-D kernel runs depthwise (groups = C: the same kernel on every channel);
-    a 4-D kernel maps its C_in channels to C_out feature maps (groups = 1).
-    """
-    if kernel.weights.ndim == 2:
-        return channels, channels
-    out_channels, in_channels = kernel.weights.shape[:2]
-    if in_channels != channels:
-        raise FileFailure(
-            f"{path}: has {channels} channel(s) but kernel {kernel.name} expects {in_channels}"
-            + ("; use --gray for a one-channel kernel" if in_channels == 1 else ""))
-    return 1, out_channels
 
 
 @dataclass
@@ -229,7 +203,8 @@ def _filter_job(job: Job, image: images.LoadedImage, options: ApplyOptions, *,
     pixels (the last job: one image less in memory)."""
     channels, height, width = image.pixels.shape
     first = job.operation.kernels[0]
-    stride, padding_spec, dilation = kernel_geometry(first, options)
+    stride, padding_spec, dilation = kernel_geometry(first, options.stride, options.padding,
+                                                     options.dilation)
     padding = geometry.resolve_padding(
         padding_spec, first.size, stride_hw=stride, dilation_hw=dilation,
         size_hw=(height, width), strided_same=True)
@@ -242,9 +217,11 @@ def _filter_job(job: Job, image: images.LoadedImage, options: ApplyOptions, *,
 
     started = time.perf_counter()
     groups, out_channels = channel_plan(first, channels, image.path)
-    maps, paths = _filter(image, job.operation, options, into_input, stride=stride,
-                          padding=padding, dilation=dilation, padding_mode=options.pad_mode,
-                          engine=options.engine)
+    maps, paths = filter_operation(image.pixels, job.operation, pad_mode=options.pad_mode,
+                                   flip=options.flip, stride=stride,
+                                   pads=(padding.rows, padding.cols), dilation=dilation,
+                                   engine_path=options.engine, into_input=into_input,
+                                   path=image.path)
     convolve_ms = _ms_since(started)
 
     alpha = None
@@ -256,7 +233,10 @@ def _filter_job(job: Job, image: images.LoadedImage, options: ApplyOptions, *,
         kernel_shape=[out_channels, channels // groups, *first.size], stride=list(stride),
         padding=padding.as_dict(), dilation=list(dilation), pad_mode=options.pad_mode,
         engine="+".join(dict.fromkeys(paths)), timings_ms={"convolve": convolve_ms},
-        megapixels_per_s=round(height * width / 1e6 / max(convolve_ms / 1e3, 1e-9), 2))
+        megapixels_per_s=round(height * width / 1e6 / max(convolve_ms / 1e3, 1e-9), 2),
+        layers=[LayerRun(layer=f"1: conv {'x'.join(map(str, first.size))} {job.operation.name}",
+                         output_shape=list(maps.shape), engine="+".join(dict.fromkeys(paths)),
+                         ms=convolve_ms)])
     bit_depth = options.bit_depth or (16 if image.bit_depth >= 16 else 8)
     return _Filtered(maps, alpha, bit_depth, record)
 
@@ -264,10 +244,9 @@ def _filter_job(job: Job, image: images.LoadedImage, options: ApplyOptions, *,
 def _write_job(job: Job, filtered: _Filtered, load_ms: float,
                options: ApplyOptions) -> OutputRecord:
     """Write (or stream) the response; complete the record with the load and write times."""
-    first = job.operation.kernels[0]
     normalize = options.normalize
     if normalize == "auto":
-        normalize = "abs" if job.operation.combine == "single" and first.is_zero_sum else "clip"
+        normalize = _auto_normalize(job.operation, filtered.maps)
     started = time.perf_counter()
     arguments = dict(fmt=options.fmt, alpha=filtered.alpha, bit_depth=filtered.bit_depth,
                      normalize=normalize)
@@ -282,73 +261,35 @@ def _write_job(job: Job, filtered: _Filtered, load_ms: float,
     return record
 
 
-def _filter(image: images.LoadedImage, operation: Operation, options: ApplyOptions,
-            into_input: bool, **geometry_args) -> tuple[np.ndarray, list[str]]:
-    """The operation's (C_out, H_out, W_out) response and the engine paths that ran.
-
-    2-D kernels act on each channel on its own, so the channels go through one at a time:
-    besides the image and the result, only one channel's responses are in memory. With
-    ``into_input``, a result of the image's size is stored over the channels already done.
-    """
-    pixels, paths = image.pixels, []
-    depthwise = all(kernel.weights.ndim == 2 for kernel in operation.kernels)
-    parts = [pixels[c:c + 1] for c in range(pixels.shape[0])] if depthwise else [pixels]
-    arguments = [_weights_for(kernel, parts[0].shape[0], options.flip, image.path)
-                 for kernel in operation.kernels]          # the same for every part
-    maps = None
-    for index, part in enumerate(parts):
-        total = None
-        for weight, bias, factors, groups in arguments:
-            response, path = convolve(part[np.newaxis], weight, bias, groups=groups,
-                                      factors=factors, **geometry_args)
-            total = _combine(total, response[0], operation.combine)
-            paths.append(path)
-            del response
-        if operation.combine == "magnitude":
-            np.sqrt(total, out=total)
-        if len(parts) == 1:
-            return total, paths
-        if maps is None:
-            fits = into_input and total.shape[1:] == pixels.shape[1:] and pixels.flags.writeable
-            maps = pixels if fits else np.empty((len(parts),) + total.shape[1:], np.float32)
-        maps[index] = total[0]
-    return maps, paths
-
-
-def _weights_for(kernel: Kernel, channels: int, flip: bool, path: Path):
-    """Engine arguments (weight, bias, factors, groups) for ``kernel`` on the image."""
-    groups, out_channels = channel_plan(kernel, channels, path)
-    weights = kernel.weights[..., ::-1, ::-1] if flip else kernel.weights
-    factors = None
-    if weights.ndim == 2:
-        weight = np.broadcast_to(weights, (channels, 1) + weights.shape)
-        if kernel.factors is not None:
-            column, row = (f[::-1] if flip else f for f in kernel.factors)
-            factors = (np.broadcast_to(column, (channels, column.size)),
-                       np.broadcast_to(row, (channels, row.size)))
-    else:
-        weight = weights
-    bias = None
-    if kernel.bias is not None:
-        bias = np.broadcast_to(np.asarray(kernel.bias, np.float32), (out_channels,))
-    return np.ascontiguousarray(weight, np.float32), bias, factors, groups
-
-
-def _combine(total: np.ndarray | None, response: np.ndarray, combine: str) -> np.ndarray:
-    """Fold one kernel's response into the operation's result, in place (one image in memory
-    however many kernels): the response itself, the sum of squares (the caller takes the
-    square root at the end: gradient magnitude), or the maximum (compass operators)."""
-    if combine == "magnitude":
-        np.multiply(response, response, out=response)
-    elif combine not in ("single", "max"):
-        raise ValueError(f"unknown combine rule {combine!r}")  # a programming error
-    if total is None:
-        return response
-    if combine == "max":
-        return np.maximum(total, response, out=total)
-    if combine == "magnitude":
-        return np.add(total, response, out=total)
-    raise ValueError("a single-kernel operation got a second kernel")
+def _stack_job(job: Job, image: images.LoadedImage, options: ApplyOptions) -> _Filtered:
+    """Run a stack of layers (``--layer``; or ``-k`` on a signal or a volume) on the input."""
+    stack = job.operation
+    if not isinstance(stack, Stack):
+        stack = Stack(stack.name, (layer_for_operation(
+            stack, stride=options.stride, padding=options.padding, dilation=options.dilation),))
+    started = time.perf_counter()
+    maps, explanation, runs = run_stack(image.pixels, list(stack.layers), pad_mode=options.pad_mode,
+                                        flip=options.flip, engine_path=options.engine,
+                                        path=image.path)
+    convolve_ms = _ms_since(started)
+    alpha = image.alpha if (image.alpha is not None and options.fmt == "png"
+                            and maps.shape[1:] == image.pixels.shape[1:]) else None
+    one = explanation.layers[0] if len(stack.layers) == 1 else None
+    kernel = stack.layers[0].for_axes(image.pixels.ndim - 1).kernel
+    pixels = math.prod(image.pixels.shape[1:])
+    record = OutputRecord(
+        input=str(image.path), output=str(job.destination), kernel=stack.name,
+        input_shape=list(image.pixels.shape), output_shape=list(maps.shape),
+        kernel_shape=([one.output_shape[0], one.input_shape[0] // one.groups, *kernel]
+                      if one and one.axes else None),
+        stride=list(stack.layers[0].for_axes(image.pixels.ndim - 1).stride) if one else None,
+        padding=one.padding_dict() if one else None,
+        dilation=list(stack.layers[0].for_axes(image.pixels.ndim - 1).dilation) if one else None,
+        pad_mode=options.pad_mode, engine="+".join(dict.fromkeys(r["engine"] for r in runs)),
+        timings_ms={"convolve": convolve_ms},
+        megapixels_per_s=round(pixels / 1e6 / max(convolve_ms / 1e3, 1e-9), 2), layers=runs)
+    bit_depth = options.bit_depth or (16 if image.bit_depth >= 16 else 8)
+    return _Filtered(maps, alpha, bit_depth, record)
 
 
 def _alpha_at_outputs(alpha: np.ndarray, out_hw: tuple[int, int], kernel_hw: tuple[int, int],
@@ -361,6 +302,18 @@ def _alpha_at_outputs(alpha: np.ndarray, out_hw: tuple[int, int], kernel_hw: tup
                 0, alpha.shape[axis] - 1)
         for axis in range(2))
     return np.ascontiguousarray(alpha[np.ix_(rows, cols)])
+
+
+def _auto_normalize(operation: Operation | Stack, maps: np.ndarray) -> str:
+    """``--normalize auto``: a zero-sum kernel's edges as ``abs``, other kernels' responses as
+    they are (``clip``); a stack's maps as they are when they lie in [0, 1], else stretched
+    (``minmax``): random or learned weights have no natural range."""
+    if isinstance(operation, Stack):
+        finite = maps[np.isfinite(maps)]
+        inside = finite.size == 0 or (finite.min() >= 0.0 and finite.max() <= 1.0)
+        return "clip" if inside else "minmax"
+    single = operation.combine == "single"
+    return "abs" if single and operation.kernels[0].is_zero_sum else "clip"
 
 
 def _ms_since(started: float) -> float:

@@ -246,7 +246,7 @@ def test_yaml_forms(tmp_path):
     ("separable: {column: [1, 2]}", ["column", "row"]),
     ("separable: {column: [[1], [2]], row: [1]}", ["flat lists"]),
     ("", ["expected a mapping"]),
-    ("weights: [1, 2, 3]", ["2-D matrix"]),
+    ("weights: [[[[[[1]]]]]]", ["nested 1 to 5 deep"]),   # 1-D and 3-D kernels are valid
     ("weights: [[1]]\nshape: 3", ["unknown key(s) shape", "valid keys"]),
     ("weights: [[1, -1]]\nnormalize: true", ["sum to 0"]),
     ("weights: [[1]]\nseparable: {column: [1], row: [1]}", ["exactly one"]),
