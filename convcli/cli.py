@@ -79,13 +79,24 @@ def apply(
     images: Annotated[list[str], typer.Argument(
         help="Image files, folders, glob patterns; '-' reads paths from stdin; 'png:-' (any "
              "FORMAT:-) reads one image from stdin.", show_default=False)],
-    kernel: Annotated[list[str], typer.Option(
-        "--kernel", "-k", show_default=False,
-        help="Kernel: NAME[:key=value,...], a library name, or a YAML file. Repeatable.")],
     output: Annotated[str, typer.Option(
         "--output", "-o", show_default=False,
         help="Output folder; or a file for one image and one kernel; or png:- / tiff:- / npy:- "
              "for standard output.")],
+    kernel: Annotated[Optional[list[str]], typer.Option(
+        "--kernel", "-k", show_default=False,
+        help="Kernel: NAME[:key=value,...], a library name, or a YAML file. Repeatable: one "
+             "output per kernel.")] = None,
+    layer: Annotated[Optional[list[str]], typer.Option(
+        help="A layer of a stack, in order (conv:kernel=sobel-x, conv:k=3,c=8,init=random, relu, "
+             "pool:k=2, tconv:..., shuffle:g=2, bias:value=0.1), or a YAML file of layers. "
+             "Repeatable: one output for the whole stack. Instead of -k.", show_default=False)] = None,
+    save_stages: Annotated[bool, typer.Option(
+        "--save-stages", help="With --layer: also write every layer's maps "
+                              "({stem}_{kernel}_stage01-....{ext}).")] = False,
+    split: Annotated[bool, typer.Option(
+        "--split", help="PNG: one file per feature map ({stem}_{kernel}_c00.png, ...) instead of "
+                        "one grid of all maps.")] = False,
     stride: Annotated[Optional[str], typer.Option(
         help="N or H,W. Default: the kernel's, else 1.", show_default=False)] = None,
     padding: Annotated[Optional[str], typer.Option(
@@ -130,9 +141,17 @@ def apply(
         "--report-file", help="Write the JSON Lines report here instead of stdout.",
         show_default=False)] = None,
 ) -> None:
-    """Apply kernels to images and write one feature-map image per kernel."""
+    """Apply kernels (or a stack of layers) to images and write the feature maps."""
     from . import batch, kernels, pipeline
     from .inputs import expand_inputs, is_stream
+
+    if bool(kernel) == bool(layer):
+        raise UsageError("give -k KERNEL (one output per kernel) or --layer (a stack: one output), "
+                         "not both" if kernel else "give -k KERNEL or --layer LAYER (see --help)")
+    if save_stages and not layer:
+        raise UsageError("--save-stages writes the maps of every --layer; give --layer")
+    if (save_stages or split) and is_stream(output):
+        raise UsageError(f"--save-stages and --split write several files; -o {output} is one stream")
 
     check_choice("--report", report, REPORT_CHOICES)
     if report_file is not None and report == "table":
@@ -146,11 +165,12 @@ def apply(
         stride=parse_pair(stride, "--stride"), padding=parse_padding(padding), pad_mode=pad_mode,
         dilation=parse_pair(dilation, "--dilation"), flip=flip, normalize=normalize,
         fmt=pipeline.output_format(output, fmt), bit_depth=bit_depth, overwrite=overwrite,
-        gray=gray, engine=engine)
+        gray=gray, engine=engine, save_stages=save_stages, split=split)
     settings = batch.BatchSettings(
         jobs=jobs, fail_fast=fail_fast, skip_existing=skip_existing, dry_run=dry_run, quiet=quiet,
         report=report, report_file=report_file, debug=ctx.find_root().params.get("debug", False))
-    operations = [kernels.resolve(spec) for spec in kernel]
+    operations = ([kernels.resolve(spec) for spec in kernel] if kernel
+                  else [_stack_from_options(layer)])
     expansion = expand_inputs(images, recursive=recursive)
     for path in expansion.not_images:
         print_warning(f"{path}: not an image file name ({', '.join(IMAGE_HINT)}, ...); skipped")
@@ -159,10 +179,23 @@ def apply(
         return
     stdin_data = sys.stdin.buffer.read() if any(s.from_stdin for s in expansion.sources) else None
     plan = pipeline.plan_outputs(expansion.sources, operations, output, options, name)
+    if layer:
+        pipeline.check_stack_on_first(expansion.sources, operations[0], gray=gray)
     code = batch.run_batch(plan, options, settings, stdin_data=stdin_data,
                            failed_before=[f"{p}: no files match this pattern" for p in expansion.unmatched])
     if code:
         raise typer.Exit(code)
+
+
+def _stack_from_options(specs: list[str]):
+    """The stack ``--layer`` names; called ``{kernel}`` in output names: the YAML file's stem
+    when one file gives the layers, else ``stack``."""
+    from .layers import Stack, check_runnable, layers_from_specs
+
+    layers = layers_from_specs(specs)
+    check_runnable(layers)
+    single_file = len(specs) == 1 and specs[0].lower().endswith((".yaml", ".yml"))
+    return Stack(Path(specs[0]).stem if single_file else "stack", tuple(layers))
 
 
 @app.command()

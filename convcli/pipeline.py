@@ -20,7 +20,7 @@ import numpy as np
 
 from . import geometry, images
 from .engine import PADDING_MODES
-from .errors import FileFailure, UsageError, check_choice
+from .errors import ConvcliError, FileFailure, UsageError, check_choice
 from .inputs import Source, is_stream
 from .kernels import Operation
 from .layers import Stack, channel_plan, kernel_geometry, layer_for_operation
@@ -50,6 +50,8 @@ class ApplyOptions:
     overwrite: bool = False
     gray: bool = False
     engine: str = "auto"
+    save_stages: bool = False
+    split: bool = False
 
     def __post_init__(self) -> None:
         check_choice("--pad-mode", self.pad_mode, PAD_MODES)
@@ -92,9 +94,9 @@ class OutputRecord:
         return dict(self.__dict__)
 
 
-def output_stem(operation: Operation) -> str:
+def output_stem(operation: Operation | Stack) -> str:
     """A file-name-safe form of the kernel spec: ``gaussian:sigma=2`` -> ``gaussian-sigma-2``."""
-    return re.sub(r"[^A-Za-z0-9.+-]+", "-", operation.name).strip("-.") or "kernel"
+    return _slug(operation.name, "kernel")
 
 
 def output_format(out: str, fmt: str | None) -> str:
@@ -159,6 +161,26 @@ def plan_outputs(sources: list[Source], operations: list[Operation | Stack], out
             seen[destination] = source.path
             jobs.append(Job(source, operation, destination))
     return jobs
+
+
+def check_stack_on_first(sources: list[Source], stack: Stack, *, gray: bool) -> None:
+    """A stack that does not fit the first readable input (channels that do not chain,
+    groups that do not divide, a window larger than its input) is a usage error, before any
+    work: it names the layer by number and the fix. Later inputs of other shapes fail alone."""
+    from .explain import explain_stack
+
+    for source in sources:
+        if source.from_stdin:
+            continue
+        try:
+            shape = images.read_header(source.path, gray=gray)
+        except ConvcliError:
+            continue                               # that file fails on its own, later
+        try:
+            explain_stack(shape, list(stack.layers))
+        except UsageError as error:
+            raise UsageError(f"{source.path}: {error}") from None
+        return
 
 
 def apply_to_image(source: Source, jobs: list[Job], options: ApplyOptions, *,
@@ -253,6 +275,10 @@ def _write_job(job: Job, filtered: _Filtered, load_ms: float,
     if job.to_stdout:
         sys.stdout.buffer.write(images.encode_image(filtered.maps, **arguments))
         sys.stdout.buffer.flush()
+    elif options.split:
+        for index, plane in enumerate(filtered.maps):
+            images.save_image(_beside(job.destination, f"c{index:02d}"), plane[np.newaxis],
+                              overwrite=options.overwrite, **arguments)
     else:
         images.save_image(job.destination, filtered.maps, overwrite=options.overwrite, **arguments)
     record = filtered.record
@@ -267,10 +293,17 @@ def _stack_job(job: Job, image: images.LoadedImage, options: ApplyOptions) -> _F
     if not isinstance(stack, Stack):
         stack = Stack(stack.name, (layer_for_operation(
             stack, stride=options.stride, padding=options.padding, dilation=options.dilation),))
+    def save_stage(number: int, title: str, maps: np.ndarray) -> None:
+        if number < len(stack.layers):         # the last stage is the output itself
+            stage = _beside(job.destination, f"stage{number:02d}-{_slug(title.split(': ', 1)[1])}")
+            images.save_image(stage, maps, fmt=options.fmt, bit_depth=8,
+                              normalize=_auto_normalize(stack, maps), overwrite=options.overwrite)
+
     started = time.perf_counter()
     maps, explanation, runs = run_stack(image.pixels, list(stack.layers), pad_mode=options.pad_mode,
                                         flip=options.flip, engine_path=options.engine,
-                                        path=image.path)
+                                        path=image.path,
+                                        on_stage=save_stage if options.save_stages else None)
     convolve_ms = _ms_since(started)
     alpha = image.alpha if (image.alpha is not None and options.fmt == "png"
                             and maps.shape[1:] == image.pixels.shape[1:]) else None
@@ -302,6 +335,16 @@ def _alpha_at_outputs(alpha: np.ndarray, out_hw: tuple[int, int], kernel_hw: tup
                 0, alpha.shape[axis] - 1)
         for axis in range(2))
     return np.ascontiguousarray(alpha[np.ix_(rows, cols)])
+
+
+def _beside(destination: Path, suffix: str) -> Path:
+    """``out/photo_net.png`` -> ``out/photo_net_{suffix}.png``."""
+    return destination.with_name(f"{destination.stem}_{suffix}{destination.suffix}")
+
+
+def _slug(text: str, default: str = "layer") -> str:
+    """File-name-safe text: ``conv 3x3 sobel-x`` -> ``conv-3x3-sobel-x``."""
+    return re.sub(r"[^A-Za-z0-9.+-]+", "-", text).strip("-.") or default
 
 
 def _auto_normalize(operation: Operation | Stack, maps: np.ndarray) -> str:

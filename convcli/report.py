@@ -50,9 +50,14 @@ def records_table(records: list[dict]) -> Table:
                          overflow="fold", no_wrap=not minimum)
     for r in records:
         t = r["timings_ms"]
-        table.add_row(Path(r["input"]).name, f"{r['kernel']}\n{shape_text(r['kernel_shape'])}",
+        stack = r["kernel_shape"] is None
+        weights = f"stack of {len(r['layers'])}" if stack else shape_text(r["kernel_shape"])
+        table.add_row(Path(r["input"]).name, f"{r['kernel']}\n{weights}",
                       f"{shape_text(r['input_shape'])}\n{shape_text(r['output_shape'])}",
-                      _geometry_text(r), r["engine"],
+                      "" if stack else _geometry_text(r), "" if stack else r["engine"],
                       f"{t['load']:.1f} {t['convolve']:.1f} {t['write']:.1f}\n"
                       f"{r['megapixels_per_s']:.1f} MP/s")
+        for layer in r["layers"] if stack else ():     # one row per layer of a stack
+            table.add_row("", f"  {layer['layer']}", shape_text(layer["output_shape"]), "",
+                          layer["engine"], f"{layer['ms']:.1f}")
     return table

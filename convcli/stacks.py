@@ -30,8 +30,11 @@ class LayerRun(dict):
 
 
 def run_stack(pixels: np.ndarray, layers: list[Layer], *, pad_mode: str, flip: bool = False,
-              engine_path: str = "auto", path=None) -> tuple[np.ndarray, Explanation, list[LayerRun]]:
+              engine_path: str = "auto", path=None,
+              on_stage=None) -> tuple[np.ndarray, Explanation, list[LayerRun]]:
     """(output, the stack's explanation, one report entry per layer) for ``pixels``.
+
+    ``on_stage(number, title, maps)``, if given, sees every layer's output (``--save-stages``).
 
     A stack that does not fit this input (too small for a window, channels that do not
     chain) raises ``FileFailure`` naming the file and the layer, before any layer runs.
@@ -51,6 +54,8 @@ def run_stack(pixels: np.ndarray, layers: list[Layer], *, pad_mode: str, flip: b
                                  f"{row.output_shape}")
         runs.append(LayerRun(layer=row.title, output_shape=list(x.shape), engine=path_taken,
                              ms=round((time.perf_counter() - started) * 1e3, 3)))
+        if on_stage is not None:
+            on_stage(len(runs), row.title, x)
     return x, explanation, runs
 
 
