@@ -134,6 +134,7 @@ def explain_stack(input_shape: tuple[int, ...], layers: list[Layer]) -> Explanat
         raise UsageError("a stack needs at least one --layer")
     rows, shape = [], tuple(input_shape)
     for number, layer in enumerate(layers, 1):
+        layer = layer.for_axes(len(shape) - 1, f"layer {number} ({layer.describe()})")
         row = explain_layer(shape, layer, what=f"layer {number} ({layer.describe()}): input",
                             previous=rows[-1] if rows else None)
         row.title = f"{number}: {row.title}"

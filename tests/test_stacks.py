@@ -1,0 +1,194 @@
+"""`convcli apply --layer`: whole stacks of layers on real data, as explain describes them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from convcli.cli import main
+from convcli.explain import explain_stack
+from convcli.kernels import resolve
+from convcli.layers import layers_from_specs, parse_layer
+from convcli.stacks import run_stack
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+
+
+def run(args, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+def relative_error(got, expected) -> float:
+    expected = np.asarray(expected, np.float64)
+    return float(np.abs(np.asarray(got, np.float64) - expected).max() / np.abs(expected).max())
+
+
+def write_stack(path: Path, layers: list[dict]) -> Path:
+    path.write_text(json.dumps({"layers": layers}))        # JSON is valid YAML
+    return path
+
+
+@pytest.fixture
+def photo(tmp_path) -> Path:
+    """A real photo, cropped small so torch's reference runs quickly."""
+    from PIL import Image
+
+    path = tmp_path / "cat.png"
+    Image.open(SAMPLES / "chelsea.png").crop((100, 50, 260, 170)).save(path)
+    return path
+
+
+def test_the_issues_yaml_stack_equals_torch(tmp_path, rng, photo, capsys):
+    """conv(gaussian) -> conv 3->2 with bias, stride 2 -> relu -> max-pool -> tconv 2->4 back up
+    -> shuffle: the output equals the same ops in torch to 1e-5."""
+    torch = pytest.importorskip("torch")
+    functional = torch.nn.functional
+    weights = rng.standard_normal((2, 3, 3, 3)).round(3)
+    bias = [0.1, -0.2]
+    up = rng.standard_normal((2, 4, 4, 4)).round(3)
+    stack = write_stack(tmp_path / "net.yaml", [
+        {"type": "conv", "kernel": "gaussian:sigma=2"},
+        {"type": "conv", "weights": weights.tolist(), "bias": bias, "stride": 2, "padding": 1},
+        {"type": "relu"},
+        {"type": "pool", "mode": "max", "kernel": 2},
+        {"type": "tconv", "weights": up.tolist(), "stride": 2, "padding": 1, "output_padding": 1},
+        {"type": "shuffle", "groups": 2},
+    ])
+    code, out, err = run(["apply", photo, "--layer", stack, "-o", tmp_path / "out.npy",
+                          "--report", "json"], capsys)
+    assert code == 0, err
+    got = np.load(tmp_path / "out.npy")
+
+    from PIL import Image
+
+    x = torch.from_numpy(np.asarray(Image.open(photo), np.float64).transpose(2, 0, 1) / 255)[None]
+    gaussian = torch.from_numpy(resolve("gaussian:sigma=2").kernels[0].weights)
+    half = gaussian.shape[0] // 2
+    y = functional.conv2d(functional.pad(x, (half,) * 4, mode="reflect"),
+                          gaussian.expand(3, 1, -1, -1), groups=3)
+    y = functional.conv2d(y, torch.from_numpy(weights), torch.tensor(bias, dtype=torch.float64),
+                          stride=2, padding=1)
+    y = functional.max_pool2d(functional.relu(y), 2)
+    y = functional.conv_transpose2d(y, torch.from_numpy(up), stride=2, padding=1, output_padding=1)
+    expected = functional.channel_shuffle(y.float(), 2).double()[0].numpy()
+    assert got.shape == expected.shape == (4, 60, 80)
+    assert relative_error(got, expected) < 1e-5
+    record = json.loads(out)
+    assert [layer["output_shape"] for layer in record["layers"]] == [
+        [3, 120, 160], [2, 60, 80], [2, 60, 80], [2, 30, 40], [4, 60, 80], [4, 60, 80]]
+
+
+STACKS_2D = [
+    ["conv:k=3,c=4,s=2,p=1,init=random", "relu", "pool:k=2,mode=avg,ceil=true",
+     "tconv:k=3,s=2,c=2,op=1,init=random,seed=3", "shuffle:g=2"],
+    ["conv:kernel=sobel-x", "abs", "pool:k=3,s=2,p=1", "leaky-relu:slope=0.2", "bias:value=0.5",
+     "sigmoid"],
+    ["conv:k=5x3,c=6,g=3,d=2,p=same,init=random", "tanh", "conv:k=1,c=2,init=random",
+     "pool:k=2,d=2"],
+]
+
+
+@pytest.mark.parametrize("specs", STACKS_2D)
+def test_explain_and_run_agree_on_every_layer(specs, rng):
+    layers = layers_from_specs(specs)
+    x = rng.random((3, 37, 29), dtype=np.float32) + 0.1
+    out, explanation, runs = run_stack(x, layers, pad_mode="reflect")
+    assert [run_["output_shape"] for run_ in runs] == [row.output_shape for row in
+                                                       explain_stack(x.shape, layers).layers]
+    assert list(out.shape) == explanation.output_shape
+    assert np.isfinite(out).all()
+
+
+def test_cli_explain_prints_the_shapes_apply_makes(tmp_path, photo, capsys):
+    args = ["--layer", "conv:k=3,c=8,s=2,init=random", "--layer", "relu", "--layer",
+            "pool:k=3,s=2,ceil=true", "--layer", "tconv:k=4,s=2,p=1,c=3,init=random"]
+    code, out, err = run(["explain", photo, *args, "--json"], capsys)
+    assert code == 0, err
+    explained = [row["output_shape"] for row in json.loads(out)["layers"]]
+    code, out, err = run(["apply", photo, *args, "-o", tmp_path / "o", "--format", "npy",
+                          "--report", "json"], capsys)
+    assert code == 0, err
+    record = json.loads(out)
+    assert [layer["output_shape"] for layer in record["layers"]] == explained
+    assert list(np.load(record["output"]).shape) == explained[-1]
+
+
+def test_a_kernel_spec_layer_runs_exactly_as_dash_k(tmp_path, photo, capsys):
+    code, _, err = run(["apply", photo, "--layer", "conv:kernel=gaussian:sigma=1.5,size=7,s=2",
+                        "-o", tmp_path / "layer.npy"], capsys)
+    assert code == 0, err
+    code, _, err = run(["apply", photo, "-k", "gaussian:sigma=1.5,size=7", "--stride", "2",
+                        "-o", tmp_path / "k.npy"], capsys)
+    assert code == 0, err
+    np.testing.assert_array_equal(np.load(tmp_path / "layer.npy"), np.load(tmp_path / "k.npy"))
+
+
+def test_save_stages_writes_every_layer_in_order(tmp_path, photo, capsys):
+    code, _, err = run(["apply", photo, "--layer", "conv:kernel=sobel-x", "--layer", "abs",
+                        "--layer", "pool:k=2", "-o", tmp_path / "o", "--save-stages",
+                        "--format", "npy"], capsys)
+    assert code == 0, err
+    names = sorted(p.name for p in (tmp_path / "o").iterdir())
+    assert names == ["cat_stack.npy", "cat_stack_stage01-conv-3x3-sobel-x.npy",
+                     "cat_stack_stage02-abs.npy"]
+    first = np.load(tmp_path / "o" / names[1])
+    np.testing.assert_array_equal(np.abs(first), np.load(tmp_path / "o" / names[2]))
+
+
+def test_split_writes_one_png_per_map(tmp_path, photo, capsys):
+    code, _, err = run(["apply", photo, "--layer", "conv:k=3,c=5,init=random", "-o", tmp_path / "o",
+                        "--split"], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
+        f"cat_stack_c{i:02d}.png" for i in range(5)]
+
+
+@pytest.mark.parametrize("layers, phrases", [
+    (["pool:k=200"], ["layer 1 (max-pool 200x200)", "too small", "at least"]),
+    (["conv:k=3,c=4,g=3,init=random"], ["layer 1", "groups=3 must divide"]),
+    (["conv:k=3,c=8", "relu"], ["--layer 1 (conv 3)", "no weights", "init=random"]),
+    (["fc:c=10"], ["fc layers are counted by convcli explain"]),
+    (["shuffle:g=2"], ["layer 1 (shuffle 2)", "must divide the 3 channels"]),
+    (["conv:k=3,c=4,init=random", "bias:value=1", "pool:k=2,d=2,mode=avg"],
+     ["layer 3", "no dilation"]),
+    (["relu:k=3"], ["relu layers take no keys"]),
+    (["tconv:k=3,s=2,op=2,init=random"], ["output padding 2"]),
+])
+def test_bad_stacks_stop_before_any_work(tmp_path, photo, capsys, layers, phrases):
+    args = [a for layer in layers for a in ("--layer", layer)]
+    code, _, err = run(["apply", photo, *args, "-o", tmp_path / "o"], capsys)
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1
+    for phrase in phrases:
+        assert phrase in err, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_channels_that_do_not_chain_name_the_layer(tmp_path, rng, photo, capsys):
+    stack = write_stack(tmp_path / "bad.yaml", [
+        {"type": "conv", "weights": rng.standard_normal((2, 3, 3, 3)).tolist()},
+        {"type": "conv", "weights": rng.standard_normal((4, 5, 1, 1)).tolist()},
+    ])
+    code, _, err = run(["apply", photo, "--layer", stack, "-o", tmp_path / "o"], capsys)
+    assert code == 2
+    assert "layer 2" in err and "expect 5 input channels" in err and "has 2" in err, err
+
+
+def test_k_and_layer_are_one_or_the_other(tmp_path, photo, capsys):
+    code, _, err = run(["apply", photo, "-k", "sobel", "--layer", "relu", "-o", tmp_path], capsys)
+    assert code == 2 and "not both" in err
+    code, _, err = run(["apply", photo, "-o", tmp_path], capsys)
+    assert code == 2 and "--layer" in err
+
+
+def test_layer_spec_parsing_keeps_kernel_parameters():
+    layer = parse_layer("conv:kernel=gaussian:sigma=2,size=9,s=2")
+    assert layer.operation.name == "gaussian:sigma=2,size=9"
+    assert layer.kernel == (9, 9) and layer.stride == (2,)
+    assert parse_layer("conv:k=3x5,c=4,init=random").kernel == (3, 5)
