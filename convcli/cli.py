@@ -45,18 +45,17 @@ def _root(
     """Convolution filters for images."""
 
 
-def parse_pair(text: Optional[str], option: str, *, minimum: int = 1) -> Optional[tuple[int, int]]:
-    """``"2"`` -> (2, 2), ``"2,3"`` -> (2, 3), ``None`` -> None."""
+def parse_sizes(text: Optional[str], option: str, *, minimum: int = 1) -> Optional[tuple[int, ...]]:
+    """``"2"`` -> (2,) (every axis), ``"2,3"`` -> (2, 3), ``"2,3,3"`` -> (2, 3, 3), ``None`` -> None."""
     if text is None:
         return None
     parts = [p.strip() for p in text.split(",")]
-    if len(parts) not in (1, 2) or not all(p.isdigit() for p in parts):
+    if len(parts) not in (1, 2, 3) or not all(p.isdigit() for p in parts):
         kind = "positive integer" if minimum else "integer >= 0"
-        raise UsageError(f"{option} takes a {kind} N or a pair H,W; got {text!r}")
-    from .geometry import pair
+        raise UsageError(f"{option} takes a {kind} N, or one per axis (H,W or D,H,W); got {text!r}")
+    from .geometry import ntuple
 
-    return pair(tuple(int(p) for p in parts) if len(parts) == 2 else int(parts[0]), option,
-                minimum=minimum)
+    return ntuple(tuple(int(p) for p in parts), len(parts), option, minimum=minimum)
 
 
 def parse_padding(text: Optional[str]):
@@ -162,8 +161,8 @@ def apply(
         raise UsageError(f"-o {output} writes the image to stdout; send the JSON report to a file "
                          "with --report-file")
     options = pipeline.ApplyOptions(
-        stride=parse_pair(stride, "--stride"), padding=parse_padding(padding), pad_mode=pad_mode,
-        dilation=parse_pair(dilation, "--dilation"), flip=flip, normalize=normalize,
+        stride=parse_sizes(stride, "--stride"), padding=parse_padding(padding), pad_mode=pad_mode,
+        dilation=parse_sizes(dilation, "--dilation"), flip=flip, normalize=normalize,
         fmt=pipeline.output_format(output, fmt), bit_depth=bit_depth, overwrite=overwrite,
         gray=gray, engine=engine, save_stages=save_stages, split=split)
     settings = batch.BatchSettings(
@@ -202,8 +201,9 @@ def _stack_from_options(specs: list[str]):
 def explain(
     image: Annotated[Optional[Path], typer.Argument(
         help="An image: its size and channels are read from the header only.", show_default=False)] = None,
-    size: Annotated[Optional[str], typer.Option(help="Input size H or H,W (instead of an image).",
-                                                show_default=False)] = None,
+    size: Annotated[Optional[str], typer.Option(
+        help="Input size (instead of an image): N (a square image), H,W, D,H,W; with --dims 1, L.",
+        show_default=False)] = None,
     kernel: Annotated[Optional[str], typer.Option(
         "--kernel", "-k", show_default=False,
         help="Kernel size K or H,W, or a kernel spec (gaussian:sigma=2, a YAML file).")] = None,
@@ -230,6 +230,11 @@ def explain(
         help="A layer of a stack, e.g. conv:k=3,s=1,p=1,c=16 or pool:k=2; or a YAML file of layers. "
              "Repeatable.", show_default=False)] = None,
     gray: Annotated[bool, typer.Option("--gray", help="Count the image as one channel.")] = False,
+    dims: Annotated[Optional[int], typer.Option(
+        help="Spatial axes with --size: 1 (a signal), 2 (an image) or 3 (a volume). Default: "
+             "as many as --size gives; one number is a square image.", show_default=False)] = None,
+    batch: Annotated[int, typer.Option(
+        help="Count N inputs at once: MACs and im2col columns of the batch (N, C, ...).")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object for scripts.")] = False,
 ) -> None:
     """Print the output-size formula with the real numbers put in, step by step."""
@@ -238,7 +243,9 @@ def explain(
     from . import explain as explaining
     from .explain import input_shape_for, layer_from_options, layers_from_specs
 
-    shape = input_shape_for(image, parse_pair(size, "--size"), in_channels, gray)
+    if batch < 1:
+        raise UsageError(f"--batch must be >= 1; got {batch}")
+    shape = input_shape_for(image, parse_sizes(size, "--size"), in_channels, gray, dims)
     if layer:
         single = {"--kernel": kernel, "--stride": stride, "--padding": padding, "--dilation": dilation,
                   "--pool": pool, "--output-padding": output_padding}
@@ -247,17 +254,18 @@ def explain(
         if given:
             raise UsageError(f"{', '.join(given)} describe one layer; with --layer put them in the "
                              "layer specs instead (e.g. --layer conv:k=3,s=2,p=1)")
-        result = explaining.explain_stack(shape, layers_from_specs(layer))
+        result = explaining.explain_stack(shape, layers_from_specs(layer), batch=batch)
     else:
         if kernel is None:
             raise UsageError("give --kernel (a size like 3 or 3,5, or a kernel spec), or --layer")
         one = layer_from_options(
-            shape[0], kernel=kernel, stride=parse_pair(stride, "--stride"),
-            padding=parse_padding(padding), dilation=parse_pair(dilation, "--dilation"),
+            shape[0], kernel=kernel, stride=parse_sizes(stride, "--stride"),
+            padding=parse_padding(padding), dilation=parse_sizes(dilation, "--dilation"),
             out_channels=out_channels, groups=groups, transposed=transposed,
-            output_padding=parse_pair(output_padding, "--output-padding", minimum=0),
+            output_padding=parse_sizes(output_padding, "--output-padding", minimum=0),
             pool=pool, ceil_mode=ceil_mode)
-        result = explaining.explain_layer(shape, one, what=str(image) if image else "input")
+        result = explaining.explain_layer(shape, one, what=str(image) if image else "input",
+                                          batch=batch)
     print(json.dumps(result.as_dict()) if as_json else explaining.render_text(result))
 
 

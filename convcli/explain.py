@@ -58,6 +58,9 @@ class Explanation:
     im2col: dict | None = None
     layers: list["Explanation"] = field(default_factory=list)
     groups: int = 1
+    batch: int = 1
+    separable: dict | None = None
+    dense: dict | None = None
 
     @property
     def padding(self) -> geometry.Padding | None:
@@ -82,7 +85,8 @@ class Explanation:
             "jump": [_number(v) for v in self.jump],
             "axes": {work.axis: {"formula": work.formula, "steps": work.steps, "result": work.result}
                      for work in self.axes},
-            "notes": self.notes, "im2col": self.im2col,
+            "notes": self.notes, "im2col": self.im2col, "batch": self.batch,
+            "separable": self.separable, "fully_connected": self.dense,
         }
         if self.layers:
             result["layers"] = [layer.as_dict() for layer in self.layers]
@@ -90,10 +94,11 @@ class Explanation:
 
 
 def explain_layer(input_shape: tuple[int, ...], layer: Layer, *, what: str = "input",
-                  previous: Explanation | None = None) -> Explanation:
+                  previous: Explanation | None = None, batch: int = 1) -> Explanation:
     """Output shape of ``layer`` on a (C, *spatial) input, with the arithmetic and the pitfalls.
 
     ``previous`` is the layer before, in a stack: the receptive field and jump grow from it.
+    ``batch`` counts the MACs and im2col columns of N inputs at once.
     """
     channels, *size = input_shape
     count = len(size)
@@ -101,7 +106,7 @@ def explain_layer(input_shape: tuple[int, ...], layer: Layer, *, what: str = "in
     start_field = previous.receptive_field if previous else (Fraction(1),) * count
     start_jump = previous.jump if previous else (Fraction(1),) * count
     if layer.kind not in ("conv", "tconv", "pool"):
-        return _explain_elementwise(list(input_shape), layer, what, start_field, start_jump)
+        return _explain_elementwise(list(input_shape), layer, what, start_field, start_jump, batch)
     groups, out_channels = conv_channels(layer, channels, count, what)
     pads = _padding_for(layer, tuple(size))
     if layer.kind != "tconv":  # raises with the formula's numbers and the smallest valid input
@@ -116,7 +121,7 @@ def explain_layer(input_shape: tuple[int, ...], layer: Layer, *, what: str = "in
                              f"pixels ({work.steps[-1].lstrip('= ')}); it must be at least 1")
     explanation = Explanation(title=layer.describe(), input_shape=list(input_shape),
                               output_shape=[out_channels, *out_size], pads=pads, axes=axes,
-                              groups=groups)
+                              groups=groups, batch=batch)
     explanation.notes = _notes(layer, tuple(size), pads, out_size)
     _count_cost(explanation, layer)
     grown = [geometry.grow_receptive_field(start_field[i], start_jump[i], layer.kernel[i],
@@ -128,7 +133,8 @@ def explain_layer(input_shape: tuple[int, ...], layer: Layer, *, what: str = "in
     return explanation
 
 
-def explain_stack(input_shape: tuple[int, ...], layers: list[Layer]) -> Explanation:
+def explain_stack(input_shape: tuple[int, ...], layers: list[Layer], *,
+                  batch: int = 1) -> Explanation:
     """A stack of layers: each one's shape, receptive field, jump, parameters and MACs."""
     if not layers:
         raise UsageError("a stack needs at least one --layer")
@@ -136,14 +142,15 @@ def explain_stack(input_shape: tuple[int, ...], layers: list[Layer]) -> Explanat
     for number, layer in enumerate(layers, 1):
         layer = layer.for_axes(len(shape) - 1, f"layer {number} ({layer.describe()})")
         row = explain_layer(shape, layer, what=f"layer {number} ({layer.describe()}): input",
-                            previous=rows[-1] if rows else None)
+                            previous=rows[-1] if rows else None, batch=batch)
         row.title = f"{number}: {row.title}"
         rows.append(row)
         shape = tuple(row.output_shape)
     return Explanation(title=f"stack of {len(layers)} layers", input_shape=list(input_shape),
                        output_shape=rows[-1].output_shape, pads=rows[0].pads,
                        params=sum(r.params for r in rows), macs=sum(r.macs for r in rows),
-                       receptive_field=rows[-1].receptive_field, jump=rows[-1].jump, layers=rows)
+                       receptive_field=rows[-1].receptive_field, jump=rows[-1].jump, layers=rows,
+                       batch=batch)
 
 
 # --- one layer: channels, checks, padding, arithmetic -----------------------------------------
@@ -200,7 +207,8 @@ def _check_pool_padding(layer: Layer) -> None:
                              f"{layer.kernel[axis]}; PyTorch allows at most {layer.kernel[axis] // 2}")
 
 
-def _explain_elementwise(shape: list[int], layer: Layer, what: str, field_, jump) -> Explanation:
+def _explain_elementwise(shape: list[int], layer: Layer, what: str, field_, jump,
+                         batch: int) -> Explanation:
     """Layers that keep the spatial size: activations, bias, shuffle; and fc."""
     channels = shape[0]
     out_shape, params, macs = list(shape), 0, 0
@@ -213,12 +221,12 @@ def _explain_elementwise(shape: list[int], layer: Layer, what: str, field_, jump
     if layer.kind == "fc":
         features = math.prod(shape)
         out_shape = [layer.out_channels] + [1] * (len(shape) - 1)
-        macs = features * layer.out_channels
-        params = macs + (layer.out_channels if layer.bias else 0)
-        field_ = tuple(Fraction(n) for n in shape[1:])   # every output sees the whole input
+        params = features * layer.out_channels + (layer.out_channels if layer.bias else 0)
+        macs = batch * features * layer.out_channels
+        field_ = tuple(f + (n - 1) * j for f, n, j in zip(field_, shape[1:], jump))  # all of it
     return Explanation(title=layer.describe(), input_shape=shape, output_shape=out_shape,
                        pads=((0, 0),) * (len(shape) - 1), params=params, macs=macs,
-                       receptive_field=field_, jump=jump)
+                       receptive_field=field_, jump=jump, batch=batch)
 
 
 def _padding_for(layer: Layer, size: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
@@ -292,6 +300,9 @@ def _notes(layer: Layer, size: tuple[int, ...], pads: tuple[tuple[int, int], ...
                 note += ("; with stride > 1 this is TensorFlow's SAME rule "
                          "(PyTorch refuses padding='same' with a stride)")
             notes.append(note)
+        if d > 1:
+            notes.append(f"{axis}: dilation {d} spreads the {k} taps over D(K-1) + 1 = "
+                         f"{d}*({k}-1) + 1 = {geometry.effective_kernel_size(k, d)} pixels")
         if layer.kind == "tconv":
             continue
         leftover = geometry.uncovered_size(size[index], k, s, before, after, d)
@@ -311,26 +322,38 @@ def _notes(layer: Layer, size: tuple[int, ...], pads: tuple[tuple[int, int], ...
 
 
 def _count_cost(explanation: Explanation, layer: Layer) -> None:
-    """Parameters, multiply-accumulates and the im2col matrices of a convolution."""
+    """Parameters and multiply-accumulates; for a convolution also its im2col matrices (and
+    how many times they copy the input), the separable saving and the fully connected
+    layer it stands in for."""
     if layer.kind == "pool":
         return
-    channels = explanation.input_shape[0]
+    batch, groups = explanation.batch, explanation.groups
+    channels, *in_size = explanation.input_shape
     out_channels, *out_size = explanation.output_shape
-    groups = explanation.groups
     kernel_taps = math.prod(layer.kernel)
-    taps = (channels // groups) * kernel_taps
+    bias = out_channels if layer.bias else 0
     if layer.kind == "tconv":
-        taps = (out_channels // groups) * kernel_taps
-        explanation.params = channels * taps + (out_channels if layer.bias else 0)
-        explanation.macs = math.prod(explanation.input_shape[1:]) * channels * taps
+        explanation.params = channels * (out_channels // groups) * kernel_taps + bias
+        explanation.macs = batch * math.prod(in_size) * channels * (out_channels // groups) * kernel_taps
         return
-    explanation.params = out_channels * taps + (out_channels if layer.bias else 0)
+    taps = (channels // groups) * kernel_taps
     pixels = math.prod(out_size)
-    explanation.macs = out_channels * taps * pixels
-    per_group = out_channels // groups
+    explanation.params = out_channels * taps + bias
+    explanation.macs = batch * out_channels * taps * pixels
+    per_group, columns = out_channels // groups, batch * pixels
     explanation.im2col = {
-        "groups": groups, "weight_matrix": [per_group, taps], "column_matrix": [taps, pixels],
-        "product": [per_group, pixels], "reshaped": [out_channels, *out_size]}
+        "groups": groups, "weight_matrix": [per_group, taps], "column_matrix": [taps, columns],
+        "product": [per_group, columns],
+        "reshaped": ([batch] if batch > 1 else []) + [out_channels, *out_size],
+        "input_values": batch * channels * math.prod(in_size),
+        "column_entries": groups * taps * columns}
+    if len(layer.kernel) > 1 and min(layer.kernel) > 1:
+        kernel = layer.operation.kernels[0] if layer.operation is not None else None
+        explanation.separable = {
+            "taps": kernel_taps, "separable_taps": sum(layer.kernel),
+            "kernel_is_separable": kernel.is_separable if kernel is not None else None}
+    inputs, outputs = channels * math.prod(in_size), out_channels * pixels
+    explanation.dense = {"weights": inputs * outputs, "conv_weights": out_channels * taps}
 
 
 def _count(n: int, noun: str) -> str:
@@ -359,11 +382,14 @@ def _layout(explanation: Explanation) -> str:
 
 
 def render_text(explanation: Explanation) -> str:
-    """Formula, numbers, steps and result per axis; then notes, cost and im2col sizes."""
+    """Formula, numbers, steps and result per axis; then notes, the receptive field, cost,
+    im2col sizes, the separable saving and the fully connected comparison."""
     if explanation.layers:
         return _render_stack(explanation)
-    lines = [f"{explanation.title}: {_shape(explanation.input_shape)} -> "
-             f"{_shape(explanation.output_shape)}   {_layout(explanation)}", ""]
+    batch = [explanation.batch] if explanation.batch > 1 else []
+    layout = _layout(explanation).replace("(C", "(N, C") if batch else _layout(explanation)
+    lines = [f"{explanation.title}: {_shape(batch + explanation.input_shape)} -> "
+             f"{_shape(batch + explanation.output_shape)}   {layout}", ""]
     for work in explanation.axes:
         lines.append(f"{work.axis}:")
         lines.append(f"  {work.formula}")
@@ -374,16 +400,41 @@ def render_text(explanation: Explanation) -> str:
         lines.append("padding: " + ", ".join(f"{side} {pad}" for side, pad
                                              in explanation.padding_dict().items()))
     lines.extend(f"note: {note}" for note in explanation.notes)
-    if explanation.params:
-        lines.append(f"parameters: {explanation.params:,}   multiply-accumulates: {explanation.macs:,}")
+    if explanation.axes:
+        lines.append(f"receptive field: {_pair_text(explanation.receptive_field)} input pixels per "
+                     "output")
+    if explanation.params or explanation.macs:
+        per = f" (a batch of {explanation.batch})" if batch else ""
+        lines.append(f"parameters: {explanation.params:,}   multiply-accumulates{per}: "
+                     f"{explanation.macs:,}")
     if explanation.im2col:
-        m = explanation.im2col
-        groups = f" per group (x{m['groups']})" if m["groups"] > 1 else ""
-        lines.append(f"im2col{groups}: weights {m['weight_matrix'][0]}x{m['weight_matrix'][1]} @ "
-                     f"columns {m['column_matrix'][0]}x{m['column_matrix'][1]} = "
-                     f"{m['product'][0]}x{m['product'][1]}, reshaped to "
-                     f"{'x'.join(map(str, m['reshaped']))}")
+        lines.extend(_im2col_lines(explanation.im2col))
+    if explanation.separable:
+        lines.append(_separable_line(explanation.separable, explanation.title))
+    if explanation.dense:
+        d = explanation.dense
+        lines.append(f"fully connected: mapping {_shape(explanation.input_shape)} to "
+                     f"{_shape(explanation.output_shape)} with a dense layer takes {d['weights']:,} "
+                     f"weights; the convolution shares {d['conv_weights']:,} over every position")
     return "\n".join(lines)
+
+
+def _im2col_lines(m: dict) -> list[str]:
+    groups = f" per group (x{m['groups']})" if m["groups"] > 1 else ""
+    return [f"im2col{groups}: weights {m['weight_matrix'][0]}x{m['weight_matrix'][1]} @ "
+            f"columns {m['column_matrix'][0]}x{m['column_matrix'][1]} = "
+            f"{m['product'][0]}x{m['product'][1]}, reshaped to {'x'.join(map(str, m['reshaped']))}",
+            f"im2col copies: {m['input_values']:,} input values become {m['column_entries']:,} "
+            f"column entries ({m['column_entries'] / m['input_values']:.2f}x)"]
+
+
+def _separable_line(separable: dict, title: str) -> str:
+    taps, split = separable["taps"], separable["separable_taps"]
+    known = separable["kernel_is_separable"]
+    which = {True: "this kernel is rank 1, so it", False: "this kernel is not rank 1; a rank-1 one",
+             None: "a rank-1 (separable) kernel"}[known]
+    return (f"separable: {which} runs as one pass per axis: {split} multiply-adds per output and "
+            f"channel instead of {taps} ({taps / split:.1f}x fewer)")
 
 
 def _render_stack(explanation: Explanation) -> str:
@@ -396,7 +447,11 @@ def _render_stack(explanation: Explanation) -> str:
         rows.append((row.title, _shape(row.output_shape), _pair_text(row.receptive_field),
                      _pair_text(row.jump), f"{row.params:,}", f"{row.macs:,}", matrices))
     widths = [max(len(str(r[i])) for r in rows + [headers]) for i in range(len(headers))]
-    lines = [f"input {_shape(explanation.input_shape)} -> output {_shape(explanation.output_shape)}", "",
+    batch = [explanation.batch] if explanation.batch > 1 else []
+    lines = [f"input {_shape(batch + explanation.input_shape)} -> output "
+             f"{_shape(batch + explanation.output_shape)}"
+             + (f"   (a batch of {explanation.batch}: MACs and im2col columns count all of it)"
+                if batch else ""), "",
              "  ".join(h.ljust(w) for h, w in zip(headers, widths)),
              "  ".join("-" * w for w in widths)]
     lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
@@ -408,21 +463,26 @@ def _render_stack(explanation: Explanation) -> str:
 
 # --- from command-line options ---------------------------------------------------------------
 
-def input_shape_for(image: Path | None, size_hw: tuple[int, int] | None, in_channels: int | None,
-                    gray: bool) -> tuple[int, int, int]:
-    """(C, H, W) from an image's header (no pixel decode) or from ``--size``/``--in-channels``."""
+def input_shape_for(image: Path | None, size: tuple[int, ...] | None, in_channels: int | None,
+                    gray: bool, dims: int | None = None) -> tuple[int, ...]:
+    """(C, *spatial) from an image's header (no pixel decode) or from ``--size``/``--dims``/
+    ``--in-channels``: ``--size 224`` is a square image, ``--size 1000 --dims 1`` a signal."""
     if image is not None:
-        if size_hw is not None or in_channels is not None:
-            raise UsageError("give an image or --size/--in-channels, not both")
+        if size is not None or in_channels is not None or dims is not None:
+            raise UsageError("give an image or --size/--dims/--in-channels, not both")
         from .images import read_header
 
         return read_header(image, gray=gray)
-    if size_hw is None:
+    if size is None:
         raise UsageError("give an image, or --size H[,W] (with --in-channels C)")
+    if dims is None:
+        dims = len(size) if len(size) > 1 else 2
+    if dims not in (1, 2, 3):
+        raise UsageError(f"--dims must be 1 (signal), 2 (image) or 3 (volume); got {dims}")
     channels = 1 if in_channels is None else in_channels
     if channels < 1:
         raise UsageError(f"--in-channels must be >= 1; got {channels}")
-    return (1 if gray else channels, *size_hw)
+    return (1 if gray else channels, *geometry.ntuple(size, dims, "--size"))
 
 
 def layer_from_options(channels: int, *, kernel: str, stride, padding, dilation, out_channels,
@@ -433,21 +493,20 @@ def layer_from_options(channels: int, *, kernel: str, stride, padding, dilation,
     A kernel spec (``gaussian:sigma=2``, a YAML file) is explained exactly as ``apply`` runs
     it: its defaults, 'same' padding, depthwise on every channel unless it is 4-D.
     """
-    if re.fullmatch(r"\s*\d+\s*(,\s*\d+\s*)?", kernel) is None:
+    if re.fullmatch(r"\s*\d+\s*(,\s*\d+\s*){0,2}", kernel) is None:
         return _layer_for_kernel_spec(channels, kernel, stride, padding, dilation, out_channels,
                                       groups, transposed, output_padding, pool)
-    sizes = [int(p) for p in kernel.split(",")]
-    kernel_hw = geometry.pair(tuple(sizes) if len(sizes) == 2 else sizes[0], "--kernel")
+    kernel_size = tuple(int(p) for p in kernel.split(","))
     if transposed and pool:
         raise UsageError("--transposed and --pool describe different layers; give one")
     kind = "pool" if pool else "tconv" if transposed else "conv"
     if output_padding is not None and kind != "tconv":
         raise UsageError("--output-padding belongs to --transposed")
-    return Layer(kind=kind, kernel=kernel_hw,
-                 stride=stride or (kernel_hw if kind == "pool" else (1, 1)),
-                 padding=0 if padding is None else padding, dilation=dilation or (1, 1),
+    return Layer(kind=kind, kernel=kernel_size,
+                 stride=stride or (kernel_size if kind == "pool" else (1,)),
+                 padding=0 if padding is None else padding, dilation=dilation or (1,),
                  out_channels=out_channels, groups=groups,
-                 output_padding=output_padding or (0, 0), pool_mode=pool or "max",
+                 output_padding=output_padding or (0,), pool_mode=pool or "max",
                  ceil_mode=ceil_mode)
 
 

@@ -130,8 +130,10 @@ def kernel_layout(weights_ndim: int, axes: int, where: str) -> bool:
 def kernel_geometry(kernel, stride, padding, dilation):
     """(stride, padding spec, dilation) for a named ``kernel``: the given values, else the
     kernel's, else an image filter's defaults (stride 1, 'same', dilation 1)."""
-    stride = stride or geometry.pair(kernel.stride, "stride")
-    dilation = dilation or geometry.pair(kernel.dilation, "dilation")
+    stride = geometry.ntuple(stride, 2, "--stride") if stride else geometry.pair(kernel.stride,
+                                                                                "stride")
+    dilation = (geometry.ntuple(dilation, 2, "--dilation") if dilation
+                else geometry.pair(kernel.dilation, "dilation"))
     if padding is None:
         padding = kernel.padding if kernel.padding is not None else "same"
     return stride, padding, dilation

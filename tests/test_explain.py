@@ -251,3 +251,55 @@ def test_explain_reads_only_the_image_header(tmp_path, rng, capsys, monkeypatch)
     code, out, err = run(["explain", source, "-k", "box:size=5", "--padding", "valid", "--json"], capsys)
     assert code == 0, err
     assert json.loads(out)["output_shape"] == [1, 36, 26]
+
+
+def test_im2col_duplication_batch_separable_and_dense_counts(capsys):
+    """The seeds' counts: 300 input values against 27 x 64 column entries, the batch form,
+    kH + kW against kH x kW, and the fully connected layer a convolution replaces."""
+    code, out, err = run(["explain", "--size", "10", "--kernel", "3", "--in-channels", "3",
+                          "--out-channels", "1", "--json"], capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["im2col"]["input_values"] == 300
+    assert result["im2col"]["column_entries"] == 27 * 64
+    assert result["separable"] == {"taps": 9, "separable_taps": 6, "kernel_is_separable": None}
+    assert result["fully_connected"] == {"weights": 300 * 64, "conv_weights": 27}
+    code, out, err = run(["explain", "--size", "10", "--kernel", "3", "--in-channels", "3",
+                          "--out-channels", "2", "--batch", "4"], capsys)
+    assert code == 0, err
+    assert "(4, 3, 10, 10) -> (4, 2, 8, 8)   (N, C, H, W)" in out
+    assert "columns 27x256 = 2x256, reshaped to 4x2x8x8" in out
+    assert f"multiply-accumulates (a batch of 4): {4 * 2 * 27 * 64:,}" in out
+    code, out, err = run(["explain", "--size", "64", "-k", "gaussian:sigma=2"], capsys)
+    assert "this kernel is rank 1" in out and "26 multiply-adds" in out and "instead of 169" in out
+
+
+def test_dilated_span_and_receptive_field_of_one_layer(capsys):
+    code, out, err = run(["explain", "--size", "32", "--kernel", "3", "--dilation", "4"], capsys)
+    assert code == 0, err
+    assert "dilation 4 spreads the 3 taps over D(K-1) + 1 = 4*(3-1) + 1 = 9 pixels" in out
+    assert "receptive field: 9x9 input pixels per output" in out
+
+
+def test_signals_and_volumes_get_their_own_axes(capsys):
+    code, out, err = run(["explain", "--size", "309", "--dims", "1", "--kernel", "7", "--stride",
+                          "2"], capsys)
+    assert code == 0, err
+    assert "(1, 309) -> (1, 152)   (C, L)" in out and "L_out = floor((L + 2P" in out
+    code, out, err = run(["explain", "--size", "24,96,96", "--kernel", "3,3,3", "--padding", "1",
+                          "--json"], capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["output_shape"] == [1, 24, 96, 96]
+    assert list(result["axes"]) == ["depth", "height", "width"]
+    assert result["padding"] == {"front": 1, "back": 1, "top": 1, "bottom": 1, "left": 1, "right": 1}
+
+
+def test_fc_layer_counts_every_connection(capsys):
+    code, out, err = run(["explain", "--size", "8", "--in-channels", "4", "--layer",
+                          "conv:k=3,p=1,c=16", "--layer", "fc:c=10", "--json"], capsys)
+    assert code == 0, err
+    fc = json.loads(out)["layers"][1]
+    assert fc["output_shape"] == [10, 1, 1]
+    assert fc["params"] == 16 * 8 * 8 * 10 + 10 and fc["macs"] == 16 * 8 * 8 * 10
+    assert fc["receptive_field"] == [3 + 7, 3 + 7]      # the conv's 3, then all 8 positions
