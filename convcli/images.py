@@ -395,7 +395,10 @@ def encode_image(maps: np.ndarray, *, fmt: str, alpha: np.ndarray | None = None,
                  bit_depth: int = 8, normalize: str = "clip") -> bytes:
     """The bytes of the file ``save_image`` writes (also what ``-o png:-`` sends to stdout).
 
-    png: 1 or 3 channels of an image as 8- or 16-bit pixels (``normalize``, + ``alpha``).
+    png: 1 or 3 channels of an image as 8- or 16-bit pixels (``normalize``, + ``alpha``);
+    other channel counts as a labelled grid of the maps, a volume as a montage of its depth
+    slices, signals as line plots: 8-bit gray pictures, each map stretched min-max on its
+    own, whatever ``normalize`` and ``bit_depth`` say (see ``pictures``).
     tiff: float32 raw, one page of C samples per image or depth slice (see ``_tiff``).
     npy: float32 raw, the array as it is. TIFF and NPY hold no alpha.
     """
@@ -428,8 +431,9 @@ def _png_pixels(maps: np.ndarray, alpha: np.ndarray | None, bit_depth: int,
         raise UsageError(f"--bit-depth must be 8 or 16; got {bit_depth}")
     check_choice("--normalize", normalize, NORMALIZE_MODES)
     if maps.ndim != 3 or maps.shape[0] not in (1, 3):
-        raise UsageError(f"PNG holds 1 or 3 channels (plus alpha); these maps have {maps.shape[0]}; "
-                         "use --format tiff or npy")
+        from . import pictures                    # Pillow's ImageDraw: imported when needed
+
+        return pictures.picture(maps)
     value_range = None
     if normalize == "minmax" and maps.size:
         finite = np.nan_to_num(maps, nan=0.0, posinf=1.0, neginf=0.0) if not np.isfinite(

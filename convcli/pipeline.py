@@ -134,12 +134,6 @@ def plan_outputs(sources: list[Source], operations: list[Operation], out: str,
     output (one output only); otherwise a folder, where each output is named by the
     ``name`` template inside the source's sub-folder.
     """
-    if options.fmt == "png":
-        for operation in operations:
-            maps = operation.kernels[0].out_channels
-            if maps not in (None, 1, 3):
-                raise UsageError(f"kernel {operation.name} makes {maps} feature maps; PNG holds 1 or 3 "
-                                 "channels (plus alpha); use --format tiff or npy")
     count = len(sources) * len(operations)
     single_file = is_stream(out) or (Path(out).suffix.lower() in OUTPUT_SUFFIXES
                                      and not Path(out).is_dir())

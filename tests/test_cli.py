@@ -239,16 +239,23 @@ def test_one_file_output_for_several_outputs_is_a_usage_error(tmp_path, rgb_png,
     assert code == 2 and "2 outputs" in err
 
 
-def test_many_feature_maps_need_a_raw_format(tmp_path, rng, rgb_png, capsys):
+def test_many_feature_maps_as_png_make_a_labelled_grid(tmp_path, rng, rgb_png, capsys):
+    from convcli.pictures import feature_grid
+
     spec = tmp_path / "bank.yaml"
     weights = rng.standard_normal((4, 3, 3, 3)).round(3).tolist()
     spec.write_text(json.dumps({"name": "bank", "weights": weights}))   # JSON is valid YAML
-    code, _, err = run(["apply", rgb_png, "-k", spec, "-o", tmp_path / "o"], capsys)
-    assert code == 2 and "npy" in err
-    code, out, err = run(["apply", rgb_png, "-k", spec, "-o", tmp_path / "o", "--format", "npy",
-                          "--padding", "valid", "--report", "json"], capsys)
-    assert code == 0, err
-    assert json.loads(out)["output_shape"] == [4, 35, 39]
+    outputs = {}
+    for fmt in ("png", "npy"):
+        code, out, err = run(["apply", rgb_png, "-k", spec, "-o", tmp_path / fmt, "--format", fmt,
+                              "--padding", "valid", "--report", "json"], capsys)
+        assert code == 0, err
+        record = json.loads(out)
+        assert record["output_shape"] == [4, 35, 39]
+        outputs[fmt] = record["output"]
+    with Image.open(outputs["png"]) as grid:
+        assert grid.mode == "L"
+        np.testing.assert_array_equal(np.asarray(grid), feature_grid(np.load(outputs["npy"])))
 
 
 def test_kernels_list_and_show(capsys):
