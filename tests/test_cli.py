@@ -258,6 +258,36 @@ def test_many_feature_maps_as_png_make_a_labelled_grid(tmp_path, rng, rgb_png, c
         np.testing.assert_array_equal(np.asarray(grid), feature_grid(np.load(outputs["npy"])))
 
 
+@pytest.mark.parametrize("fmt", ["tiff", "npy"])
+def test_raw_feature_maps_chain_into_the_next_run(tmp_path, rng, rgb_png, capsys, fmt):
+    spec = tmp_path / "bank.yaml"
+    spec.write_text(json.dumps({"name": "bank", "weights": rng.standard_normal((5, 3, 3, 3)).tolist()}))
+    first = tmp_path / f"maps.{'tif' if fmt == 'tiff' else fmt}"
+    code, _, err = run(["apply", rgb_png, "-k", spec, "-o", first, "--report", "none"], capsys)
+    assert code == 0, err
+    code, _, err = run(["apply", first, "-k", "box", "-o", tmp_path / "second.npy", "--report", "none"],
+                       capsys)
+    assert code == 0, err
+    maps = np.load(first) if fmt == "npy" else __import__("tifffile").imread(first)
+    assert maps.shape == (5, 37, 41)
+    expected = ndimage.uniform_filter(maps.astype(np.float64), size=(1, 3, 3), mode="mirror")
+    np.testing.assert_allclose(np.load(tmp_path / "second.npy"), expected, atol=1e-4)
+
+
+def test_bad_raw_inputs_fail_on_one_line_each(tmp_path, capsys):
+    (tmp_path / "pickled.npy").write_bytes(b"\x80\x04\x95\x05\x00\x00\x00\x00\x00\x00\x00}\x94.")
+    np.save(tmp_path / "complex.npy", np.ones((2, 4, 4), np.complex64))
+    (tmp_path / "cut.tif").write_bytes(b"II*\0" + bytes(range(200)))
+    code, out, err = run(["apply", tmp_path, "-k", "box", "-o", tmp_path / "out", "--report", "none"],
+                         capsys)
+    assert code == 1
+    lines = [line for line in err.splitlines() if line.startswith("convcli: error: ")]
+    assert len(lines) == 3 and "Traceback" not in err and "3 failed" in err, err
+    assert len(err.strip().splitlines()) == 4, err            # and the summary: no log lines
+    for line, name in zip(sorted(lines), ["complex.npy", "cut.tif", "pickled.npy"]):
+        assert line.startswith(f"convcli: error: {tmp_path / name}: "), line
+
+
 def test_kernels_list_and_show(capsys):
     code, out, _ = run(["kernels", "list"], capsys)
     assert code == 0
