@@ -47,8 +47,10 @@ class TiffLayout:
 
 
 def read_raw(source: str | BinaryIO, *, pixels: bool = True):
-    """(layout, raw samples as ``layout.shape``, or None without ``pixels``) of a TIFF that
-    tifffile reads; None for a photograph Pillow decodes (``pillow_decodes``).
+    """(layout, raw samples or None without ``pixels``) of a TIFF that tifffile reads; None
+    for a photograph Pillow decodes (``pillow_decodes``). The samples are a view with the
+    series' axes in ``layout.order``: reshaped, it is ``layout.shape`` (the caller's copy
+    into float32 does that, so the raw samples are never copied twice).
 
     Raises ValueError, with one line saying why, for a file tifffile cannot read: it
     raises ValueError, IndexError, KeyError, struct.error, ... on damaged files. Its log
@@ -81,9 +83,7 @@ def read_raw(source: str | BinaryIO, *, pixels: bool = True):
     finally:
         logger.removeHandler(handler)
         logger.propagate = propagate
-    if values is not None:
-        values = values.transpose(layout.order).reshape(layout.shape)
-    return layout, values
+    return layout, (None if values is None else values.transpose(layout.order))
 
 
 class _Collect(logging.Handler):
@@ -111,8 +111,7 @@ def pillow_decodes(tif) -> bool:
         return True                             # Pillow converts them to RGB, or says why not
     extra = page.samplesperpixel - COLOUR_SAMPLES[page.photometric]
     if page.bitspersample <= 8:
-        return extra == 0 or (extra == 1 and (page.photometric == RGB
-                                              or page.extrasamples[0] in ALPHA_EXTRA_SAMPLES))
+        return extra == 0 or (extra == 1 and (page.photometric == RGB or _alpha_last(page)))
     return (page.samplesperpixel == 1 and page.dtype is not None
             and page.dtype.name in PILLOW_DEEP_DTYPES)
 
@@ -134,11 +133,15 @@ def tiff_layout(tif) -> TiffLayout:
     depth = [index for index, axis in enumerate(axes) if axis not in CHANNEL_AXES + "YX"]
     rows, columns = axes.index("Y"), axes.index("X")
     size = (prod(shape[i] for i in channels),) + ((prod(shape[i] for i in depth),) if depth else ())
-    alpha = (not depth and [axes[i] for i in channels] == ["S"] and bool(page.extrasamples)
-             and page.extrasamples[-1] in ALPHA_EXTRA_SAMPLES)
+    alpha = not depth and [axes[i] for i in channels] == ["S"] and _alpha_last(page)
     return TiffLayout(shape=size + (shape[rows], shape[columns]),
                       order=tuple(channels + depth + [rows, columns]), dtype=page.dtype,
                       orientation=int(page.tags.valueof(ORIENTATION_TAG, 1)), alpha=alpha)
+
+
+def _alpha_last(page) -> bool:
+    """The page's last sample is alpha (ExtraSamples says associated or unassociated)."""
+    return bool(page.extrasamples) and page.extrasamples[-1] in ALPHA_EXTRA_SAMPLES
 
 
 def write_tiff(file: BinaryIO, maps: np.ndarray) -> None:

@@ -275,8 +275,8 @@ def _tiff_values(path: Path, data: bytes | None):
         return None
     layout, values = found
     scale, bit_depth = _raw_scale(layout.dtype)
-    planes = np.empty(values.shape, np.float32)
-    np.divide(values, np.float32(scale), out=planes, casting="unsafe")
+    planes = np.empty(layout.shape, np.float32)   # its reshape only splits axes: a view
+    np.divide(values, np.float32(scale), out=planes.reshape(values.shape), casting="unsafe")
     del values
     turn = ORIENTATIONS.get(layout.orientation)
     if turn:       # ORIENTATIONS turn (H, W, ...) arrays
