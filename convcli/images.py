@@ -1,8 +1,12 @@
-"""Pillow <-> float32 (C, H, W) arrays, value mapping, and atomic writers.
+"""Files <-> float32 arrays: images (C, H, W), signals (C, L), volumes (C, D, H, W); value
+mapping, and atomic writers.
 
-Loading scales integer pixels to [0, 1] (8-bit / 255, 16-bit / 65535) and keeps float
-images as they are; alpha is split off so filters never touch it. Saving maps float
-responses back to pixels (``map_to_unit``) for PNG, or writes the raw floats (TIFF, NPY).
+Pillow decodes photographs (and ``_png16`` the 16-bit colour PNGs Pillow reads at 8 bits);
+tifffile reads TIFF stacks and pages of many or deep samples (``_tiff``); ``.npy`` arrays
+are read raw (``_npy``). Loading scales integer pixels to [0, 1] (8-bit / 255, 16-bit /
+65535) and keeps float images as they are; alpha is split off so filters never touch it.
+Saving maps float responses back to pixels (``map_to_unit``) for PNG, where feature maps,
+volumes and signals become pictures (``pictures``), or writes the raw floats (TIFF, NPY).
 Every write goes to a temporary file in the target folder and is renamed into place.
 """
 
@@ -15,12 +19,14 @@ import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import BinaryIO, Callable
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ._npy import NPY_SIGNATURE, npy_header, read_npy
 from ._png16 import deep_colour_channels, encode_png, read_png16
+from ._tiff import TIFF_SIGNATURES, read_raw, write_tiff
 from .errors import FileFailure, UsageError, check_choice
 
 __all__ = ["LoadedImage", "load_image", "read_header", "map_to_unit", "save_image", "encode_image",
@@ -28,7 +34,7 @@ __all__ = ["LoadedImage", "load_image", "read_header", "map_to_unit", "save_imag
            "IMAGE_SUFFIXES", "OUTPUT_FORMATS", "NORMALIZE_MODES", "LUMA_WEIGHTS"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".ppm",
-                  ".pgm", ".pbm", ".pnm", ".tga")
+                  ".pgm", ".pbm", ".pnm", ".tga", ".npy")     # the files a folder gives as inputs
 OUTPUT_FORMATS = ("png", "tiff", "npy")
 NORMALIZE_MODES = ("clip", "abs", "minmax", "offset")
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601, as Pillow's convert("L")
@@ -53,14 +59,19 @@ ORIENTATIONS = {
 }
 # EXIF orientations 5-8 turn the image by 90 degrees, swapping height and width.
 TRANSPOSING_ORIENTATIONS = (5, 6, 7, 8)
+HEAD_BYTES = 26          # enough for every signature and a PNG's bit depth and colour type
 
 
 @dataclass(frozen=True)
 class LoadedImage:
-    """An image as float32 (C, H, W) colour channels plus optional (H, W) alpha in [0, 1].
+    """An input as float32 channels plus optional (H, W) alpha in [0, 1].
 
-    ``mode`` is the source's Pillow mode; ``bit_depth`` is 8, 16 (16-bit and 32-bit integer
-    sources, scaled by 1/65535) or 32 (float sources, values kept as they are).
+    ``pixels`` is (C, H, W) for an image, (C, L) for 1-D signals (``.npy`` only) and
+    (C, D, H, W) for a volume (a ``.npy`` array or a TIFF stack of D pages); C-contiguous.
+    ``mode`` is the source's Pillow mode, or for files read raw (``.npy``, TIFFs read by
+    tifffile) the NumPy type of their samples (``float32``, ``uint16``, ...); ``bit_depth``
+    is 8, 16 (16-bit and 32-bit integer sources, scaled by 1/65535) or 32 (float sources and
+    ``.npy`` arrays, values kept as they are).
     """
 
     path: Path
@@ -72,19 +83,35 @@ class LoadedImage:
 
 # --- reading ---------------------------------------------------------------------------------
 
+def _head(path: Path, data: bytes | None) -> bytes:
+    """The input's first bytes (its signature), or a FileFailure that names the path."""
+    if data is not None:
+        return data[:HEAD_BYTES]
+    if path.is_dir():
+        raise FileFailure(f"{path}: is a folder, not an image")
+    try:
+        with open(path, "rb") as file:
+            return file.read(HEAD_BYTES)
+    except FileNotFoundError:
+        raise FileFailure(f"{path}: no such file") from None
+    except PermissionError:
+        raise FileFailure(f"{path}: cannot read (permission denied)") from None
+    except OSError as error:
+        raise FileFailure(f"{path}: cannot read ({error.strerror or error})") from None
+
+
+def _is_npy(path: Path, head: bytes) -> bool:
+    """A ``.npy`` file by its signature, or by its name (so that a damaged one says so)."""
+    return head.startswith(NPY_SIGNATURE) or path.suffix.lower() == ".npy"
+
+
 def _open(path: Path, data: bytes | None = None) -> Image.Image:
     """Open lazily (header only) or raise a FileFailure that names the path.
 
     With ``data`` the image comes from those bytes (standard input) and ``path`` only names it.
     """
-    if data is None and path.is_dir():
-        raise FileFailure(f"{path}: is a folder, not an image")
     try:
         return Image.open(path if data is None else io.BytesIO(data))
-    except FileNotFoundError:
-        raise FileFailure(f"{path}: no such file") from None
-    except PermissionError:
-        raise FileFailure(f"{path}: cannot read (permission denied)") from None
     except UnidentifiedImageError:
         raise FileFailure(f"{path}: not an image Pillow can read (unknown file format)") from None
     except Image.DecompressionBombError as error:
@@ -93,27 +120,51 @@ def _open(path: Path, data: bytes | None = None) -> Image.Image:
         raise FileFailure(f"{path}: cannot read the image ({error})") from None
 
 
-def _deep_png_channels(image: Image.Image, path: Path, data: bytes | None) -> int | None:
+def _deep_png_channels(image: Image.Image, head: bytes) -> int | None:
     """Channels of a 16-bit colour PNG (which Pillow would read at 8 bits), else None."""
-    if image.format != "PNG":
-        return None
-    if data is not None:
-        return deep_colour_channels(data[:26])
-    with open(path, "rb") as file:
-        return deep_colour_channels(file.read(26))
+    return deep_colour_channels(head) if image.format == "PNG" else None
 
 
-def read_header(path: Path, *, gray: bool = False) -> tuple[int, int, int]:
-    """(C, H, W) that ``load_image`` would return, from the header alone (no pixel decode)."""
+def read_header(path: Path, *, gray: bool = False) -> tuple[int, ...]:
+    """The shape ``load_image`` would return, from the header alone (no pixel decode):
+    (C, H, W) for an image, (C, L) for signals, (C, D, H, W) for a volume."""
     path = Path(path)
-    with _open(path) as image:
-        width, height = image.size
-        if _orientation(image, path) in TRANSPOSING_ORIENTATIONS:
-            width, height = height, width
-        deep = _deep_png_channels(image, path, None)
-        one = deep == 2 if deep else image.mode in ONE_CHANNEL_MODES   # deep 2: gray + alpha
-        channels = 1 if gray or one else 3
-    return channels, height, width
+    head = _head(path, None)
+    if _is_npy(path, head):
+        shape = _npy_shape(path)
+    elif head.startswith(TIFF_SIGNATURES) and (found := _tiff(path, None, read=False)):
+        layout = found[0]
+        shape = layout.shape
+        if layout.alpha:
+            shape = (shape[0] - 1,) + shape[1:]
+        if layout.orientation in TRANSPOSING_ORIENTATIONS:
+            shape = shape[:-2] + (shape[-1], shape[-2])
+    else:
+        with _open(path) as image:
+            width, height = image.size
+            if _orientation(image, path) in TRANSPOSING_ORIENTATIONS:
+                width, height = height, width
+            deep = _deep_png_channels(image, head)
+            one = deep == 2 if deep else image.mode in ONE_CHANNEL_MODES   # deep 2: gray + alpha
+            shape = (1 if one else 3, height, width)
+    return (_gray_channels(shape[0], gray, path),) + shape[1:]
+
+
+def _gray_channels(channels: int, gray: bool, path: Path) -> int:
+    """Channels after ``--gray``: 3 (RGB) become 1 luminance channel, 1 stays; else refused."""
+    if not gray or channels == 1:
+        return channels
+    if channels != 3:
+        raise FileFailure(f"{path}: --gray makes one luminance channel out of 3 (RGB) but this "
+                          f"input has {channels} channels; leave --gray out")
+    return 1
+
+
+def _gray(pixels: np.ndarray, gray: bool, path: Path) -> np.ndarray:
+    """``pixels`` as one luminance channel (ITU-R BT.601 on the float values) with ``gray``."""
+    if _gray_channels(pixels.shape[0], gray, path) == pixels.shape[0]:
+        return pixels
+    return np.tensordot(np.asarray(LUMA_WEIGHTS, np.float32), pixels, axes=1)[np.newaxis]
 
 
 def _orientation(image: Image.Image, path: Path) -> int:
@@ -150,8 +201,8 @@ def _png_chunk(path: Path, kind: bytes) -> bytes | None:
 
 
 def load_image(path: Path, *, gray: bool = False, data: bytes | None = None) -> LoadedImage:
-    """Decode ``path`` into float32 (C, H, W) pixels in [0, 1] plus alpha, EXIF orientation
-    applied.
+    """Decode ``path`` into float32 pixels plus alpha, orientation applied: an image
+    (C, H, W) in [0, 1], or the raw values of a ``.npy`` array or float TIFF.
 
     Parameters
     ----------
@@ -167,17 +218,89 @@ def load_image(path: Path, *, gray: bool = False, data: bytes | None = None) -> 
     LoadedImage
         1-bit and 8-bit values / 255, 16-bit and 32-bit integers / 65535, floats unchanged;
         palette, CMYK, YCbCr, HSV and LAB images as RGB (RGBA with transparency).
+        ``.npy``: (L,) and (C, L) as (C, L) signals, (C, H, W) images, (C, D, H, W) volumes,
+        any real dtype, values unchanged. TIFF: one page of S samples is (S, H, W), a stack
+        of D pages (C, D, H, W); the samples of TIFF stacks are never taken as alpha.
 
     Raises
     ------
     FileFailure
-        The file is missing, a folder, not an image, or damaged; the message starts with it.
+        The file is missing, a folder, not an image, or damaged; ``--gray`` on an input of
+        other than 1 or 3 channels; the message starts with the file.
     """
     path = Path(path)
+    head = _head(path, data)
+    if _is_npy(path, head):
+        values = _npy(path, data, read=True)
+        pixels, alpha, mode, bit_depth = (values if values.ndim > 1 else values[np.newaxis],
+                                          None, values.dtype.name, 32)
+    elif head.startswith(TIFF_SIGNATURES) and (raw := _tiff_values(path, data)) is not None:
+        pixels, alpha, mode, bit_depth = raw
+    else:
+        pixels, alpha, mode, bit_depth = _pillow_image(path, data, head)
+    pixels = _gray(pixels, gray, path)
+    return LoadedImage(path, np.ascontiguousarray(pixels, np.float32), alpha, mode, bit_depth)
+
+
+def _npy(path: Path, data: bytes | None, *, read: bool):
+    """A ``.npy`` input's raw array (``read``) or its stored shape, checked (see ``_npy``)."""
+    try:
+        with open(path, "rb") if data is None else io.BytesIO(data) as file:
+            size = os.fstat(file.fileno()).st_size if data is None else len(data)
+            return read_npy(file, size) if read else npy_header(file, size)[0]
+    except ValueError as error:
+        raise FileFailure(f"{path}: {error}") from None
+    except OSError as error:
+        raise FileFailure(f"{path}: cannot read ({error.strerror or error})") from None
+
+
+def _npy_shape(path: Path) -> tuple[int, ...]:
+    shape = _npy(path, None, read=False)
+    return shape if len(shape) > 1 else (1,) + shape
+
+
+def _tiff(path: Path, data: bytes | None, *, read: bool):
+    """(layout, raw samples if ``read``) of a TIFF tifffile reads; None for one Pillow decodes."""
+    try:
+        return read_raw(str(path) if data is None else io.BytesIO(data), pixels=read)
+    except ValueError as error:
+        raise FileFailure(f"{path}: cannot read the TIFF ({error})") from None
+
+
+def _tiff_values(path: Path, data: bytes | None):
+    """(pixels, alpha, mode, bit depth) of a TIFF tifffile reads, scaled as Pillow's would be
+    and turned upright; None for one Pillow decodes."""
+    found = _tiff(path, data, read=True)
+    if found is None:
+        return None
+    layout, values = found
+    scale, bit_depth = _raw_scale(layout.dtype)
+    planes = np.empty(layout.shape, np.float32)   # its reshape only splits axes: a view
+    np.divide(values, np.float32(scale), out=planes.reshape(values.shape), casting="unsafe")
+    del values
+    turn = ORIENTATIONS.get(layout.orientation)
+    if turn:       # ORIENTATIONS turn (H, W, ...) arrays
+        planes = np.ascontiguousarray(
+            np.moveaxis(turn(np.moveaxis(planes, (-2, -1), (0, 1))), (0, 1), (-2, -1)))
+    pixels, alpha = (planes[:-1], planes[-1]) if layout.alpha else (planes, None)
+    return pixels, alpha, layout.dtype.name, bit_depth
+
+
+def _raw_scale(dtype: np.dtype) -> tuple[float, int]:
+    """(full-scale value, bit depth) of TIFF samples, as Pillow's modes scale them."""
+    if dtype.kind == "f":
+        return 1.0, 32                  # raw, as mode F
+    if dtype.kind == "b":
+        return 1.0, 8                   # bilevel: 0 or 1, as mode 1
+    return (255.0, 8) if dtype.itemsize == 1 else (65535.0, 16)   # as L; I;16 and I
+
+
+def _pillow_image(path: Path, data: bytes | None, head: bytes):
+    """(pixels, alpha, mode, bit depth) of an image Pillow (or ``_png16``) decodes."""
     with _open(path, data) as opened:
         mode = opened.mode
         try:
-            deep = _deep_png_channels(opened, path, data)
+            deep = _deep_png_channels(opened, head)
             values, has_alpha, scale, bit_depth = (
                 _deep_png_values(path, data) if deep else _pillow_values(opened))
         except DECODE_ERRORS as error:
@@ -185,9 +308,7 @@ def load_image(path: Path, *, gray: bool = False, data: bytes | None = None) -> 
     planes = _planes_over(values, scale)
     del values
     pixels, alpha = (planes[:-1], planes[-1]) if has_alpha else (planes, None)
-    if gray and pixels.shape[0] == 3:
-        pixels = np.tensordot(np.asarray(LUMA_WEIGHTS, np.float32), pixels, axes=1)[np.newaxis]
-    return LoadedImage(path, np.ascontiguousarray(pixels, np.float32), alpha, mode, bit_depth)
+    return pixels, alpha, mode, bit_depth
 
 
 def _pillow_values(opened: Image.Image) -> tuple[np.ndarray, bool, float, int]:
@@ -264,35 +385,55 @@ def _quantize(unit: np.ndarray, bit_depth: int) -> np.ndarray:
 
 def save_image(path: Path, maps: np.ndarray, *, fmt: str, alpha: np.ndarray | None = None,
                bit_depth: int = 8, normalize: str = "clip", overwrite: bool = False) -> None:
-    """Write (C, H, W) float maps as PNG (1 or 3 channels, + alpha), TIFF (float32) or NPY,
-    atomically (see ``atomic_write``)."""
-    data = encode_image(maps, fmt=fmt, alpha=alpha, bit_depth=bit_depth, normalize=normalize)
-    atomic_write(Path(path), lambda file: file.write(data), overwrite=overwrite)
+    """Write float maps (C, H, W), signals (C, L) or a volume (C, D, H, W) as PNG, TIFF
+    (float32) or NPY, atomically (see ``atomic_write`` and ``encode_image``)."""
+    write = _writer(maps, fmt=fmt, alpha=alpha, bit_depth=bit_depth, normalize=normalize)
+    atomic_write(Path(path), write, overwrite=overwrite)
 
 
 def encode_image(maps: np.ndarray, *, fmt: str, alpha: np.ndarray | None = None,
                  bit_depth: int = 8, normalize: str = "clip") -> bytes:
-    """The bytes of the file ``save_image`` writes (also what ``-o png:-`` sends to stdout)."""
-    check_choice("--format", fmt, OUTPUT_FORMATS)
-    if fmt == "png":
-        return encode_png(_png_pixels(maps, alpha, bit_depth, normalize))
+    """The bytes of the file ``save_image`` writes (also what ``-o png:-`` sends to stdout).
+
+    png: 1 or 3 channels of an image as 8- or 16-bit pixels (``normalize``, + ``alpha``);
+    other channel counts as a labelled grid of the maps, a volume as a montage of its depth
+    slices, signals as line plots: 8-bit gray pictures, each map stretched min-max on its
+    own, whatever ``normalize`` and ``bit_depth`` say (see ``pictures``).
+    tiff: float32 raw, one page of C samples per image or depth slice (see ``_tiff``).
+    npy: float32 raw, the array as it is. TIFF and NPY hold no alpha.
+    """
     buffer = io.BytesIO()
-    if fmt == "npy":
-        np.save(buffer, np.ascontiguousarray(maps, np.float32))
-    else:
-        pages = [Image.fromarray(np.ascontiguousarray(m, np.float32), mode="F") for m in maps]
-        pages[0].save(buffer, format="TIFF", save_all=True, append_images=pages[1:])
+    _writer(maps, fmt=fmt, alpha=alpha, bit_depth=bit_depth, normalize=normalize)(buffer)
     return buffer.getvalue()
+
+
+def _writer(maps: np.ndarray, *, fmt: str, alpha: np.ndarray | None, bit_depth: int,
+            normalize: str) -> Callable[[BinaryIO], None]:
+    """A function that writes the file to a binary file; PNG is encoded (and every option
+    checked) now, so a usage error comes before any file is created. TIFF and NPY are
+    written straight into the file (no second copy of the data in memory)."""
+    check_choice("--format", fmt, OUTPUT_FORMATS)
+    maps = np.asarray(maps)
+    if not 2 <= maps.ndim <= 4:
+        raise ValueError(f"maps must be (C, L), (C, H, W) or (C, D, H, W); got {maps.shape}")
+    if fmt == "png":
+        data = encode_png(_png_pixels(maps, alpha, bit_depth, normalize))
+        return lambda file: file.write(data)
+    if fmt == "npy":
+        return lambda file: np.save(file, np.ascontiguousarray(maps, np.float32))
+    return lambda file: write_tiff(file, maps)
 
 
 def _png_pixels(maps: np.ndarray, alpha: np.ndarray | None, bit_depth: int,
                 normalize: str) -> np.ndarray:
-    """(H, W) or (H, W, C) unsigned integers, colour then alpha."""
-    if maps.shape[0] not in (1, 3):
-        raise UsageError(f"PNG holds 1 or 3 channels (plus alpha); these maps have {maps.shape[0]}; "
-                         "use --format tiff or npy")
+    """(H, W) or (H, W, C) unsigned integers, colour then alpha; or a picture of the maps."""
     if bit_depth not in (8, 16):
         raise UsageError(f"--bit-depth must be 8 or 16; got {bit_depth}")
+    check_choice("--normalize", normalize, NORMALIZE_MODES)
+    if maps.ndim != 3 or maps.shape[0] not in (1, 3):
+        from . import pictures                    # Pillow's ImageDraw: imported when needed
+
+        return pictures.picture(maps)
     value_range = None
     if normalize == "minmax" and maps.size:
         finite = np.nan_to_num(maps, nan=0.0, posinf=1.0, neginf=0.0) if not np.isfinite(
@@ -332,7 +473,8 @@ def atomic_write(path: Path, write: Callable[[io.BufferedWriter], None], *,
     except OSError as error:
         raise FileFailure(f"{path}: cannot write ({error.strerror or error})") from None
     try:
-        with os.fdopen(descriptor, "wb") as file:
+        # the file object is named by its path (tifffile needs a name, fdopen's is a number)
+        with open(temporary, "wb", opener=lambda *_: descriptor) as file:
             write(file)
             file.flush()
             os.fsync(file.fileno())

@@ -100,7 +100,8 @@ def _expand_one(spelling: str, recursive: bool, add, expansion: Expansion) -> No
 
 
 def _walk_folder(folder: Path, recursive: bool, add, expansion: Expansion) -> None:
-    """Image files in ``folder`` (and below, with ``recursive``), sorted; hidden ones skipped."""
+    """Image and ``.npy`` files in ``folder`` (and below, with ``recursive``), sorted; hidden
+    ones skipped."""
     entries = sorted(folder.rglob("*") if recursive else folder.iterdir())
     for entry in entries:
         if not entry.is_file() or not _is_visible(entry.relative_to(folder)):

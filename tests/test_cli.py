@@ -239,16 +239,53 @@ def test_one_file_output_for_several_outputs_is_a_usage_error(tmp_path, rgb_png,
     assert code == 2 and "2 outputs" in err
 
 
-def test_many_feature_maps_need_a_raw_format(tmp_path, rng, rgb_png, capsys):
+def test_many_feature_maps_as_png_make_a_labelled_grid(tmp_path, rng, rgb_png, capsys):
+    from convcli.pictures import feature_grid
+
     spec = tmp_path / "bank.yaml"
     weights = rng.standard_normal((4, 3, 3, 3)).round(3).tolist()
     spec.write_text(json.dumps({"name": "bank", "weights": weights}))   # JSON is valid YAML
-    code, _, err = run(["apply", rgb_png, "-k", spec, "-o", tmp_path / "o"], capsys)
-    assert code == 2 and "npy" in err
-    code, out, err = run(["apply", rgb_png, "-k", spec, "-o", tmp_path / "o", "--format", "npy",
-                          "--padding", "valid", "--report", "json"], capsys)
+    outputs = {}
+    for fmt in ("png", "npy"):
+        code, out, err = run(["apply", rgb_png, "-k", spec, "-o", tmp_path / fmt, "--format", fmt,
+                              "--padding", "valid", "--report", "json"], capsys)
+        assert code == 0, err
+        record = json.loads(out)
+        assert record["output_shape"] == [4, 35, 39]
+        outputs[fmt] = record["output"]
+    with Image.open(outputs["png"]) as grid:
+        assert grid.mode == "L"
+        np.testing.assert_array_equal(np.asarray(grid), feature_grid(np.load(outputs["npy"])))
+
+
+@pytest.mark.parametrize("fmt", ["tiff", "npy"])
+def test_raw_feature_maps_chain_into_the_next_run(tmp_path, rng, rgb_png, capsys, fmt):
+    spec = tmp_path / "bank.yaml"
+    spec.write_text(json.dumps({"name": "bank", "weights": rng.standard_normal((5, 3, 3, 3)).tolist()}))
+    first = tmp_path / f"maps.{'tif' if fmt == 'tiff' else fmt}"
+    code, _, err = run(["apply", rgb_png, "-k", spec, "-o", first, "--report", "none"], capsys)
     assert code == 0, err
-    assert json.loads(out)["output_shape"] == [4, 35, 39]
+    code, _, err = run(["apply", first, "-k", "box", "-o", tmp_path / "second.npy", "--report", "none"],
+                       capsys)
+    assert code == 0, err
+    maps = np.load(first) if fmt == "npy" else __import__("tifffile").imread(first)
+    assert maps.shape == (5, 37, 41)
+    expected = ndimage.uniform_filter(maps.astype(np.float64), size=(1, 3, 3), mode="mirror")
+    np.testing.assert_allclose(np.load(tmp_path / "second.npy"), expected, atol=1e-4)
+
+
+def test_bad_raw_inputs_fail_on_one_line_each(tmp_path, capsys):
+    (tmp_path / "pickled.npy").write_bytes(b"\x80\x04\x95\x05\x00\x00\x00\x00\x00\x00\x00}\x94.")
+    np.save(tmp_path / "complex.npy", np.ones((2, 4, 4), np.complex64))
+    (tmp_path / "cut.tif").write_bytes(b"II*\0" + bytes(range(200)))
+    code, out, err = run(["apply", tmp_path, "-k", "box", "-o", tmp_path / "out", "--report", "none"],
+                         capsys)
+    assert code == 1
+    lines = [line for line in err.splitlines() if line.startswith("convcli: error: ")]
+    assert len(lines) == 3 and "Traceback" not in err and "3 failed" in err, err
+    assert len(err.strip().splitlines()) == 4, err            # and the summary: no log lines
+    for line, name in zip(sorted(lines), ["complex.npy", "cut.tif", "pickled.npy"]):
+        assert line.startswith(f"convcli: error: {tmp_path / name}: "), line
 
 
 def test_kernels_list_and_show(capsys):

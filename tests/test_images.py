@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import pickle
 import struct
 import zlib
 
@@ -413,23 +414,15 @@ def test_sixteen_bit_colour_png_opens_in_pillow(tmp_path, rng):
         image.load()
 
 
-def test_png_refuses_other_channel_counts(tmp_path):
-    with pytest.raises(UsageError, match="tiff or npy"):
-        save_image(tmp_path / "x.png", np.zeros((2, 3, 3), np.float32), fmt="png")
-    assert not list(tmp_path.iterdir())
-
-
 def test_tiff_and_npy_hold_raw_floats(tmp_path, rng):
+    tifffile = pytest.importorskip("tifffile")
     maps = (rng.standard_normal((4, 3, 5)) * 7).astype(np.float32)
     alpha = np.ones((3, 5), np.float32)
     save_image(tmp_path / "m.tif", maps, fmt="tiff", alpha=alpha, normalize="minmax")
-    with Image.open(tmp_path / "m.tif") as tiff:
-        pages = []
-        for page in range(tiff.n_frames):
-            tiff.seek(page)
-            assert tiff.mode == "F"
-            pages.append(np.asarray(tiff, np.float32))
-    np.testing.assert_array_equal(np.stack(pages), maps)            # 4 pages: no alpha page
+    with tifffile.TiffFile(tmp_path / "m.tif") as tiff:              # one page of 4 samples
+        assert len(tiff.pages) == 1 and tiff.pages[0].samplesperpixel == 4
+        assert tiff.pages[0].dtype == np.float32
+        np.testing.assert_array_equal(tiff.asarray(), maps)           # no alpha sample
     save_image(tmp_path / "m.npy", maps, fmt="npy", alpha=alpha, normalize="minmax")
     loaded = np.load(tmp_path / "m.npy")
     assert loaded.dtype == np.float32
@@ -499,3 +492,250 @@ def test_png_taller_than_one_encoding_block_reads_back(tmp_path, rng, monkeypatc
     save_image(tmp_path / "b.png", (levels / 255).astype(np.float32), fmt="png")
     np.testing.assert_array_equal(np.moveaxis(np.asarray(Image.open(tmp_path / "b.png")), -1, 0),
                                   levels)
+
+
+# --- raw arrays: .npy, and TIFF through tifffile ---------------------------------------------
+
+RAW_SHAPES = [(5, 17), (1, 6, 7), (2, 6, 7), (5, 6, 7), (16, 6, 7), (2, 3, 6, 7), (1, 4, 6, 7),
+              (3, 1, 6, 7)]
+
+
+def _raw_maps(rng, shape) -> np.ndarray:
+    """Random float32 values, none zero, a few of them subnormal, huge or negative."""
+    maps = (rng.standard_normal(shape) * 100).astype(np.float32)
+    maps[maps == 0] = 1.5
+    maps.flat[:3] = (1e-42, -3e38, 7.0)
+    return maps
+
+
+@pytest.mark.parametrize("shape", RAW_SHAPES + [(1, 9)])
+@pytest.mark.parametrize("fmt", ["npy", "tiff"])
+def test_raw_round_trip_is_bit_exact_and_the_header_agrees(tmp_path, rng, fmt, shape):
+    maps = _raw_maps(rng, shape)
+    path = tmp_path / f"maps.{fmt}"
+    save_image(path, maps, fmt=fmt)
+    loaded = load_image(path)
+    # a TIFF page holds rows: (C, L) signals come back as (C, 1, L)
+    expected = maps[:, np.newaxis] if fmt == "tiff" and maps.ndim == 2 else maps
+    assert loaded.pixels.shape == read_header(path) == expected.shape
+    assert loaded.pixels.dtype == np.float32 and loaded.pixels.flags.c_contiguous
+    assert loaded.bit_depth == 32 and loaded.alpha is None
+    np.testing.assert_array_equal(loaded.pixels.view(np.uint32), expected.view(np.uint32))
+
+
+def test_a_volume_of_one_slice_stays_a_volume(tmp_path, rng):
+    for shape in [(1, 1, 4, 5), (3, 1, 4, 5)]:
+        save_image(tmp_path / "v.tif", _raw_maps(rng, shape), fmt="tiff", overwrite=True)
+        assert load_image(tmp_path / "v.tif").pixels.shape == read_header(tmp_path / "v.tif") == shape
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.uint16, np.int64, np.float16, np.float64,
+                                   ">f4", ">i4", bool])
+def test_npy_of_any_real_dtype_is_read_raw(tmp_path, rng, dtype):
+    values = (rng.standard_normal((2, 3, 4)) * 50).astype(dtype)
+    np.save(tmp_path / "a.npy", values)
+    loaded = load_image(tmp_path / "a.npy")
+    assert loaded.mode == np.dtype(dtype).name and loaded.bit_depth == 32
+    np.testing.assert_array_equal(loaded.pixels, values.astype(np.float32))   # never scaled
+
+
+def test_npy_in_fortran_order_and_one_dimensional(tmp_path, rng):
+    values = np.asfortranarray(rng.standard_normal((3, 4, 5)).astype(np.float32))
+    np.save(tmp_path / "f.npy", values)
+    loaded = load_image(tmp_path / "f.npy")
+    assert loaded.pixels.flags.c_contiguous
+    np.testing.assert_array_equal(loaded.pixels, values)
+    line = rng.standard_normal(11).astype(np.float32)
+    np.save(tmp_path / "line.npy", line)
+    assert read_header(tmp_path / "line.npy") == (1, 11)
+    np.testing.assert_array_equal(load_image(tmp_path / "line.npy").pixels, line[np.newaxis])
+    assert load_image(tmp_path / "line.npy").pixels.flags.writeable
+
+
+def test_raw_inputs_from_standard_input(tmp_path, rng):
+    maps = _raw_maps(rng, (5, 6, 7))
+    for fmt in ("npy", "tiff"):
+        from convcli.images import encode_image
+
+        loaded = load_image(tmp_path / "-", data=encode_image(maps, fmt=fmt))
+        np.testing.assert_array_equal(loaded.pixels, maps)
+
+
+def test_read_header_reads_no_data(tmp_path, rng, monkeypatch):
+    import tifffile
+
+    save_image(tmp_path / "a.npy", _raw_maps(rng, (2, 3, 6, 7)), fmt="npy")
+    save_image(tmp_path / "a.tif", _raw_maps(rng, (2, 3, 6, 7)), fmt="tiff")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("read_header decoded the data")
+
+    monkeypatch.setattr("convcli.images.read_npy", refuse)
+    monkeypatch.setattr(tifffile.TiffPageSeries, "asarray", refuse)
+    assert read_header(tmp_path / "a.npy") == read_header(tmp_path / "a.tif") == (2, 3, 6, 7)
+    with pytest.raises(FileFailure, match="decoded the data"):
+        load_image(tmp_path / "a.tif")
+
+
+def _npy_bytes(values, **options) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, values, **options)
+    return buffer.getvalue()
+
+
+BAD_NPY = {
+    "objects": (lambda: _npy_bytes(np.array([1, "a"], object), allow_pickle=True), "Python objects"),
+    "complex": (lambda: _npy_bytes(np.ones((2, 3), np.complex64)), "complex values"),
+    "records": (lambda: _npy_bytes(np.zeros(3, [("a", "f4")])), "non-numeric values"),
+    "text": (lambda: _npy_bytes(np.array(["ab", "cd"])), "non-numeric values"),
+    "five-d": (lambda: _npy_bytes(np.ones((1, 2, 1, 2, 2))), "has 5 dimensions"),
+    "zero-d": (lambda: _npy_bytes(np.float32(3)), "has 0 dimensions"),
+    "empty": (lambda: _npy_bytes(np.ones((0, 3))), "is empty"),
+    "truncated": (lambda: _npy_bytes(np.ones((3, 40, 40), np.float32))[:500], "truncated"),
+    "random": (lambda: np.random.default_rng(5).bytes(300), "not a NumPy .npy file"),
+    "pickle": (lambda: pickle.dumps({"weights": [1, 2]}), "not a NumPy .npy file"),
+    "nothing": (lambda: b"", "not a NumPy .npy file"),
+    "header": (lambda: b"\x93NUMPY\x01\x00\x10\x00{'descr': oops}\n", "damaged .npy header"),
+}
+
+
+@pytest.mark.parametrize("name", BAD_NPY)
+def test_bad_npy_files_fail_on_one_line_naming_the_file(tmp_path, name, capfd, recwarn):
+    make, phrase = BAD_NPY[name]
+    path = tmp_path / f"{name}.npy"
+    path.write_bytes(make())
+    for read in (load_image, read_header):
+        with pytest.raises(FileFailure) as error:
+            read(path)
+        message = str(error.value)
+        assert message.startswith(f"{path}: ") and phrase in message and "\n" not in message
+        assert "valid: " in message or "save it again" in message
+    assert capfd.readouterr() == ("", "") and not recwarn.list
+
+
+def _tiff_bytes(rng, shape=(3, 20, 30)) -> bytes:
+    from convcli.images import encode_image
+
+    return encode_image(_raw_maps(rng, shape), fmt="tiff")
+
+
+BAD_TIFF = {
+    "data cut": (lambda rng: _tiff_bytes(rng)[:3000], "failed to read"),
+    "header cut": (lambda rng: _tiff_bytes(rng)[:12], "IFD"),
+    "signature only": (lambda rng: b"II*\0" + rng.bytes(200), "cannot read the TIFF"),
+    "no pages": (lambda rng: b"MM\0*" + b"\0" * 4, "no pages"),
+    "page chain cut": (lambda rng: _tiff_bytes(rng, (2, 5, 20, 30))[:-300], "page offset"),
+}
+
+
+@pytest.mark.parametrize("name", BAD_TIFF)
+def test_bad_tiff_files_fail_on_one_line_naming_the_file(tmp_path, rng, name, capfd, recwarn):
+    make, phrase = BAD_TIFF[name]
+    path = tmp_path / "bad.tif"
+    path.write_bytes(make(rng))
+    with pytest.raises(FileFailure) as error:
+        load_image(path)
+    message = str(error.value)
+    assert message.startswith(f"{path}: cannot read the TIFF (") and phrase in message
+    assert "\n" not in message
+    assert capfd.readouterr() == ("", "") and not recwarn.list        # tifffile's log is kept
+
+
+def test_tiff_stacks_from_other_writers(tmp_path, rng):
+    tifffile = pytest.importorskip("tifffile")
+    pages = [rng.integers(0, 256, (4, 5), dtype=np.uint8) for _ in range(3)]
+    Image.fromarray(pages[0]).save(tmp_path / "stack.tif", save_all=True,
+                                   append_images=[Image.fromarray(p) for p in pages[1:]])
+    stack = load_image(tmp_path / "stack.tif")                       # Pillow's multi-page file
+    assert stack.pixels.shape == read_header(tmp_path / "stack.tif") == (1, 3, 4, 5)
+    assert stack.bit_depth == 8
+    np.testing.assert_array_equal(stack.pixels[0], (np.stack(pages) / 255).astype(np.float32))
+    levels = rng.integers(0, 65536, (2, 3, 4, 5), dtype=np.uint16)    # ImageJ: Z pages of C
+    tifffile.imwrite(tmp_path / "ij.tif", levels, imagej=True, metadata={"axes": "ZCYX"})
+    hyper = load_image(tmp_path / "ij.tif")
+    assert hyper.pixels.shape == read_header(tmp_path / "ij.tif") == (3, 2, 4, 5)
+    np.testing.assert_array_equal(hyper.pixels, (levels.transpose(1, 0, 2, 3) / 65535).astype(np.float32))
+    rgb = rng.integers(0, 65536, (2, 4, 5, 3), dtype=np.uint16)      # a stack of RGB pages
+    tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb")
+    colour = load_image(tmp_path / "rgb.tif")
+    assert colour.pixels.shape == (3, 2, 4, 5) and colour.bit_depth == 16
+    np.testing.assert_array_equal(colour.pixels, (np.moveaxis(rgb, -1, 0) / 65535).astype(np.float32))
+
+
+def test_sixteen_bit_colour_tiff_loads_exactly_with_alpha(tmp_path, rng):
+    tifffile = pytest.importorskip("tifffile")
+    levels = rng.integers(0, 65536, (4, 5, 4), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "rgba.tif", levels, photometric="rgb", extrasamples=["unassalpha"])
+    loaded = load_image(tmp_path / "rgba.tif")
+    assert loaded.pixels.shape == read_header(tmp_path / "rgba.tif") == (3, 4, 5)
+    assert loaded.bit_depth == 16 and loaded.mode == "uint16"
+    np.testing.assert_array_equal(loaded.pixels, (planar(levels[..., :3]) / 65535).astype(np.float32))
+    np.testing.assert_array_equal(loaded.alpha, (levels[..., 3] / 65535).astype(np.float32))
+    gray = load_image(tmp_path / "rgba.tif", gray=True)
+    np.testing.assert_allclose(gray.pixels[0], levels[..., :3] @ LUMA / 65535, rtol=1e-6)
+
+
+def test_many_eight_bit_samples_scale_by_255(tmp_path, rng):
+    tifffile = pytest.importorskip("tifffile")
+    levels = rng.integers(0, 256, (5, 4, 6), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "five.tif", levels, photometric="minisblack", planarconfig="separate")
+    loaded = load_image(tmp_path / "five.tif")
+    assert loaded.bit_depth == 8 and loaded.alpha is None
+    np.testing.assert_array_equal(loaded.pixels, (levels / 255).astype(np.float32))
+
+
+def test_tiff_orientation_turns_tifffile_pages_as_pillow_turns_photos(tmp_path, rng):
+    tifffile = pytest.importorskip("tifffile")
+    levels = rng.integers(0, 256, (4, 6, 3), dtype=np.uint8)
+    turned = [(274, "H", 1, 6, True)]                             # Orientation: 90 degrees clockwise
+    Image.fromarray(levels).save(tmp_path / "photo.png", exif=_exif(6))
+    tifffile.imwrite(tmp_path / "deep.tif", levels.astype(np.uint16) * 257, photometric="rgb",
+                     extratags=turned)
+    by_pillow, by_tifffile = load_image(tmp_path / "photo.png"), load_image(tmp_path / "deep.tif")
+    assert by_tifffile.bit_depth == 16 and read_header(tmp_path / "deep.tif") == (3, 6, 4)
+    np.testing.assert_array_equal(by_tifffile.pixels, by_pillow.pixels)
+
+
+def _exif(orientation: int) -> Image.Exif:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return exif
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "LA", "1", "P"])
+def test_eight_bit_photo_tiffs_stay_with_pillow(tmp_path, rng, mode):
+    image = Image.fromarray(rng.integers(0, 256, (4, 6, 3), dtype=np.uint8)).convert(mode)
+    image.save(tmp_path / "p.png")
+    image.save(tmp_path / "p.tif")
+    png, tif = load_image(tmp_path / "p.png"), load_image(tmp_path / "p.tif")
+    assert tif.mode == mode and tif.bit_depth == 8
+    assert read_header(tmp_path / "p.tif") == tif.pixels.shape == png.pixels.shape
+    np.testing.assert_array_equal(tif.pixels, png.pixels)
+    assert (tif.alpha is None) == (png.alpha is None) == (mode not in ("RGBA", "LA"))
+    if png.alpha is not None:
+        np.testing.assert_array_equal(tif.alpha, png.alpha)
+
+
+def test_gray_on_signals_volumes_and_maps(tmp_path, rng):
+    for shape in [(3, 10), (3, 2, 4, 5)]:
+        values = rng.random(shape).astype(np.float32)
+        np.save(tmp_path / "rgb.npy", values)
+        loaded = load_image(tmp_path / "rgb.npy", gray=True)
+        assert loaded.pixels.shape == read_header(tmp_path / "rgb.npy", gray=True) == (1,) + shape[1:]
+        np.testing.assert_allclose(loaded.pixels[0], np.tensordot(LUMA, values, axes=1), rtol=1e-6)
+    np.save(tmp_path / "one.npy", values[:1])
+    np.testing.assert_array_equal(load_image(tmp_path / "one.npy", gray=True).pixels, values[:1])
+    np.save(tmp_path / "five.npy", rng.random((5, 4, 4)))
+    for read in (load_image, read_header):
+        with pytest.raises(FileFailure, match=f"^{tmp_path / 'five.npy'}: --gray .* has 5 channels"):
+            read(tmp_path / "five.npy", gray=True)
+
+
+def test_folders_give_npy_files_as_inputs(tmp_path):
+    from convcli.inputs import expand_inputs
+
+    for name in ("a.npy", "b.png", "c.txt", "d.NPY"):
+        (tmp_path / name).write_bytes(b"")
+    expansion = expand_inputs([str(tmp_path)])
+    assert [source.path.name for source in expansion.sources] == ["a.npy", "b.png", "d.NPY"]
+    assert [path.name for path in expansion.not_images] == ["c.txt"]

@@ -1,0 +1,164 @@
+"""TIFF through tifffile: pages of many samples, page stacks, and the float32 writer.
+
+A single page of C samples (feature maps, float or 16-bit colour) reads as (C, H, W); a
+stack of D pages as a volume (C, D, H, W); tifffile's axes say which is which (``S``
+samples and ``C`` channels (ImageJ, OME) are channels, ``Y`` and ``X`` rows and columns,
+every other axis is depth). Single-page photographs, the files Pillow decodes exactly
+(``pillow_decodes``), stay with Pillow: it converts palette, CMYK, YCbCr and LAB to RGB
+and is what convcli has always used for them.
+
+tifffile is imported on first use: importing it costs ~0.15 s, which every ``convcli``
+start would pay otherwise. Its log messages are collected while a file is read (never
+printed), and any failure becomes a ValueError that names the problem.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from math import prod
+from typing import BinaryIO
+
+import numpy as np
+
+__all__ = ["TIFF_SIGNATURES", "TiffLayout", "read_raw", "pillow_decodes", "tiff_layout",
+           "write_tiff"]
+
+TIFF_SIGNATURES = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")   # classic and BigTIFF, both orders
+MINISBLACK, RGB = 1, 2                   # PhotometricInterpretation (TIFF 6.0, section 3 and 6)
+COLOUR_SAMPLES = {MINISBLACK: 1, RGB: 3}
+ALPHA_EXTRA_SAMPLES = (1, 2)             # ExtraSamples: associated, unassociated alpha
+PILLOW_DEEP_DTYPES = ("uint16", "int32", "float32")    # one-sample pages Pillow reads exactly
+ORIENTATION_TAG = 274
+CHANNEL_AXES = "SC"
+REAL_KINDS = "biuf"
+
+
+@dataclass(frozen=True)
+class TiffLayout:
+    """How the first series of a TIFF becomes convcli's array, known from the header alone."""
+
+    shape: tuple[int, ...]    # (C, H, W) or (C, D, H, W), as stored (before orientation)
+    order: tuple[int, ...]    # the series' axes in the order channels, depth, rows, columns
+    dtype: np.dtype
+    orientation: int          # TIFF Orientation tag of the first page (1: upright)
+    alpha: bool               # one page whose last sample is alpha
+
+
+def read_raw(source: str | BinaryIO, *, pixels: bool = True):
+    """(layout, raw samples or None without ``pixels``) of a TIFF that tifffile reads; None
+    for a photograph Pillow decodes (``pillow_decodes``). The samples are a view with the
+    series' axes in ``layout.order``: reshaped, it is ``layout.shape`` (the caller's copy
+    into float32 does that, so the raw samples are never copied twice).
+
+    Raises ValueError, with one line saying why, for a file tifffile cannot read: it
+    raises ValueError, IndexError, KeyError, struct.error, ... on damaged files. Its log
+    messages are kept, not printed; for the files read here an error logged (a broken page
+    chain, a corrupted tag list: tifffile then reads what it can, e.g. fewer pages) fails
+    the file too. Photographs are left to Pillow whatever tifffile logged, as before.
+    """
+    import tifffile
+
+    handler = _Collect()
+    logger = logging.getLogger("tifffile")
+    propagate, logger.propagate = logger.propagate, False
+    logger.addHandler(handler)
+    try:
+        with tifffile.TiffFile(source) as tif:
+            if pillow_decodes(tif):
+                return None
+            layout = tiff_layout(tif)
+            values = tif.series[0].asarray() if pixels else None
+        if handler.errors:
+            raise ValueError(handler.errors[0])
+    except Exception as error:                  # a decoder's failure, whatever its class
+        detail = re.sub(r"<\w+\.(\w+): \d+>", r"\1", str(error)) or type(error).__name__
+        if "imagecodecs" in detail:
+            detail += "; install it with: pip install imagecodecs"
+        logged = handler.errors + handler.warnings
+        if logged and logged[0] != detail:
+            detail = f"{logged[0]}; {detail}"
+        raise ValueError(detail) from None
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+    return layout, (None if values is None else values.transpose(layout.order))
+
+
+class _Collect(logging.Handler):
+    """Keeps tifffile's log messages (without the object each starts with) unprinted."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.errors: list[str] = []
+        self.warnings: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = re.sub(r"^(<[^>]*>\s*)+", "", record.getMessage())
+        (self.errors if record.levelno >= logging.ERROR else self.warnings).append(message)
+
+
+def pillow_decodes(tif) -> bool:
+    """True for a one-page photograph that Pillow decodes exactly and convcli always read
+    with Pillow: 1- to 8-bit gray or RGB (+ alpha), palette, CMYK, YCbCr, LAB, and 16-bit,
+    32-bit integer or float gray. Stacks and pages of many or deep samples are tifffile's."""
+    series = tif.series[0]
+    page = series.keyframe
+    if len(series.pages) != 1 or len(series.shape) > len(page.shape):
+        return False                            # a stack (perhaps of one page: a volume)
+    if page.photometric not in COLOUR_SAMPLES:
+        return True                             # Pillow converts them to RGB, or says why not
+    extra = page.samplesperpixel - COLOUR_SAMPLES[page.photometric]
+    if page.bitspersample <= 8:
+        return extra == 0 or (extra == 1 and (page.photometric == RGB or _alpha_last(page)))
+    return (page.samplesperpixel == 1 and page.dtype is not None
+            and page.dtype.name in PILLOW_DEEP_DTYPES)
+
+
+def tiff_layout(tif) -> TiffLayout:
+    """The layout of the file's first series; ValueError for what convcli cannot use."""
+    series = tif.series[0]
+    page = series.keyframe
+    axes, shape = series.axes, series.shape
+    if page.photometric not in COLOUR_SAMPLES:
+        raise ValueError(f"a stack of {page.photometric.name.lower()} pages; convcli reads "
+                         "stacks of gray, RGB or multi-sample (min-is-black) pages")
+    if page.dtype is None or page.dtype.kind not in REAL_KINDS:
+        raise ValueError(f"samples of type {page.dtype} ({page.sampleformat.name.lower()}, "
+                         f"{page.bitspersample} bits); convcli reads integer and float samples")
+    if "Y" not in axes or "X" not in axes:
+        raise ValueError(f"no rows and columns among the axes {axes!r}")
+    channels = [index for index, axis in enumerate(axes) if axis in CHANNEL_AXES]
+    depth = [index for index, axis in enumerate(axes) if axis not in CHANNEL_AXES + "YX"]
+    rows, columns = axes.index("Y"), axes.index("X")
+    size = (prod(shape[i] for i in channels),) + ((prod(shape[i] for i in depth),) if depth else ())
+    alpha = not depth and [axes[i] for i in channels] == ["S"] and _alpha_last(page)
+    return TiffLayout(shape=size + (shape[rows], shape[columns]),
+                      order=tuple(channels + depth + [rows, columns]), dtype=page.dtype,
+                      orientation=int(page.tags.valueof(ORIENTATION_TAG, 1)), alpha=alpha)
+
+
+def _alpha_last(page) -> bool:
+    """The page's last sample is alpha (ExtraSamples says associated or unassociated)."""
+    return bool(page.extrasamples) and page.extrasamples[-1] in ALPHA_EXTRA_SAMPLES
+
+
+def write_tiff(file: BinaryIO, maps: np.ndarray) -> None:
+    """(C, H, W) float32 maps as one page of C samples (planar, min-is-black); (C, D, H, W)
+    as D such pages; (C, L) signals as one page of C samples, one row each (reads back
+    (C, 1, L)). One channel is a plain float page (or stack), which every TIFF reader opens.
+
+    BigTIFF is chosen by tifffile when the data passes ~4 GB.
+    """
+    import tifffile
+
+    maps = np.asarray(maps, np.float32)
+    if maps.ndim == 2:
+        maps = maps[:, np.newaxis]
+    if maps.shape[0] == 1:
+        pages, planar = maps[0], None                             # (H, W) or (D, H, W)
+    else:
+        pages, planar = (maps if maps.ndim == 3 else maps.transpose(1, 0, 2, 3)), "separate"
+    tifffile.imwrite(file, np.ascontiguousarray(pages), photometric="minisblack",
+                     planarconfig=planar)
