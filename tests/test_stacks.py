@@ -190,5 +190,5 @@ def test_k_and_layer_are_one_or_the_other(tmp_path, photo, capsys):
 def test_layer_spec_parsing_keeps_kernel_parameters():
     layer = parse_layer("conv:kernel=gaussian:sigma=2,size=9,s=2")
     assert layer.operation.name == "gaussian:sigma=2,size=9"
-    assert layer.kernel == (9, 9) and layer.stride == (2,)
+    assert layer.kernel == (9, 9) and layer.stride == (2, 2)
     assert parse_layer("conv:k=3x5,c=4,init=random").kernel == (3, 5)
