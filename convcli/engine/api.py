@@ -88,8 +88,9 @@ def convolve(x, weight, bias=None, *, stride=(1, 1), padding=geometry.Padding(0,
     full_hw = geometry.conv_output_hw(x.shape[2:], weight.shape[2:], padding,
                                       dilation_hw=dilation)          # at stride 1 (FFT's work)
     path, factors = _choose_path(weight, groups, factors, engine,
-                                 out_pixels=out_hw[0] * out_hw[1],
-                                 full_pixels=full_hw[0] * full_hw[1], in_channels=x.shape[1])
+                                 out_pixels=x.shape[0] * out_hw[0] * out_hw[1],
+                                 full_pixels=x.shape[0] * full_hw[0] * full_hw[1],
+                                 in_channels=x.shape[1])
     if path == "fft" and engine == "auto" and not np.isfinite(x).all():
         path = "direct"  # a NaN or inf would spread over its whole FFT tile, not just its windows
     if path == "numpy":

@@ -4,8 +4,9 @@
 * ``conv3d`` folds the depth axis into the channels: for output plane ``od`` the kD input
   planes its kernel reads (through ``border_map``, so every padding mode works in depth too)
   are stacked as channels, group-major, and the (C_out, C_in/g, kD, kH, kW) weight becomes
-  (C_out, kD*C_in/g, kH, kW) in the same order. One ``convolve`` call over a batch of
-  N*D_out such stacks then does the whole volume, by the direct, separable or FFT path.
+  (C_out, kD*C_in/g, kH, kW) in the same order. The N*D_out stacks, padded in H and W, are
+  laid side by side in long rows (a mosaic), and one ``convolve`` call does the whole
+  volume, by the direct, separable or FFT path.
 * A transposed convolution is split into output phases (``geometry.transposed_phases``):
   along each axis the outputs ``o = r, r+S, r+2S, ...`` read the input through only the
   kernel taps with ``(r + P - k*D) % S == 0``, as a stride-1 correlation. So S^d stride-1
@@ -25,6 +26,10 @@ from .api import _as_float32, border_map, check_bias, check_groups, check_weight
 
 __all__ = ["conv1d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d"]
 
+# conv3d lays its (padded) planes side by side in rows about this wide: the direct loops
+# vectorise long rows, and on 64-wide planes a row's tail that runs scalar is half of it
+# (8 -> 8 channels 3x3x3 on 64^3: 2.4x the time of the same work on 512-wide rows).
+MOSAIC_WIDTH = 1024
 SHAPES = {1: ("(C, L)", "(N, C, L)", "(C_out, C_in/groups, kL)"),
           2: ("(C, H, W)", "(N, C, H, W)", "(C_out, C_in/groups, kH, kW)"),
           3: ("(C, D, H, W)", "(N, C, D, H, W)", "(C_out, C_in/groups, kD, kH, kW)")}
@@ -153,26 +158,54 @@ def _convolve_nd(x, weight, bias, stride, pads, dilation, groups, padding_mode, 
 
 def _depth_folded(x, weight, bias, stride, pads, dilation, groups, padding_mode, engine):
     """conv3d as one 2-D convolution over the stacks of the input planes each output plane
-    reads (see the module docstring)."""
-    batch, channels, depth, height, width = x.shape
+    reads (see the module docstring), laid side by side in rows of about ``MOSAIC_WIDTH``."""
+    batch, channels, depth = x.shape[:3]
     out_channels, group_in, kernel_d = weight.shape[:3]
-    out_d = geometry.conv_output_size(depth, kernel_d, stride[0], *pads[0], dilation[0])
-    depth_map = border_map(depth, pads[0], padding_mode)
-    planes = depth_map[np.arange(out_d)[:, None] * stride[0]
+    out_dhw = geometry.conv_output_shape(x.shape[2:], weight.shape[2:], pads, stride=stride,
+                                         dilation=dilation)
+    depth_map, row_map, col_map = (border_map(size, pad, padding_mode)
+                                   for size, pad in zip(x.shape[2:], pads))
+    planes = depth_map[np.arange(out_dhw[0])[:, None] * stride[0]
                        + np.arange(kernel_d)[None, :] * dilation[0]]      # (D_out, kD); -1: zero
-    stacks = np.empty((batch, out_d, groups, kernel_d, group_in, height, width), np.float32)
-    grouped = x.reshape(batch, groups, group_in, depth, height, width)
-    for od, kd in np.ndindex(out_d, kernel_d):
-        plane = planes[od, kd]
-        stacks[:, od, :, kd] = grouped[:, :, :, plane] if plane >= 0 else 0.0
+    padded = _gathered(_gathered(x, row_map, 3), col_map, 4)              # (N, C, D, Hp, Wp)
+    # Each plane's slot is a whole number of strides wide, so its outputs start on a column.
+    slot = -(-col_map.size // stride[2]) * stride[2]
+    slots, tiles = _mosaic_layout(batch * out_dhw[0], slot)
+    mosaic = np.zeros((tiles, groups, kernel_d, group_in, row_map.size, slots * slot), np.float32)
+    grouped = padded.reshape(batch, groups, group_in, depth, row_map.size, col_map.size)
+    for (n, od), kd in itertools.product(np.ndindex(batch, out_dhw[0]), range(kernel_d)):
+        tile, place = divmod(n * out_dhw[0] + od, slots)
+        if planes[od, kd] >= 0:
+            mosaic[tile, :, kd, :, :, place * slot:place * slot + col_map.size] = \
+                grouped[n, :, :, planes[od, kd]]
     folded = weight.transpose(0, 2, 1, 3, 4).reshape(out_channels, kernel_d * group_in,
                                                      *weight.shape[3:])
-    out, _ = convolve(stacks.reshape(batch * out_d, channels * kernel_d, height, width),
-                      folded, bias, stride=stride[1:],
-                      padding=geometry.Padding(*pads[1], *pads[2]), dilation=dilation[1:],
-                      groups=groups, padding_mode=padding_mode, engine=engine)
-    out = out.reshape(batch, out_d, out_channels, *out.shape[2:])
-    return np.ascontiguousarray(out.transpose(0, 2, 1, 3, 4))
+    result, _ = convolve(mosaic.reshape(tiles, channels * kernel_d, row_map.size, slots * slot),
+                         folded, bias, stride=stride[1:], dilation=dilation[1:], groups=groups,
+                         engine=engine)
+    out = np.empty((batch, out_channels) + out_dhw, np.float32)
+    step = slot // stride[2]
+    for n, od in np.ndindex(batch, out_dhw[0]):
+        tile, place = divmod(n * out_dhw[0] + od, slots)
+        out[n, :, od] = result[tile, :, :, place * step:place * step + out_dhw[2]]
+    return out
+
+
+def _gathered(x: np.ndarray, index_map: np.ndarray, axis: int) -> np.ndarray:
+    """``x`` padded along ``axis`` by a ``border_map`` (-1: zero)."""
+    if index_map.size == x.shape[axis] and (index_map == np.arange(x.shape[axis])).all():
+        return x
+    out = np.take(x, np.maximum(index_map, 0), axis=axis)
+    out[(slice(None),) * axis + (index_map < 0,)] = 0.0
+    return out
+
+
+def _mosaic_layout(planes: int, slot: int) -> tuple[int, int]:
+    """(planes per mosaic row, mosaic rows) for ``planes`` slots ``slot`` columns wide: rows of
+    about ``MOSAIC_WIDTH`` columns, filled as evenly as the count allows."""
+    most = max(1, min(planes, MOSAIC_WIDTH // slot))
+    tiles = -(-planes // most)
+    return -(-planes // tiles), tiles
 
 
 def _transposed(axes, x, weight, bias, stride, padding, output_padding, groups, dilation):
