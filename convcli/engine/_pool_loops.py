@@ -19,25 +19,28 @@ from ._numba_config import jit, jit_inline, prange
 @jit
 def pool_axis(x, out, kernel, stride, padding, dilation, take_max, scale):
     """Pool ``x`` (A, L, B) along L into ``out`` (A, L_out, B): the max of each window
-    (padding never wins; NaN wins, as in PyTorch), or its sum times ``scale[o]``.
+    (padding never wins; NaN wins, as in PyTorch), or its sum times ``scale[o]``. The max
+    is a select, not a branch (a conditional store ran 2x slower: it blocks vectorising).
 
     Window ``o`` reads ``x[:, o*stride - padding + k*dilation]`` for the taps k < ``kernel``
     that fall inside the input.
     """
     outer, length, inner = x.shape
     out_length = out.shape[1]
+    # The taps of each window that fall inside the input: the same for every row.
+    firsts, lasts = np.empty(out_length, np.int64), np.empty(out_length, np.int64)
+    for o in range(out_length):
+        firsts[o], lasts[o] = taps_inside(o * stride - padding, kernel, dilation, length)
     if inner == 1:
         for a in prange(outer):
             source, destination = x[a, :, 0], out[a, :, 0]
             for o in range(out_length):
-                start = o * stride - padding
-                first, last = taps_inside(start, kernel, dilation, length)
+                start, first, last = o * stride - padding, firsts[o], lasts[o]
                 if take_max:
-                    best = -np.inf
+                    best = np.float32(-np.inf)
                     for k in range(first, last):
                         value = source[start + k * dilation]
-                        if value > best or value != value:
-                            best = value
+                        best = value if value > best or value != value else best
                     destination[o] = best
                 else:
                     total = np.float32(0.0)
@@ -48,17 +51,15 @@ def pool_axis(x, out, kernel, stride, padding, dilation, take_max, scale):
     for task in prange(outer * out_length):
         a = task // out_length
         o = task - a * out_length
-        start = o * stride - padding
-        first, last = taps_inside(start, kernel, dilation, length)
+        start, first, last = o * stride - padding, firsts[o], lasts[o]
         destination = out[a, o]
         if take_max:
             destination[:] = -np.inf
             for k in range(first, last):
                 source = x[a, start + k * dilation]
                 for b in range(inner):
-                    value = source[b]
-                    if value > destination[b] or value != value:
-                        destination[b] = value
+                    value, best = source[b], destination[b]
+                    destination[b] = value if value > best or value != value else best
         else:
             destination[:] = 0.0
             for k in range(first, last):
