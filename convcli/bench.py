@@ -379,8 +379,10 @@ def conv3d_case(repeat: int) -> list[Measurement]:
                                  for c in range(channels)) for o in range(8)])
 
         references = {
-            "torch conv3d": torch and (lambda volume=volume, weight=weight: torch.nn.functional.conv3d(
-                torch.from_numpy(volume[None]), torch.from_numpy(weight), padding=1)),
+            "torch conv3d": torch and (lambda volume=volume, weight=weight:
+                                       torch.nn.functional.conv3d(torch.from_numpy(volume[None]),
+                                                                  torch.from_numpy(weight),
+                                                                  padding=1)),
             # 64 volume correlations for 8 -> 8 take seconds: scipy only for 1 -> 8.
             "scipy.ndimage.correlate (8 x C volumes)": ndimage and channels == 1 and scipy_layer,
         }

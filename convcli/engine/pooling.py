@@ -105,8 +105,8 @@ def _avg_pool(axes, x, kernel_size, stride, padding, ceil_mode, count_include_pa
                                            padding=padding, dilation=(1,) * axes,
                                            ceil_mode=bool(ceil_mode))
     if divisor_override is not None:
-        if isinstance(divisor_override, bool) or not isinstance(divisor_override, (int, np.integer)) \
-                or divisor_override == 0:
+        integer = isinstance(divisor_override, (int, np.integer))
+        if isinstance(divisor_override, bool) or not integer or divisor_override == 0:
             raise UsageError(f"divisor_override must be a non-zero integer or None; "
                              f"got {divisor_override!r}")
         scales = [np.ones(n, np.float32) for n in out_shape]
