@@ -8,20 +8,30 @@ The Python API mirrors ``torch.nn.functional.conv2d`` on NumPy arrays::
     >>> convcli.conv2d(x, w, padding=1, groups=3).shape
     (3, 64, 64)
 
+Beside it, with PyTorch's names and arguments: ``conv1d``, ``conv3d``,
+``conv_transpose1d/2d/3d``, ``max_pool1d/2d/3d``, ``avg_pool1d/2d/3d``, ``channel_shuffle``,
+``relu``, ``leaky_relu``, ``sigmoid`` and ``tanh``.
+
 Importing convcli imports neither NumPy nor Numba (so ``convcli --help`` starts fast):
-``conv2d`` loads the engine on first access, and the compiled kernels load on first use.
+these functions load the engine on first access, and the compiled kernels load on first use.
 """
 
 from .errors import ConvcliError, FileFailure, UsageError
 
 __version__ = "0.1.0"
-__all__ = ["conv2d", "ConvcliError", "UsageError", "FileFailure", "__version__"]
+# The engine's public functions (``convcli.engine.__all__`` starts with them), listed here
+# so that naming them imports nothing; each loads the engine on first access.
+ENGINE_FUNCTIONS = ("conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
+                    "conv_transpose3d", "max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d",
+                    "avg_pool2d", "avg_pool3d", "channel_shuffle", "relu", "leaky_relu",
+                    "sigmoid", "tanh")
+__all__ = [*ENGINE_FUNCTIONS, "ConvcliError", "UsageError", "FileFailure", "__version__"]
 
 
 def __getattr__(name: str):
-    """Load the engine on first access to ``convcli.conv2d`` (PEP 562)."""
-    if name == "conv2d":
-        from .engine import conv2d
+    """Load the engine on first access to ``convcli.conv2d`` and its siblings (PEP 562)."""
+    if name in ENGINE_FUNCTIONS:
+        from . import engine
 
-        return conv2d
+        return getattr(engine, name)
     raise AttributeError(f"module 'convcli' has no attribute {name!r}")

@@ -310,6 +310,88 @@ def stride_case(repeat: int) -> list[Measurement]:
                     references)
 
 
+# --- layer operations: transposed conv, pooling, conv3d ---------------------------------------
+
+def tconv_case(repeat: int) -> list[Measurement]:
+    """A decoder's upsampling step: 16 -> 8 channels, 4x4, stride 2, padding 1, on 256^2 and
+    512^2 (no scipy or OpenCV: neither has the operation)."""
+    import numpy as np
+
+    from .engine import conv_transpose2d
+
+    rng = np.random.default_rng(11)
+    weight = rng.standard_normal((16, 8, 4, 4)).astype(np.float32)
+    torch, rows = _torch(), []
+    for size in (256, 512):
+        image = rng.standard_normal((16, size, size)).astype(np.float32)
+        references = {"torch conv_transpose2d": torch and (
+            lambda image=image: torch.nn.functional.conv_transpose2d(
+                torch.from_numpy(image[None]), torch.from_numpy(weight), stride=2, padding=1))}
+        rows += _compare(f"transposed 4x4 stride 2, 16 -> 8 channels, 16x{size}x{size}", repeat,
+                         lambda image=image: conv_transpose2d(image, weight, stride=2, padding=1),
+                         references)
+    return rows
+
+
+def pool_case(repeat: int) -> list[Measurement]:
+    """Max 2x2 (stride 2) and average 3x3 (stride 2, padding 1) on 16x512x512. scipy filters
+    every pixel, then subsamples (its uniform_filter with zero borders is avg_pool2d's
+    count_include_pad result); OpenCV has no pooling."""
+    import numpy as np
+
+    from .engine import avg_pool2d, max_pool2d
+
+    image = np.random.default_rng(12).standard_normal((16, 512, 512)).astype(np.float32)
+    ndimage, torch = _scipy_ndimage(), _torch()
+    tensor = torch and torch.from_numpy(image[None])
+    max_references = {
+        "torch max_pool2d": torch and (lambda: torch.nn.functional.max_pool2d(tensor, 2)),
+        "scipy maximum_filter then [1::2, 1::2]": ndimage and (lambda: np.ascontiguousarray(
+            ndimage.maximum_filter(image, size=(1, 2, 2))[:, 1::2, 1::2])),
+    }
+    avg_references = {
+        "torch avg_pool2d": torch and (lambda: torch.nn.functional.avg_pool2d(tensor, 3, 2, 1)),
+        "scipy uniform_filter then [::2, ::2]": ndimage and (lambda: np.ascontiguousarray(
+            ndimage.uniform_filter(image, size=(1, 3, 3), mode="constant")[:, ::2, ::2])),
+    }
+    return (_compare("max pool 2x2, 16x512x512", repeat, lambda: max_pool2d(image, 2),
+                     max_references, floor_bytes=image.nbytes)
+            + _compare("avg pool 3x3 stride 2 padding 1, 16x512x512", repeat,
+                       lambda: avg_pool2d(image, 3, 2, 1), avg_references))
+
+
+def conv3d_case(repeat: int) -> list[Measurement]:
+    """A 64^3 volume, 3x3x3, padding 1: 1 -> 8 and 8 -> 8 channels."""
+    import numpy as np
+
+    from .engine import conv3d
+
+    rng = np.random.default_rng(13)
+    ndimage, torch = _scipy_ndimage(), _torch()
+    rows = []
+    for channels in (1, 8):
+        volume = rng.standard_normal((channels, 64, 64, 64)).astype(np.float32)
+        weight = rng.standard_normal((8, channels, 3, 3, 3)).astype(np.float32)
+
+        def scipy_layer(volume=volume, weight=weight):
+            """Each output channel is the sum of one 3-D correlation per input channel."""
+            return np.stack([sum(ndimage.correlate(volume[c], weight[o, c], mode="constant")
+                                 for c in range(channels)) for o in range(8)])
+
+        references = {
+            "torch conv3d": torch and (lambda volume=volume, weight=weight:
+                                       torch.nn.functional.conv3d(torch.from_numpy(volume[None]),
+                                                                  torch.from_numpy(weight),
+                                                                  padding=1)),
+            # 64 volume correlations for 8 -> 8 take seconds: scipy only for 1 -> 8.
+            "scipy.ndimage.correlate (8 x C volumes)": ndimage and channels == 1 and scipy_layer,
+        }
+        rows += _compare(f"conv3d 3x3x3, {channels} -> 8 channels, {channels}x64x64x64", repeat,
+                         lambda volume=volume, weight=weight: conv3d(volume, weight, padding=1),
+                         references)
+    return rows
+
+
 # --- end to end: the command as a user runs it ----------------------------------------------
 
 def _wall_ms(arguments: list[str], repeat: int, env: dict | None = None) -> float:
@@ -374,6 +456,9 @@ CASES: dict[str, Callable[[int], list[Measurement]]] = {
     "depthwise": depthwise_case,
     "channels": channels_case,
     "stride": stride_case,
+    "tconv": tconv_case,
+    "pool": pool_case,
+    "conv3d": conv3d_case,
     "end-to-end": end_to_end_case,
     "batch": batch_case,
 }

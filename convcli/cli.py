@@ -273,7 +273,8 @@ def explain(
 def bench(
     case: Annotated[Optional[list[str]], typer.Option(
         help="A case to run (repeatable); default: all. Cases: dense3, dense5, dense7, dense15, "
-             "dense31, separable, dilated, depthwise, channels, stride, end-to-end, batch.",
+             "dense31, separable, dilated, depthwise, channels, stride, tconv, pool, conv3d, "
+             "end-to-end, batch.",
         show_default=False)] = None,
     repeat: Annotated[int, typer.Option(help="Timed runs per measurement (median).")] = 5,
     json_file: Annotated[Optional[Path], typer.Option(

@@ -12,6 +12,7 @@ dilation ``D`` and padding ``P_before + P_after``::
 
 from __future__ import annotations
 
+import math
 import numbers
 from fractions import Fraction
 from dataclasses import dataclass
@@ -39,6 +40,11 @@ __all__ = [
     "ntuple",
     "resolve_padding_nd",
     "conv_output_shape",
+    "transposed_output_shape",
+    "TransposedPhase",
+    "transposed_phases",
+    "pool_output_shape",
+    "avg_pool_divisors",
 ]
 
 PaddingSpec = Union[int, tuple[int, int], str]
@@ -73,20 +79,9 @@ class Padding:
 
 def pair(value: int | tuple[int, int] | list[int], name: str, *, minimum: int = 1) -> tuple[int, int]:
     """Return ``value`` as an (H, W) pair of ints, each at least ``minimum``."""
-    if isinstance(value, (list, tuple)):
-        if len(value) != 2:
-            raise UsageError(f"{name} must be one integer or two (H, W); got {tuple(value)!r}")
-        values = tuple(value)
-    else:
-        values = (value, value)
-    checked = []
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-            raise UsageError(f"{name} must be an integer or a pair of integers; got {value!r}")
-        if int(v) < minimum:
-            raise UsageError(f"{name} must be >= {minimum}; got {value!r}")
-        checked.append(int(v))
-    return (checked[0], checked[1])
+    if isinstance(value, (list, tuple)) and len(value) != 2:
+        raise UsageError(f"{name} must be one integer or two (H, W); got {tuple(value)!r}")
+    return ntuple(value, 2, name, minimum=minimum)
 
 
 def ntuple(value, count: int, name: str, *, minimum: int = 1) -> tuple[int, ...]:
@@ -94,8 +89,6 @@ def ntuple(value, count: int, name: str, *, minimum: int = 1) -> tuple[int, ...]
     values = tuple(value) if isinstance(value, (list, tuple)) else (value,) * count
     if len(values) == 1:
         values = values * count
-    if count == 2:
-        return pair(values, name, minimum=minimum)
     if len(values) != count:
         raise UsageError(f"{name} must be one integer or {count} ({', '.join(axis_names(count))}); "
                          f"got {tuple(values)!r}")
@@ -208,11 +201,9 @@ def conv_output_shape(size: tuple[int, ...], kernel: tuple[int, ...],
         k, s, d = kernel[axis], stride[axis], dilation[axis]
         n = conv_output_size(n_in, k, s, before, after, d)
         if n < 1:
-            raise UsageError(
-                f"{what} {name} {n_in} is too small for a kernel of {k} with dilation {d} "
-                f"(spans {effective_kernel_size(k, d)}) and padding {before}+{after}: "
-                f"floor(({n_in} + {before + after} - {d}*({k}-1) - 1)/{s}) + 1 = {n}; "
-                f"the {name} must be at least {smallest_valid_input(k, before, after, d)}")
+            raise _too_small(what, name, n_in, k, d, before, after,
+                             f"floor(({n_in} + {before + after} - {d}*({k}-1) - 1)/{s}) + 1", n,
+                             smallest_valid_input(k, before, after, d))
         out.append(n)
     return tuple(out)
 
@@ -263,3 +254,109 @@ def grow_receptive_field(field: Fraction, jump: Fraction, kernel: int, stride: i
     new_jump = jump / stride if transposed else jump * stride
     step = new_jump if transposed else jump
     return field + (effective_kernel_size(kernel, dilation) - 1) * step, new_jump
+
+
+# --- N-D layers: conv1d/conv3d, transposed convolution and pooling, per axis ------------------
+
+def _too_small(what: str, axis: str, size: int, kernel: int, dilation: int, before: int,
+               after: int, formula: str, result: int, smallest: int) -> UsageError:
+    return UsageError(
+        f"{what} {axis} {size} is too small for a kernel of {kernel} with dilation {dilation} "
+        f"(spans {effective_kernel_size(kernel, dilation)}) and padding {before}+{after}: "
+        f"{formula} = {result}; the {axis} must be at least {smallest}")
+
+
+def transposed_output_shape(sizes: tuple[int, ...], kernel: tuple[int, ...], *,
+                            stride: tuple[int, ...], padding: tuple[int, ...],
+                            dilation: tuple[int, ...], output_padding: tuple[int, ...]
+                            ) -> tuple[int, ...]:
+    """Output size per axis of a transposed convolution, with PyTorch's checks:
+    ``output_padding`` below ``max(stride, dilation)`` and at least one output per axis."""
+    out = []
+    for axis, size, k, s, p, d, extra in zip(axis_names(len(sizes)), sizes, kernel, stride,
+                                             padding, dilation, output_padding):
+        if extra >= max(s, d):
+            raise UsageError(f"output_padding {extra} along the {axis} must be smaller than the "
+                             f"stride ({s}) or the dilation ({d}), as in PyTorch")
+        n = transposed_output_size(size, k, s, p, d, extra)
+        if n < 1:
+            raise UsageError(
+                f"input {axis} {size} gives no output: ({size} - 1)*{s} - 2*{p} + {d}*({k}-1) + "
+                f"{extra} + 1 = {n}; use padding at most "
+                f"{((size - 1) * s + d * (k - 1) + extra) // 2}")
+        out.append(n)
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class TransposedPhase:
+    """The outputs ``offset + m*S`` (m < ``count``) of a transposed convolution along one axis.
+
+    Output ``offset + m*S`` is ``sum_j w[taps[j]] * x[first_input + m + j*step]``: a stride-1
+    correlation with the kernel taps ``taps`` (in reading order) at dilation ``step``, so a
+    transposed convolution is S such correlations per axis with no zeros inserted. ``taps`` is
+    empty when no kernel tap lands on these outputs (they get the bias only).
+    """
+
+    offset: int
+    count: int
+    taps: tuple[int, ...]
+    first_input: int
+    step: int
+
+    @property
+    def last_input(self) -> int:
+        """The last input index the phase reads (may lie outside the input: a zero)."""
+        return self.first_input + self.count - 1 + (len(self.taps) - 1) * self.step
+
+
+def transposed_phases(size: int, kernel: int, stride: int = 1, padding: int = 0,
+                      dilation: int = 1, output_padding: int = 0) -> list[TransposedPhase]:
+    """Split a transposed convolution's outputs along one axis by ``offset = output % S``.
+
+    Input ``i`` and tap ``k`` land on output ``i*S - P + k*D``, so output ``o`` reads
+    ``i = (o + P - k*D) / S`` for the taps where that is an integer; within one phase those
+    taps are every ``S/gcd(S, D)``-th and their inputs are ``D/gcd(S, D)`` apart.
+    """
+    out = transposed_output_size(size, kernel, stride, padding, dilation, output_padding)
+    step = dilation // math.gcd(stride, dilation)
+    phases = []
+    for offset in range(min(stride, out)):
+        taps = tuple(k for k in reversed(range(kernel))
+                     if (offset + padding - k * dilation) % stride == 0)
+        first = (offset + padding - taps[0] * dilation) // stride if taps else 0
+        phases.append(TransposedPhase(offset, -(-(out - offset) // stride), taps, first, step))
+    return phases
+
+
+def pool_output_shape(sizes: tuple[int, ...], kernel: tuple[int, ...], *,
+                      stride: tuple[int, ...], padding: tuple[int, ...],
+                      dilation: tuple[int, ...], ceil_mode: bool = False) -> tuple[int, ...]:
+    """Output size per axis of a pooling layer, with PyTorch's checks: padding at most half
+    the kernel, and at least one output per axis."""
+    out = []
+    for axis, size, k, s, p, d in zip(axis_names(len(sizes)), sizes, kernel, stride, padding,
+                                      dilation):
+        if p > k // 2:
+            raise UsageError(f"padding {p} along the {axis} must be at most half the kernel "
+                             f"size {k} (at most {k // 2}), as in PyTorch")
+        n = pool_output_size(size, k, s, p, d, ceil_mode)
+        if n < 1:
+            raise _too_small("input", axis, size, k, d, p, p,
+                             f"{'ceil' if ceil_mode else 'floor'}(({size} + {2 * p} - {d}*({k}-1) "
+                             f"- 1)/{s}) + 1", n, smallest_valid_input(k, p, p, d))
+        out.append(n)
+    return tuple(out)
+
+
+def avg_pool_divisors(size: int, kernel: int, stride: int, padding: int = 0,
+                      ceil_mode: bool = False, count_include_pad: bool = True) -> list[int]:
+    """Per output along one axis, the pixels its window counts (PyTorch's rule): the window
+    clipped to the padded axis with ``count_include_pad``, else to the input. The divisor of
+    an N-D average pool is the product of its axes' divisors."""
+    divisors = []
+    for o in range(pool_output_size(size, kernel, stride, padding, 1, ceil_mode)):
+        start = o * stride - padding
+        end = min(start + kernel, size + padding)
+        divisors.append(end - start if count_include_pad else min(end, size) - max(start, 0))
+    return divisors

@@ -15,14 +15,14 @@ import time
 
 import numpy as np
 
-from . import engine, geometry
-from .engine import convolve
+from . import engine
+from .engine import convolve_nd
 from .errors import FileFailure, UsageError
 from .explain import Explanation, explain_stack
 from .kernels import Kernel, Operation
 from .layers import Layer, channel_plan, kernel_layout
 
-__all__ = ["LayerRun", "run_stack", "filter_operation", "convolve_nd", "layer_weights"]
+__all__ = ["LayerRun", "run_stack", "filter_operation", "layer_weights"]
 
 
 class LayerRun(dict):
@@ -75,7 +75,7 @@ def _run_layer(layer: Layer, row: Explanation, x: np.ndarray, *, pad_mode: str, 
             weight = np.ascontiguousarray(weight[(Ellipsis,) + (slice(None, None, -1),) * axes])
         out, path = convolve_nd(x[np.newaxis], weight, bias, groups=row.groups,
                                 stride=layer.stride, pads=row.pads, dilation=layer.dilation,
-                                padding_mode=layer.pad_mode or "zeros", engine_path=engine_path)
+                                padding_mode=layer.pad_mode or "zeros", engine=engine_path)
         return out[0], path
     if kind == "tconv":
         weight, bias = layer_weights(layer, x.shape[0], row.output_shape[0], row.groups)
@@ -99,7 +99,7 @@ def _run_layer(layer: Layer, row: Explanation, x: np.ndarray, *, pad_mode: str, 
     if kind == "abs":
         return np.abs(x), kind
     if kind == "shuffle":
-        return engine.channel_shuffle(x, layer.groups), kind
+        return engine.channel_shuffle(x, layer.groups, spatial_dims=axes), kind
     if kind == "bias":
         values = np.asarray(layer.bias_values, np.float32).reshape((-1,) + (1,) * axes)
         return (x + values).astype(np.float32, copy=False), kind
@@ -138,28 +138,6 @@ def layer_weights(layer: Layer, channels: int, out_channels: int,
     return np.ascontiguousarray(weight, np.float32), bias
 
 
-def convolve_nd(x: np.ndarray, weight: np.ndarray, bias, *, groups: int, stride, pads, dilation,
-                padding_mode: str, engine_path: str = "auto",
-                factors=None) -> tuple[np.ndarray, str]:
-    """Cross-correlate a batch (N, C, *spatial) with explicit (before, after) ``pads`` per axis:
-    1-D runs as a one-row image, 2-D as it is, 3-D through the engine's ``conv3d`` path."""
-    axes = x.ndim - 2
-    if axes == 2:
-        padding = geometry.Padding(*pads[0], *pads[1])
-        return convolve(x, weight, bias, stride=tuple(stride), padding=padding,
-                        dilation=tuple(dilation), groups=groups, padding_mode=padding_mode,
-                        factors=factors, engine=engine_path)
-    if axes == 1:
-        out, path = convolve(x[:, :, np.newaxis], weight[:, :, np.newaxis], bias,
-                             stride=(1, stride[0]), padding=geometry.Padding(0, 0, *pads[0]),
-                             dilation=(1, dilation[0]), groups=groups, padding_mode=padding_mode,
-                             engine=engine_path)
-        return out[:, :, 0], path
-    return engine.conv3d_padded(x, weight, bias, stride=tuple(stride), pads=tuple(pads),
-                                dilation=tuple(dilation), groups=groups,
-                                padding_mode=padding_mode, engine=engine_path)
-
-
 def filter_operation(pixels: np.ndarray, operation: Operation, *, pad_mode: str, flip: bool,
                      stride, pads, dilation, engine_path: str = "auto",
                      into_input: bool = False, path=None) -> tuple[np.ndarray, list[str]]:
@@ -183,7 +161,7 @@ def filter_operation(pixels: np.ndarray, operation: Operation, *, pad_mode: str,
             response, taken = convolve_nd(part[np.newaxis], weight, bias, groups=groups,
                                           factors=factors, stride=stride, pads=pads,
                                           dilation=dilation, padding_mode=pad_mode,
-                                          engine_path=engine_path)
+                                          engine=engine_path)
             total = _combine(total, response[0], operation.combine)
             paths.append(taken)
             del response

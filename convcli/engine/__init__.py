@@ -1,13 +1,21 @@
 """The convolution engine: NumPy in, NumPy out, Numba loops inside.
 
-Importing this package does not import Numba; the compiled loops (``_loops``) and the
-FFT and NumPy paths load on the first convolution that takes them.
+Importing this package does not import Numba; the compiled loops (``_loops``,
+``_pool_loops``) and the FFT and NumPy paths load on the first call that takes them.
+The layer operations beside ``conv2d`` (``layers``, ``pooling``, ``activations``) take
+PyTorch's names, arguments and results.
 """
 
+from .activations import channel_shuffle, leaky_relu, relu, sigmoid, tanh
 from .api import ENGINE_PATHS, PADDING_MODES, conv2d, convolve, border_map, rank_one_factors
+from .layers import (conv1d, conv3d, conv_transpose1d, conv_transpose2d, conv_transpose3d,
+                     convolve_nd)
+from .pooling import avg_pool1d, avg_pool2d, avg_pool3d, max_pool1d, max_pool2d, max_pool3d
 
-__all__ = ["conv2d", "convolve", "border_map", "rank_one_factors", "set_threads", "ENGINE_PATHS",
-           "PADDING_MODES"]
+from .. import ENGINE_FUNCTIONS
+
+__all__ = [*ENGINE_FUNCTIONS, "convolve", "convolve_nd", "border_map", "rank_one_factors", "set_threads",
+           "ENGINE_PATHS", "PADDING_MODES"]
 
 
 def set_threads(count: int) -> None:

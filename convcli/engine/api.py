@@ -88,8 +88,9 @@ def convolve(x, weight, bias=None, *, stride=(1, 1), padding=geometry.Padding(0,
     full_hw = geometry.conv_output_hw(x.shape[2:], weight.shape[2:], padding,
                                       dilation_hw=dilation)          # at stride 1 (FFT's work)
     path, factors = _choose_path(weight, groups, factors, engine,
-                                 out_pixels=out_hw[0] * out_hw[1],
-                                 full_pixels=full_hw[0] * full_hw[1], in_channels=x.shape[1])
+                                 out_pixels=x.shape[0] * out_hw[0] * out_hw[1],
+                                 full_pixels=x.shape[0] * full_hw[0] * full_hw[1],
+                                 in_channels=x.shape[1])
     if path == "fft" and engine == "auto" and not np.isfinite(x).all():
         path = "direct"  # a NaN or inf would spread over its whole FFT tile, not just its windows
     if path == "numpy":
@@ -203,18 +204,32 @@ def _check_shapes(x: np.ndarray, weight: np.ndarray, bias, groups: int) -> np.nd
         raise UsageError(f"x must be (N, C, H, W) here; got shape {x.shape}")
     if weight.ndim != 4:
         raise UsageError(f"weight must be 4-D (C_out, C_in/groups, kH, kW); got shape {weight.shape}")
-    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
-        raise UsageError(f"groups must be a positive integer; got {groups!r}")
-    out_channels, group_in, kernel_h, kernel_w = weight.shape
-    if min(out_channels, group_in, kernel_h, kernel_w) < 1:
-        raise UsageError(f"weight has an empty dimension: shape {weight.shape}")
-    channels = x.shape[1]
+    return check_weight(x.shape[1], weight.shape, bias, groups)
+
+
+def check_weight(channels: int, weight_shape: tuple[int, ...], bias, groups: int) -> np.ndarray:
+    """PyTorch's rules for a (C_out, C_in/groups, *kernel) weight on ``channels`` inputs, for
+    any number of kernel axes; return the bias as a float32 (C_out,) array (zeros if None)."""
+    check_groups(groups)
+    out_channels, group_in = weight_shape[:2]
+    if min(weight_shape) < 1:
+        raise UsageError(f"weight has an empty dimension: shape {weight_shape}")
     if channels % groups or out_channels % groups:
         raise UsageError(f"groups={groups} must divide both input channels ({channels}) and "
                          f"output channels ({out_channels})")
     if channels // groups != group_in:
-        raise UsageError(f"weight {weight.shape} expects {group_in * groups} input channels with "
+        raise UsageError(f"weight {weight_shape} expects {group_in * groups} input channels with "
                          f"groups={groups}; x has {channels}")
+    return check_bias(bias, out_channels)
+
+
+def check_groups(groups) -> None:
+    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise UsageError(f"groups must be a positive integer; got {groups!r}")
+
+
+def check_bias(bias, out_channels: int) -> np.ndarray:
+    """``bias`` as float32 (C_out,), or zeros when None."""
     if bias is None:
         return np.zeros(out_channels, np.float32)
     bias = _as_float32(bias, "bias")
