@@ -12,6 +12,7 @@ cores given to Numba (starting workers costs more than it saves on a handful of 
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import sys
@@ -212,7 +213,7 @@ def _record(task: Task, status: str, value, tally: Tally, report) -> None:
         for record in value:
             record.update(status="done", error=None)
             tally.outputs += 1
-            tally.megapixels += record["input_shape"][1] * record["input_shape"][2] / 1e6
+            tally.megapixels += math.prod(record["input_shape"][1:]) / 1e6   # pixels or voxels
             tally.records.append(record)
             _emit(report, record)
         return

@@ -310,6 +310,25 @@ def test_max_pool_nan_wins_and_padding_never_does():
 
 # --- activations and channel_shuffle ----------------------------------------------------------
 
+@pytest.mark.parametrize("take_max", [True, False])
+def test_numpy_pooling_pass_equals_the_compiled_one(rng, take_max):
+    """A cold small call pools in NumPy (no Numba start); it must give the compiled pass's
+    numbers, NaN included."""
+    from convcli.engine._pool_loops import pool_axis
+    from convcli.engine.pooling import pool_axis_numpy
+
+    for inner in (1, 7):
+        x = rng.standard_normal((3, 29, inner)).astype(np.float32)
+        x[1, 5, 0] = np.nan
+        for kernel, stride, padding, dilation in ((3, 2, 1, 1), (2, 1, 0, 3), (5, 3, 2, 1)):
+            size = geometry.pool_output_size(29, kernel, stride, padding, dilation, True)
+            scale = rng.random(size).astype(np.float32)
+            compiled, numpy_pass = (np.empty((3, size, inner), np.float32) for _ in range(2))
+            pool_axis(x, compiled, kernel, stride, padding, dilation, take_max, scale)
+            pool_axis_numpy(x, numpy_pass, kernel, stride, padding, dilation, take_max, scale)
+            np.testing.assert_allclose(numpy_pass, compiled, rtol=1e-6, atol=1e-6)
+
+
 def test_relu_and_leaky_relu_known_answers():
     np.testing.assert_array_equal(convcli.relu(np.array([5.1, -3.0, 0.0])),
                                   np.array([5.1, 0.0, 0.0], np.float32))

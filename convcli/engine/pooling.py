@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import geometry
 from ..errors import UsageError
-from .api import _as_float32
+from .api import COST, _numba_started, _as_float32
 
 __all__ = ["max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d"]
 
@@ -131,9 +131,14 @@ def _arguments(axes, x, kernel_size, stride, padding):
 
 
 def _separable(x, out_shape, kernel, stride, padding, dilation, take_max, scales):
-    """One ``pool_axis`` pass per spatial axis, outermost first."""
-    from ._pool_loops import pool_axis
-
+    """One pooling pass per spatial axis, outermost first: the compiled ``pool_axis``, or
+    its NumPy twin for a small call in a process that has not started Numba (importing it
+    and loading the cached loop costs ~0.4 s; the conv path makes the same choice)."""
+    numpy_ns = COST["numpy_ns_per_tap"] * x.size * sum(kernel)
+    if _numba_started() or numpy_ns > COST["numpy_budget_ns"]:
+        from ._pool_loops import pool_axis
+    else:
+        pool_axis = pool_axis_numpy
     axes = len(out_shape)
     lead = x.shape[:-axes]
     current = x.reshape((-1,) + x.shape[-axes:])
@@ -146,3 +151,23 @@ def _separable(x, out_shape, kernel, stride, padding, dilation, take_max, scales
                   stride[axis], padding[axis], dilation[axis], take_max, scales[axis])
         current = out.reshape(shape[:axis + 1] + (out_shape[axis],) + shape[axis + 2:])
     return current.reshape(lead + out_shape)
+
+
+def pool_axis_numpy(x, out, kernel, stride, padding, dilation, take_max, scale):
+    """``_pool_loops.pool_axis`` in NumPy: one vectorised step per kernel tap, over every
+    window it falls inside (same results: padding never wins, NaN wins)."""
+    length, out_length = x.shape[1], out.shape[1]
+    out[...] = -np.inf if take_max else 0.0
+    starts = np.arange(out_length) * stride - padding
+    for k in range(kernel):
+        index = starts + k * dilation
+        inside = (index >= 0) & (index < length)
+        if not inside.any():
+            continue
+        taken, current = x[:, index[inside]], out[:, inside]
+        if take_max:
+            out[:, inside] = np.where((taken > current) | np.isnan(taken), taken, current)
+        else:
+            out[:, inside] = current + taken
+    if not take_max:
+        out *= scale[np.newaxis, :, np.newaxis]
