@@ -259,7 +259,7 @@ def explain(
         if kernel is None:
             raise UsageError("give --kernel (a size like 3 or 3,5, or a kernel spec), or --layer")
         one = layer_from_options(
-            shape[0], kernel=kernel, stride=parse_sizes(stride, "--stride"),
+            shape, kernel=kernel, stride=parse_sizes(stride, "--stride"),
             padding=parse_padding(padding), dilation=parse_sizes(dilation, "--dilation"),
             out_channels=out_channels, groups=groups, transposed=transposed,
             output_padding=parse_sizes(output_padding, "--output-padding", minimum=0),

@@ -485,7 +485,7 @@ def input_shape_for(image: Path | None, size: tuple[int, ...] | None, in_channel
     return (1 if gray else channels, *geometry.ntuple(size, dims, "--size"))
 
 
-def layer_from_options(channels: int, *, kernel: str, stride, padding, dilation, out_channels,
+def layer_from_options(shape: tuple[int, ...], *, kernel: str, stride, padding, dilation, out_channels,
                        groups: int, transposed: bool, output_padding, pool: str | None,
                        ceil_mode: bool) -> Layer:
     """The one layer ``--kernel``/``--stride``/... describe.
@@ -494,7 +494,7 @@ def layer_from_options(channels: int, *, kernel: str, stride, padding, dilation,
     it: its defaults, 'same' padding, depthwise on every channel unless it is 4-D.
     """
     if re.fullmatch(r"\s*\d+\s*(,\s*\d+\s*){0,2}", kernel) is None:
-        return _layer_for_kernel_spec(channels, kernel, stride, padding, dilation, out_channels,
+        return _layer_for_kernel_spec(shape, kernel, stride, padding, dilation, out_channels,
                                       groups, transposed, output_padding, pool)
     kernel_size = tuple(int(p) for p in kernel.split(","))
     if transposed and pool:
@@ -510,7 +510,7 @@ def layer_from_options(channels: int, *, kernel: str, stride, padding, dilation,
                  ceil_mode=ceil_mode)
 
 
-def _layer_for_kernel_spec(channels, spec, stride, padding, dilation, out_channels, groups,
+def _layer_for_kernel_spec(shape, spec, stride, padding, dilation, out_channels, groups,
                            transposed, output_padding, pool) -> Layer:
     from .kernels import resolve
 
@@ -521,5 +521,6 @@ def _layer_for_kernel_spec(channels, spec, stride, padding, dilation, out_channe
         raise UsageError(f"{', '.join(given)} need a numeric --kernel; a kernel spec is explained "
                          "as convcli apply runs it")
     layer = layer_for_operation(resolve(spec), stride=stride, padding=padding, dilation=dilation)
-    groups, out_channels = channel_plan(layer.operation.kernels[0], channels, Path(spec))
+    groups, out_channels = channel_plan(layer.operation.kernels[0], shape[0], Path(spec),
+                                        len(shape) - 1)
     return replace(layer, out_channels=out_channels, groups=groups)

@@ -23,13 +23,13 @@ def shape_text(shape: Iterable[int]) -> str:
 
 
 def _pair_text(values: list[int]) -> str:
-    return str(values[0]) if values[0] == values[1] else shape_text(values)
+    return str(values[0]) if len(set(values)) == 1 else shape_text(values)
 
 
 def _geometry_text(record: dict) -> str:
     pad = record["padding"]
-    sides = (pad["top"], pad["bottom"], pad["left"], pad["right"])
-    pad_text = str(sides[0]) if len(set(sides)) == 1 else "{}/{}/{}/{}".format(*sides)
+    sides = list(pad.values())          # top/bottom/left/right; front/back first for volumes
+    pad_text = str(sides[0]) if len(set(sides)) == 1 else "/".join(map(str, sides))
     return (f"s{_pair_text(record['stride'])} p{pad_text} d{_pair_text(record['dilation'])}\n"
             f"{record['pad_mode']}")
 

@@ -192,3 +192,62 @@ def test_layer_spec_parsing_keeps_kernel_parameters():
     assert layer.operation.name == "gaussian:sigma=2,size=9"
     assert layer.kernel == (9, 9) and layer.stride == (2, 2)
     assert parse_layer("conv:k=3x5,c=4,init=random").kernel == (3, 5)
+
+
+# --- signals and volumes from the shell ------------------------------------------------------
+
+def test_a_1d_kernel_smooths_the_sunspot_signal(tmp_path, capsys):
+    kernel = tmp_path / "smooth.yaml"
+    kernel.write_text("weights: [1, 4, 6, 4, 1]\nnormalize: true\n")
+    code, _, err = run(["apply", SAMPLES / "sunspots.npy", "-k", kernel, "-o", tmp_path / "s.npy"],
+                       capsys)
+    assert code == 0, err
+    signal = np.load(SAMPLES / "sunspots.npy").astype(np.float64)
+    padded = np.pad(signal, ((0, 0), (2, 2)), mode="reflect")         # 'same', reflect borders
+    expected = sum(w * padded[:, k:k + signal.shape[1]] for k, w in enumerate([1, 4, 6, 4, 1])) / 16
+    got = np.load(tmp_path / "s.npy")
+    assert got.shape == (1, 309) and relative_error(got, expected) < 1e-6
+
+
+def test_a_1d_stack_with_channels(tmp_path, rng, capsys):
+    """Weights nested 3 deep on a signal are C_out x C_in x K: 1 -> 2 channels, then pooled."""
+    weights = rng.standard_normal((2, 1, 4)).round(3)
+    stack = write_stack(tmp_path / "net.yaml", [
+        {"type": "conv", "weights": weights.tolist(), "stride": 2},
+        {"type": "pool", "mode": "avg", "kernel": 3}])
+    code, out, err = run(["apply", SAMPLES / "sunspots.npy", "--layer", stack, "-o",
+                          tmp_path / "n.npy", "--report", "json"], capsys)
+    assert code == 0, err
+    signal = np.load(SAMPLES / "sunspots.npy").astype(np.float64)[0]
+    conv = np.array([[weights[c, 0] @ signal[i * 2:i * 2 + 4] for i in range(153)] for c in range(2)])
+    expected = conv[:, :51 * 3].reshape(2, 51, 3).mean(axis=2)
+    assert relative_error(np.load(tmp_path / "n.npy"), expected) < 1e-5
+    assert json.loads(out)["layers"][0]["output_shape"] == [2, 153]
+
+
+def test_a_3d_kernel_on_the_mri_volume_equals_scipy(tmp_path, rng, capsys):
+    ndimage = pytest.importorskip("scipy.ndimage")
+    tifffile = pytest.importorskip("tifffile")
+    weights = rng.standard_normal((3, 3, 3)).round(3)
+    kernel = tmp_path / "k3.yaml"
+    kernel.write_text(json.dumps({"name": "k3", "weights": weights.tolist()}))
+    code, out, err = run(["apply", SAMPLES / "brain_mri.tif", "-k", kernel, "-o",
+                          tmp_path / "v.npy", "--report", "json"], capsys)
+    assert code == 0, err
+    volume = tifffile.imread(SAMPLES / "brain_mri.tif").astype(np.float64) / 65535
+    expected = ndimage.correlate(volume, weights, mode="mirror")      # mirror is torch's reflect
+    got = np.load(tmp_path / "v.npy")
+    assert got.shape == (1, 24, 96, 96) and relative_error(got[0], expected) < 1e-5
+    record = json.loads(out)
+    assert record["padding"] == {"front": 1, "back": 1, "top": 1, "bottom": 1, "left": 1, "right": 1}
+    assert record["kernel_shape"] == [1, 1, 3, 3, 3]
+
+
+def test_explain_shows_a_volumes_formula_per_axis(tmp_path, capsys):
+    kernel = tmp_path / "k3.yaml"
+    kernel.write_text("weights: " + json.dumps(np.ones((3, 5, 5)).tolist()))
+    code, out, err = run(["explain", SAMPLES / "brain_mri.tif", "-k", kernel, "--stride", "2"],
+                         capsys)
+    assert code == 0, err
+    assert "(1, 24, 96, 96) -> (1, 12, 48, 48)   (C, D, H, W)" in out
+    assert "Z_out = ceil" not in out and "depth:" in out and "Z_out = floor((Z + " in out
