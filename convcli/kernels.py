@@ -261,7 +261,7 @@ def kernel_from_mapping(document, where: str, *, default_name: str) -> Kernel:
         raise UsageError(f"{where}: give exactly one of 'weights' or 'separable'")
     factors = None
     if "weights" in document:
-        weights = _numeric_array(document["weights"], where, "weights")
+        weights = numeric_array(document["weights"], where, "weights")
         if weights.ndim > 5:
             raise UsageError(f"{where}: weights must be nested 1 to 5 deep: a 1-D, 2-D or 3-D kernel, "
                              f"or C_out x C_in x kernel; got {weights.ndim} levels of lists")
@@ -269,8 +269,8 @@ def kernel_from_mapping(document, where: str, *, default_name: str) -> Kernel:
         separable = document["separable"]
         if not isinstance(separable, dict) or set(separable) != {"column", "row"}:
             raise UsageError(f"{where}: separable needs exactly 'column' and 'row' lists")
-        column = _numeric_array(separable["column"], where, "separable.column")
-        row = _numeric_array(separable["row"], where, "separable.row")
+        column = numeric_array(separable["column"], where, "separable.column")
+        row = numeric_array(separable["row"], where, "separable.row")
         if column.ndim != 1 or row.ndim != 1:
             raise UsageError(f"{where}: separable column and row must be flat lists of numbers")
         factors, weights = (column, row), np.outer(column, row)
@@ -302,7 +302,9 @@ def _padding(value, where: str):
                          minimum=0)
 
 
-def _numeric_array(value, where: str, key: str) -> np.ndarray:
+def numeric_array(value, where: str, key: str) -> np.ndarray:
+    """A YAML list (nested any depth) of finite numbers as a float64 array; a UsageError
+    naming ``where`` and ``key`` otherwise."""
     if not isinstance(value, list) or not value:
         raise UsageError(f"{where}: {key} must be a non-empty list")
     for item in _flatten(value):

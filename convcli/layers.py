@@ -13,7 +13,6 @@ file with ``layers:``, a list of such strings or mappings with ``type:``.
 
 from __future__ import annotations
 
-import numbers
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -390,34 +389,15 @@ def _numbers(value, where: str, name: str, *, single: bool = False) -> tuple[flo
 
 
 def _weights(value, where: str):
-    """Explicit weights: a rectangular nesting of finite numbers, 1 to 5 levels deep."""
-    import numpy as np
+    """Explicit weights: a rectangular nesting of finite numbers, 1 to 5 levels deep, read
+    as the YAML kernel loader reads them."""
+    from .kernels import numeric_array
 
-    if not isinstance(value, list) or not value:
-        raise UsageError(f"{where}: weights must be a non-empty nested list of numbers")
-    for item in _flatten(value):
-        if isinstance(item, bool) or not isinstance(item, numbers.Real):
-            raise UsageError(f"{where}: weights must hold only numbers; got {item!r}")
-    try:
-        array = np.array(value, dtype=np.float64)
-    except ValueError:
-        raise UsageError(f"{where}: weights must be a rectangular nesting of numbers (every list "
-                         "at one level the same length)") from None
-    if array.size == 0 or array.ndim > 5:
-        raise UsageError(f"{where}: weights must be nested 1 to 5 deep with numbers in every list; "
-                         f"got shape {array.shape}")
-    if not np.all(np.isfinite(array)):
-        raise UsageError(f"{where}: weights must be finite numbers (no .inf or .nan)")
+    array = numeric_array(value, where, "weights")
+    if array.ndim > 5:
+        raise UsageError(f"{where}: weights must be nested 1 to 5 deep; got shape {array.shape}")
     array.flags.writeable = False
     return array
-
-
-def _flatten(value):
-    for item in value:
-        if isinstance(item, list):
-            yield from _flatten(item)
-        else:
-            yield item
 
 
 def load_layers(path: Path) -> list[Layer]:
