@@ -120,7 +120,7 @@ def kernel_layout(weights_ndim: int, axes: int, where: str) -> bool:
         return True
     if weights_ndim == axes + 2:
         return False
-    names = "x".join(geometry.axis_names(axes))
+    names = " x ".join(geometry.axis_names(axes))
     raise UsageError(f"{where}: weights nested {weights_ndim} deep do not fit an input with {axes} "
                      f"spatial axes; give {axes} levels (one {names} kernel for every channel) or "
                      f"{axes + 2} (C_out x C_in/groups x {names})")

@@ -199,7 +199,8 @@ def apply_to_image(source: Source, jobs: list[Job], options: ApplyOptions, *,
     records = []
     for index, job in enumerate(jobs):
         last = index == len(jobs) - 1
-        if isinstance(job.operation, Stack) or image.pixels.ndim != 3:
+        if isinstance(job.operation, Stack) or image.pixels.ndim != 3 or \
+                job.operation.kernels[0].weights.ndim not in (2, 4):   # signals, volumes
             filtered = _stack_job(job, image, options)
         else:
             filtered = _filter_job(job, image, options, into_input=last)

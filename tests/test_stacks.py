@@ -251,3 +251,11 @@ def test_explain_shows_a_volumes_formula_per_axis(tmp_path, capsys):
     assert code == 0, err
     assert "(1, 24, 96, 96) -> (1, 12, 48, 48)   (C, D, H, W)" in out
     assert "Z_out = ceil" not in out and "depth:" in out and "Z_out = floor((Z + " in out
+
+
+def test_a_kernel_for_other_axes_fails_the_file_on_one_line(tmp_path, photo, capsys):
+    code, _, err = run(["apply", photo, "-k", "smooth-1d", "-o", tmp_path / "o"], capsys)
+    assert code == 1
+    assert len(err.strip().splitlines()) == 1
+    assert "weights nested 1 deep do not fit an input with 2 spatial axes" in err
+    assert "(one height x width kernel for every channel)" in err
