@@ -259,3 +259,45 @@ def test_a_kernel_for_other_axes_fails_the_file_on_one_line(tmp_path, photo, cap
     assert len(err.strip().splitlines()) == 1
     assert "weights nested 1 deep do not fit an input with 2 spatial axes" in err
     assert "(one height x width kernel for every channel)" in err
+
+
+# --- hostile layer specs: a UsageError, never another exception ------------------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from convcli.errors import UsageError  # noqa: E402
+from convcli.layers import layer_from_mapping  # noqa: E402
+
+SPEC_PIECES = st.sampled_from(["conv", "tconv", "pool", "relu", "shuffle", "bias", "fc", "leaky-relu",
+                               ":", ",", "=", "k", "s", "p", "d", "c", "g", "op", "mode", "ceil",
+                               "kernel", "init", "random", "seed", "slope", "value", "max", "avg",
+                               "same", "valid", "0", "1", "3", "-2", "1.5", "x", "3x3x3x3", "nan",
+                               "gaussian:sigma=2", "sobel", "weights", "pad_mode", "true", " "])
+YAML_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 9) | st.floats(allow_nan=True) | st.text(max_size=6),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children,
+                                                                      max_size=3),
+    max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.lists(SPEC_PIECES, max_size=12), st.sampled_from([(3, 17, 13), (2, 40), (1, 6, 9, 9)]))
+def test_random_layer_specs_fail_as_usage_errors(pieces, shape):
+    try:
+        layer = parse_layer("".join(pieces))
+        explain_stack(shape, [layer])
+    except UsageError:
+        pass
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.sampled_from(["conv", "tconv", "pool", "bias", "shuffle", "leaky-relu"]),
+       st.dictionaries(st.sampled_from(["kernel", "weights", "bias", "stride", "padding", "groups",
+                                        "value", "mode", "output_padding", "slope", "init", "c"]),
+                       YAML_VALUES, max_size=4))
+def test_random_yaml_layers_fail_as_usage_errors(kind, values):
+    try:
+        layer = layer_from_mapping(kind, values, "net.yaml: layer 1")
+        explain_stack((3, 12, 10), [layer])
+    except UsageError:
+        pass
