@@ -294,6 +294,7 @@ def _stack_job(job: Job, image: images.LoadedImage, options: ApplyOptions) -> _F
     if not isinstance(stack, Stack):
         stack = Stack(stack.name, (layer_for_operation(
             stack, stride=options.stride, padding=options.padding, dilation=options.dilation),))
+
     def save_stage(number: int, title: str, maps: np.ndarray) -> None:
         if number < len(stack.layers):         # the last stage is the output itself
             stage = _beside(job.destination, f"stage{number:02d}-{_slug(title.split(': ', 1)[1])}")
@@ -307,22 +308,29 @@ def _stack_job(job: Job, image: images.LoadedImage, options: ApplyOptions) -> _F
     convolve_ms = round(sum(run["ms"] for run in runs), 3)      # not the stages' writes
     alpha = image.alpha if (image.alpha is not None and options.fmt == "png"
                             and maps.shape[1:] == image.pixels.shape[1:]) else None
-    one = explanation.layers[0] if len(stack.layers) == 1 else None
-    kernel = stack.layers[0].for_axes(image.pixels.ndim - 1).kernel
     pixels = math.prod(image.pixels.shape[1:])
     record = OutputRecord(
         input=str(image.path), output=str(job.destination), kernel=stack.name,
         input_shape=list(image.pixels.shape), output_shape=list(maps.shape),
-        kernel_shape=([one.output_shape[0], one.input_shape[0] // one.groups, *kernel]
-                      if one and one.axes else None),
-        stride=list(stack.layers[0].for_axes(image.pixels.ndim - 1).stride) if one else None,
-        padding=one.padding_dict() if one else None,
-        dilation=list(stack.layers[0].for_axes(image.pixels.ndim - 1).dilation) if one else None,
-        pad_mode=options.pad_mode, engine="+".join(dict.fromkeys(r["engine"] for r in runs)),
+        **_one_layer_geometry(stack, explanation, options.pad_mode),
+        engine="+".join(dict.fromkeys(r["engine"] for r in runs)),
         timings_ms={"convolve": convolve_ms},
         megapixels_per_s=round(pixels / 1e6 / max(convolve_ms / 1e3, 1e-9), 2), layers=runs)
     bit_depth = options.bit_depth or (16 if image.bit_depth >= 16 else 8)
     return _Filtered(maps, alpha, bit_depth, record)
+
+
+def _one_layer_geometry(stack: Stack, explanation, pad_mode: str) -> dict:
+    """The report's kernel_shape, stride, padding, dilation and pad_mode: those of a stack's
+    only layer when it is a conv (``-k`` on a signal or a volume); null otherwise."""
+    if len(stack.layers) != 1 or stack.layers[0].kind != "conv":
+        return dict.fromkeys(("kernel_shape", "stride", "padding", "dilation", "pad_mode"))
+    row = explanation.layers[0]
+    layer = stack.layers[0].for_axes(len(row.input_shape) - 1)
+    default_mode = pad_mode if layer.operation is not None else "zeros"
+    return {"kernel_shape": [row.output_shape[0], row.input_shape[0] // row.groups, *layer.kernel],
+            "stride": list(layer.stride), "padding": row.padding_dict(),
+            "dilation": list(layer.dilation), "pad_mode": layer.pad_mode or default_mode}
 
 
 def _alpha_at_outputs(alpha: np.ndarray, out_hw: tuple[int, int], kernel_hw: tuple[int, int],
