@@ -301,3 +301,13 @@ def test_random_yaml_layers_fail_as_usage_errors(kind, values):
         explain_stack((3, 12, 10), [layer])
     except UsageError:
         pass
+
+
+@pytest.mark.parametrize("args, phrase", [
+    (["-k", "sobel", "--save-stages", "-o", "OUT"], "--save-stages writes the maps of every --layer"),
+    (["--layer", "relu", "--split", "-o", "png:-"], "write several files"),
+])
+def test_stage_and_split_options_need_files(tmp_path, photo, capsys, args, phrase):
+    args = [str(tmp_path / "o") if a == "OUT" else a for a in args]
+    code, _, err = run(["apply", photo, *args], capsys)
+    assert code == 2 and phrase in err, err
