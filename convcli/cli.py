@@ -147,6 +147,9 @@ def apply(
     if bool(kernel) == bool(layer):
         raise UsageError("give -k KERNEL (one output per kernel) or --layer (a stack: one output), "
                          "not both" if kernel else "give -k KERNEL or --layer LAYER (see --help)")
+    if layer and any(v is not None for v in (stride, padding, dilation)):
+        raise UsageError("--stride, --padding and --dilation set a -k kernel's geometry; with "
+                         "--layer put them in the layer specs (e.g. --layer conv:k=3,s=2,p=1)")
     if save_stages and not layer:
         raise UsageError("--save-stages writes the maps of every --layer; give --layer")
     if (save_stages or split) and is_stream(output):

@@ -311,3 +311,27 @@ def test_stage_and_split_options_need_files(tmp_path, photo, capsys, args, phras
     args = [str(tmp_path / "o") if a == "OUT" else a for a in args]
     code, _, err = run(["apply", photo, *args], capsys)
     assert code == 2 and phrase in err, err
+
+
+def test_geometry_options_belong_to_the_layers(tmp_path, photo, capsys):
+    code, _, err = run(["apply", photo, "--layer", "relu", "--stride", "2", "-o", tmp_path], capsys)
+    assert code == 2 and "put them in the layer specs" in err, err
+
+
+def test_a_stack_over_a_folder_with_two_workers_equals_one_worker(tmp_path, rng, capsys):
+    from PIL import Image
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for index in range(4):
+        Image.fromarray(rng.integers(0, 256, (40, 52, 3), dtype=np.uint8)).save(folder / f"{index}.png")
+    args = ["--layer", "conv:k=3,c=4,init=random,seed=7", "--layer", "relu", "--layer", "pool:k=2",
+            "--format", "npy", "--report", "none", "-q"]
+    for jobs in ("1", "2"):
+        code, _, err = run(["apply", folder, *args, "-j", jobs, "-o", tmp_path / f"j{jobs}"], capsys)
+        assert code == 0, err
+    for index in range(4):
+        one = np.load(tmp_path / "j1" / f"{index}_stack.npy")
+        assert one.shape == (4, 19, 25)
+        np.testing.assert_allclose(np.load(tmp_path / "j2" / f"{index}_stack.npy"), one, rtol=1e-6,
+                                   atol=1e-6)
