@@ -80,8 +80,9 @@ def apply(
              "FORMAT:-) reads one image from stdin.", show_default=False)],
     output: Annotated[str, typer.Option(
         "--output", "-o", show_default=False,
-        help="Output folder; or a file for one image and one kernel; or png:- / tiff:- / npy:- "
-             "for standard output.")],
+        help="Output folder (a path without a suffix, or ending in /); or a file for one image "
+             "and one kernel, its format from the suffix (.png .jpg .webp .bmp .gif .tif .npy); "
+             "or png:- / jpg:- / tiff:- / npy:- for standard output.")],
     kernel: Annotated[Optional[list[str]], typer.Option(
         "--kernel", "-k", show_default=False,
         help="Kernel: NAME[:key=value,...], a library name, or a YAML file. Repeatable: one "
@@ -108,11 +109,13 @@ def apply(
     flip: Annotated[bool, typer.Option(
         "--flip", help="True convolution (kernel flipped) instead of cross-correlation.")] = False,
     normalize: Annotated[str, typer.Option(
-        help="Responses to pixels: auto, clip, abs, minmax or offset (PNG only). "
-             "auto: abs for zero-sum kernels, else clip.")] = "auto",
+        help="Responses to pixels: auto, clip, abs, robust, minmax or offset (picture formats). "
+             "auto: robust for zero-sum kernels (edges), else clip.")] = "auto",
     fmt: Annotated[Optional[str], typer.Option(
-        "--format", help="png (8/16-bit), tiff (float32 raw) or npy (raw C,H,W). Default: from -o, "
-                         "else png.", show_default=False)] = None,
+        "--format", help="png (8/16-bit), jpeg, webp, bmp, gif (8-bit), tiff (float32 raw) or npy "
+                         "(raw C,H,W). Default: from -o's suffix, else png.",
+        show_default=False)] = None,
+    quality: Annotated[int, typer.Option(help="JPEG and WebP quality, 1-100.")] = 95,
     bit_depth: Annotated[Optional[int], typer.Option(
         "--bit-depth", help="PNG bit depth, 8 or 16. Default: 16 for 16-bit inputs, else 8.",
         show_default=False)] = None,
@@ -167,7 +170,7 @@ def apply(
         stride=parse_sizes(stride, "--stride"), padding=parse_padding(padding), pad_mode=pad_mode,
         dilation=parse_sizes(dilation, "--dilation"), flip=flip, normalize=normalize,
         fmt=pipeline.output_format(output, fmt), bit_depth=bit_depth, overwrite=overwrite,
-        gray=gray, engine=engine, save_stages=save_stages, split=split)
+        gray=gray, engine=engine, save_stages=save_stages, split=split, quality=quality)
     settings = batch.BatchSettings(
         jobs=jobs, fail_fast=fail_fast, skip_existing=skip_existing, dry_run=dry_run, quiet=quiet,
         report=report, report_file=report_file, debug=ctx.find_root().params.get("debug", False))

@@ -30,13 +30,18 @@ from ._tiff import TIFF_SIGNATURES, read_raw, write_tiff
 from .errors import FileFailure, UsageError, check_choice
 
 __all__ = ["LoadedImage", "load_image", "read_header", "map_to_unit", "save_image", "encode_image",
+           "render", "Rendered",
            "atomic_write", "leftover_temporaries",
            "IMAGE_SUFFIXES", "OUTPUT_FORMATS", "NORMALIZE_MODES", "LUMA_WEIGHTS"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".ppm",
                   ".pgm", ".pbm", ".pnm", ".tga", ".npy")     # the files a folder gives as inputs
-OUTPUT_FORMATS = ("png", "tiff", "npy")
-NORMALIZE_MODES = ("clip", "abs", "minmax", "offset")
+OUTPUT_FORMATS = ("png", "tiff", "npy", "jpeg", "webp", "bmp", "gif")
+# 8-bit formats Pillow writes (like PNG's pixels, without 16 bits; JPEG without alpha).
+PILLOW_FORMATS = {"jpeg": "JPEG", "webp": "WEBP", "bmp": "BMP", "gif": "GIF"}
+ROBUST_PERCENTILE = 99.5          # --normalize robust: this percentile of |response| -> white
+ROBUST_SAMPLES = 1_000_000        # ... estimated from at most this many evenly spaced values
+NORMALIZE_MODES = ("clip", "abs", "robust", "minmax", "offset")
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601, as Pillow's convert("L")
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 GRAY_MODES = ("1", "L", "LA", "La")
@@ -354,24 +359,46 @@ def map_to_unit(maps: np.ndarray, normalize: str,
                 value_range: tuple[float, float] | None = None) -> np.ndarray:
     """Float responses -> [0, 1] for display.
 
-    clip: as they are, clipped; abs: magnitude, clipped (edge strength); minmax: the whole
-    array stretched to [0, 1] (a constant array gives 0); offset: + 0.5, clipped, so negative
-    responses stay visible as darker than mid-grey. ``value_range`` gives minmax the
-    (min, max) of a larger whole when ``maps`` is one part of it.
+    clip: as they are, clipped; abs: magnitude, clipped (edge strength); robust: magnitude
+    divided by its 99.5th percentile (edges of any strength, a few brightest pixels clip);
+    minmax: the whole array stretched to [0, 1] (a constant array gives 0); offset: + 0.5,
+    clipped, so negative responses stay visible as darker than mid-grey. ``value_range``
+    gives minmax (min, max) and robust (0, percentile) of a larger whole when ``maps`` is
+    one part of it.
     """
+    return _unit_and_clipped(maps, normalize, value_range)[0]
+
+
+def _unit_and_clipped(maps: np.ndarray, normalize: str,
+                      value_range: tuple[float, float] | None = None) -> tuple[np.ndarray, int]:
+    """``map_to_unit`` and how many values it clipped (fell outside [0, 1])."""
     check_choice("--normalize", normalize, NORMALIZE_MODES)
     maps = np.array(maps, dtype=np.float32)        # one copy; every step below is in place
     np.nan_to_num(maps, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
-    if normalize == "abs":
+    if normalize in ("abs", "robust"):
         np.abs(maps, out=maps)
     elif normalize == "offset":
         maps += np.float32(0.5)
-    elif normalize == "minmax":
-        low, high = value_range or ((float(maps.min()), float(maps.max())) if maps.size
-                                    else (0.0, 0.0))
+    if normalize in ("minmax", "robust"):
+        low, high = value_range or _value_range(maps, normalize)
         maps -= np.float32(low)
         maps *= np.float32(1.0 / (high - low)) if high > low else np.float32(0.0)
-    return np.clip(maps, 0.0, 1.0, out=maps)
+    clipped = int(np.count_nonzero((maps < 0.0) | (maps > 1.0)))
+    return np.clip(maps, 0.0, 1.0, out=maps), clipped
+
+
+def _value_range(maps: np.ndarray, normalize: str) -> tuple[float, float]:
+    """(low, high) that minmax or robust stretches to [0, 1], over all of ``maps`` (NaN as
+    0, infinities as 1 and 0, as ``map_to_unit`` draws them)."""
+    if not maps.size:
+        return (0.0, 0.0)
+    finite = maps if np.isfinite(maps).all() else np.nan_to_num(maps, nan=0.0, posinf=1.0,
+                                                                  neginf=0.0)
+    if normalize == "minmax":
+        return (float(finite.min()), float(finite.max()))
+    flat = finite.reshape(-1)
+    sample = np.abs(flat[::max(1, flat.size // ROBUST_SAMPLES)])
+    return (0.0, float(np.percentile(sample, ROBUST_PERCENTILE)))
 
 
 def _quantize(unit: np.ndarray, bit_depth: int) -> np.ndarray:
@@ -383,69 +410,94 @@ def _quantize(unit: np.ndarray, bit_depth: int) -> np.ndarray:
 
 # --- writing ---------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Rendered:
+    """An output ready to write: ``write(file)`` and the share of its values the mapping to
+    pixels clipped (0 for raw formats and for pictures of feature maps)."""
+
+    write: Callable[[BinaryIO], None]
+    clipped_fraction: float = 0.0
+
+
 def save_image(path: Path, maps: np.ndarray, *, fmt: str, alpha: np.ndarray | None = None,
-               bit_depth: int = 8, normalize: str = "clip", overwrite: bool = False) -> None:
-    """Write float maps (C, H, W), signals (C, L) or a volume (C, D, H, W) as PNG, TIFF
-    (float32) or NPY, atomically (see ``atomic_write`` and ``encode_image``)."""
-    write = _writer(maps, fmt=fmt, alpha=alpha, bit_depth=bit_depth, normalize=normalize)
-    atomic_write(Path(path), write, overwrite=overwrite)
+               bit_depth: int = 8, normalize: str = "clip", overwrite: bool = False,
+               quality: int = 95) -> float:
+    """Write float maps (C, H, W), signals (C, L) or a volume (C, D, H, W) as PNG, JPEG,
+    WebP, BMP, GIF, TIFF (float32) or NPY, atomically (see ``atomic_write`` and ``render``).
+    Returns the share of values clipped on the way to pixels."""
+    rendered = render(maps, fmt=fmt, alpha=alpha, bit_depth=bit_depth, normalize=normalize,
+                      quality=quality)
+    atomic_write(Path(path), rendered.write, overwrite=overwrite)
+    return rendered.clipped_fraction
 
 
-def encode_image(maps: np.ndarray, *, fmt: str, alpha: np.ndarray | None = None,
-                 bit_depth: int = 8, normalize: str = "clip") -> bytes:
-    """The bytes of the file ``save_image`` writes (also what ``-o png:-`` sends to stdout).
+def encode_image(maps: np.ndarray, **arguments) -> bytes:
+    """The bytes of the file ``save_image`` writes (also what ``-o png:-`` sends to stdout)."""
+    buffer = io.BytesIO()
+    render(maps, **arguments).write(buffer)
+    return buffer.getvalue()
+
+
+def render(maps: np.ndarray, *, fmt: str, alpha: np.ndarray | None = None, bit_depth: int = 8,
+           normalize: str = "clip", quality: int = 95) -> Rendered:
+    """How ``maps`` become a file of format ``fmt``; 8- and 16-bit formats are encoded (and
+    every option checked) now, so a usage error comes before any file is created. TIFF and
+    NPY are written straight into the file (no second copy of the data in memory).
 
     png: 1 or 3 channels of an image as 8- or 16-bit pixels (``normalize``, + ``alpha``);
     other channel counts as a labelled grid of the maps, a volume as a montage of its depth
     slices, signals as line plots: 8-bit gray pictures, each map stretched min-max on its
     own, whatever ``normalize`` and ``bit_depth`` say (see ``pictures``).
+    jpeg (``quality``, no alpha), webp (``quality``), bmp, gif: the same 8-bit pixels, by Pillow.
     tiff: float32 raw, one page of C samples per image or depth slice (see ``_tiff``).
     npy: float32 raw, the array as it is. TIFF and NPY hold no alpha.
     """
-    buffer = io.BytesIO()
-    _writer(maps, fmt=fmt, alpha=alpha, bit_depth=bit_depth, normalize=normalize)(buffer)
-    return buffer.getvalue()
-
-
-def _writer(maps: np.ndarray, *, fmt: str, alpha: np.ndarray | None, bit_depth: int,
-            normalize: str) -> Callable[[BinaryIO], None]:
-    """A function that writes the file to a binary file; PNG is encoded (and every option
-    checked) now, so a usage error comes before any file is created. TIFF and NPY are
-    written straight into the file (no second copy of the data in memory)."""
     check_choice("--format", fmt, OUTPUT_FORMATS)
     maps = np.asarray(maps)
     if not 2 <= maps.ndim <= 4:
         raise ValueError(f"maps must be (C, L), (C, H, W) or (C, D, H, W); got {maps.shape}")
-    if fmt == "png":
-        data = encode_png(_png_pixels(maps, alpha, bit_depth, normalize))
-        return lambda file: file.write(data)
     if fmt == "npy":
-        return lambda file: np.save(file, np.ascontiguousarray(maps, np.float32))
-    return lambda file: write_tiff(file, maps)
+        return Rendered(lambda file: np.save(file, np.ascontiguousarray(maps, np.float32)))
+    if fmt == "tiff":
+        return Rendered(lambda file: write_tiff(file, maps))
+    if fmt in PILLOW_FORMATS and bit_depth != 8:
+        raise UsageError(f"{fmt} holds 8 bits per channel; --bit-depth 16 needs png (or tiff "
+                         "for the raw float values)")
+    if not 1 <= quality <= 100:
+        raise UsageError(f"--quality must be 1 to 100; got {quality}")
+    pixels, clipped = _png_pixels(maps, None if fmt == "jpeg" else alpha, bit_depth, normalize)
+    if fmt == "png":
+        data = encode_png(pixels)
+    else:
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format=PILLOW_FORMATS[fmt], quality=quality)
+        data = buffer.getvalue()
+    return Rendered(lambda file: file.write(data), clipped)
 
 
 def _png_pixels(maps: np.ndarray, alpha: np.ndarray | None, bit_depth: int,
-                normalize: str) -> np.ndarray:
-    """(H, W) or (H, W, C) unsigned integers, colour then alpha; or a picture of the maps."""
+                normalize: str) -> tuple[np.ndarray, float]:
+    """((H, W) or (H, W, C) unsigned integers, colour then alpha; or a picture of the maps),
+    and the share of the values the mapping clipped."""
     if bit_depth not in (8, 16):
         raise UsageError(f"--bit-depth must be 8 or 16; got {bit_depth}")
     check_choice("--normalize", normalize, NORMALIZE_MODES)
     if maps.ndim != 3 or maps.shape[0] not in (1, 3):
         from . import pictures                    # Pillow's ImageDraw: imported when needed
 
-        return pictures.picture(maps)
-    value_range = None
-    if normalize == "minmax" and maps.size:
-        finite = np.nan_to_num(maps, nan=0.0, posinf=1.0, neginf=0.0) if not np.isfinite(
-            maps).all() else maps
-        value_range = (float(finite.min()), float(finite.max()))
+        return pictures.picture(maps), 0.0
+    value_range = (_value_range(maps, normalize) if normalize in ("minmax", "robust")
+                   else None)
     channels = maps.shape[0] + (alpha is not None)
     pixels = np.empty(maps.shape[1:] + (channels,), np.uint8 if bit_depth == 8 else np.uint16)
+    clipped = 0
     for index, plane in enumerate(maps):      # one plane at a time: small temporaries
-        pixels[:, :, index] = _quantize(map_to_unit(plane, normalize, value_range), bit_depth)
+        unit, count = _unit_and_clipped(plane, normalize, value_range)
+        pixels[:, :, index] = _quantize(unit, bit_depth)
+        clipped += count
     if alpha is not None:
         pixels[:, :, -1] = _quantize(np.clip(alpha, 0.0, 1.0).astype(np.float32), bit_depth)
-    return pixels[:, :, 0] if channels == 1 else pixels
+    return (pixels[:, :, 0] if channels == 1 else pixels), clipped / max(maps.size, 1)
 
 
 def _temporary_prefix(path: Path) -> str:

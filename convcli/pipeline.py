@@ -20,7 +20,7 @@ import numpy as np
 
 from . import geometry, images
 from .engine import PADDING_MODES
-from .errors import ConvcliError, FileFailure, UsageError, check_choice
+from .errors import ConvcliError, FileFailure, UsageError, check_choice, print_warning
 from .inputs import Source, is_stream
 from .kernels import Operation
 from .layers import Stack, channel_plan, kernel_geometry, layer_for_operation
@@ -28,7 +28,10 @@ from .stacks import LayerRun, filter_operation, run_stack
 
 __all__ = ["ApplyOptions", "OutputRecord", "Job", "plan_outputs", "apply_to_image", "output_stem"]
 
-OUTPUT_SUFFIXES = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".npy": "npy"}
+OUTPUT_SUFFIXES = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".npy": "npy", ".jpg": "jpeg",
+                   ".jpeg": "jpeg", ".webp": "webp", ".bmp": "bmp", ".gif": "gif"}
+EXTENSIONS = {"tiff": "tif", "jpeg": "jpg"}          # --format -> the {ext} of output names
+CLIPPED_WARNING = 0.01                               # warn when more pixels than this clip
 DEFAULT_NAME = "{stem}_{kernel}.{ext}"
 NAME_FIELDS = ("stem", "kernel", "ext", "parent")
 NORMALIZE_CHOICES = ("auto",) + images.NORMALIZE_MODES
@@ -52,6 +55,7 @@ class ApplyOptions:
     engine: str = "auto"
     save_stages: bool = False
     split: bool = False
+    quality: int = 95
 
     def __post_init__(self) -> None:
         check_choice("--pad-mode", self.pad_mode, PAD_MODES)
@@ -59,6 +63,13 @@ class ApplyOptions:
         check_choice("--format", self.fmt, images.OUTPUT_FORMATS)
         if self.bit_depth not in (None, 8, 16):
             raise UsageError(f"--bit-depth must be 8 or 16; got {self.bit_depth}")
+        if self.bit_depth == 16 and self.fmt in images.PILLOW_FORMATS:
+            raise UsageError(f"--bit-depth 16 needs png; {self.fmt} holds 8 bits per channel")
+        if not 1 <= self.quality <= 100:
+            raise UsageError(f"--quality must be 1 to 100; got {self.quality}")
+        from .engine.api import ENGINE_CHOICES
+
+        check_choice("--engine", self.engine, ENGINE_CHOICES)
 
 
 @dataclass(frozen=True)
@@ -89,6 +100,7 @@ class OutputRecord:
     timings_ms: dict[str, float] = field(default_factory=dict)
     megapixels_per_s: float = 0.0
     layers: list[dict] = field(default_factory=list)
+    clipped_fraction: float = 0.0
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -100,18 +112,36 @@ def output_stem(operation: Operation | Stack) -> str:
 
 
 def output_format(out: str, fmt: str | None) -> str:
-    """The output format: ``--format`` if given, else what ``-o`` implies (``x.tif``, ``npy:-``),
-    else png. A ``-o`` that says otherwise than ``--format`` is a usage error."""
+    """The output format: ``--format`` if given, else what ``-o`` implies (``x.jpg``, ``npy:-``),
+    else png. A ``-o`` that says otherwise than ``--format``, a suffix that is no output format
+    (unless ``-o`` is a folder: one that exists, or written with a trailing ``/``), and a bare
+    ``-`` are usage errors."""
+    valid = ", ".join(OUTPUT_SUFFIXES)
+    if out == "-":
+        raise UsageError("-o - is ambiguous; write one image to standard output with png:- "
+                         "(or jpg:-, tif:-, npy:-), or give a folder")
     if is_stream(out):
         implied = OUTPUT_SUFFIXES.get("." + out.split(":")[0].lower())
         if implied is None:
-            raise UsageError(f"-o {out}: stream format must be png, tif, tiff or npy (e.g. -o png:-)")
+            raise UsageError(f"-o {out}: stream format must be one of "
+                             f"{', '.join(s.lstrip('.') for s in OUTPUT_SUFFIXES)} (e.g. -o png:-)")
+    elif _is_folder(out):
+        implied = None
     else:
-        implied = OUTPUT_SUFFIXES.get(Path(out).suffix.lower()) if not Path(out).is_dir() else None
+        suffix = Path(out).suffix.lower()
+        implied = OUTPUT_SUFFIXES.get(suffix)
+        if suffix and implied is None:
+            raise UsageError(f"-o {out}: {suffix} is not an output format ({valid}); for a "
+                             f"folder, end it with / (-o {out}/)")
     if fmt is not None and implied is not None and implied != fmt:
         raise UsageError(f"-o {out} implies {implied} but --format is {fmt}; make them agree "
-                         "(png: .png, tiff: .tif/.tiff, npy: .npy)")
+                         f"(suffixes: {valid})")
     return fmt or implied or "png"
+
+
+def _is_folder(out: str) -> bool:
+    """``-o`` names a folder: it exists as one, ends in a slash, or has no suffix."""
+    return Path(out).is_dir() or out.endswith(("/", "\\")) or not Path(out).suffix
 
 
 def check_name_template(template: str) -> None:
@@ -140,8 +170,7 @@ def plan_outputs(sources: list[Source], operations: list[Operation | Stack], out
     ``name`` template inside the source's sub-folder.
     """
     count = len(sources) * len(operations)
-    single_file = is_stream(out) or (Path(out).suffix.lower() in OUTPUT_SUFFIXES
-                                     and not Path(out).is_dir())
+    single_file = is_stream(out) or not _is_folder(out)
     if single_file:
         if count != 1:
             raise UsageError(f"-o {out} names one file but this run makes {count} outputs; "
@@ -149,7 +178,7 @@ def plan_outputs(sources: list[Source], operations: list[Operation | Stack], out
         return [Job(sources[0], operations[0], Path(out), to_stdout=is_stream(out))]
     check_name_template(name)
     jobs, seen = [], {}
-    extension = "tif" if options.fmt == "tiff" else options.fmt
+    extension = EXTENSIONS.get(options.fmt, options.fmt)
     for source in sources:
         for operation in operations:
             filename = name.format(stem=source.path.stem, kernel=output_stem(operation),
@@ -260,31 +289,40 @@ def _filter_job(job: Job, image: images.LoadedImage, options: ApplyOptions, *,
         layers=[LayerRun(layer=f"1: conv {'x'.join(map(str, first.size))} {job.operation.name}",
                          output_shape=list(maps.shape), engine="+".join(dict.fromkeys(paths)),
                          ms=convolve_ms)])
-    bit_depth = options.bit_depth or (16 if image.bit_depth >= 16 else 8)
-    return _Filtered(maps, alpha, bit_depth, record)
+    return _Filtered(maps, alpha, _bit_depth(image, options), record)
 
 
 def _write_job(job: Job, filtered: _Filtered, load_ms: float,
                options: ApplyOptions) -> OutputRecord:
-    """Write (or stream) the response; complete the record with the load and write times."""
+    """Write (or stream) the response; complete the record with the load and write times and
+    the share of pixels clipped (a warning above 1%)."""
     normalize = options.normalize
     if normalize == "auto":
         normalize = _auto_normalize(job.operation, filtered.maps)
     started = time.perf_counter()
     arguments = dict(fmt=options.fmt, alpha=filtered.alpha, bit_depth=filtered.bit_depth,
-                     normalize=normalize)
+                     normalize=normalize, quality=options.quality)
     if job.to_stdout:
-        sys.stdout.buffer.write(images.encode_image(filtered.maps, **arguments))
+        rendered = images.render(filtered.maps, **arguments)
+        rendered.write(sys.stdout.buffer)
         sys.stdout.buffer.flush()
+        clipped = rendered.clipped_fraction
     elif options.split:
-        for index, plane in enumerate(filtered.maps):
-            images.save_image(_beside(job.destination, f"c{index:02d}"), plane[np.newaxis],
-                              overwrite=options.overwrite, **arguments)
+        clipped = np.mean([images.save_image(_beside(job.destination, f"c{index:02d}"),
+                                             plane[np.newaxis], overwrite=options.overwrite,
+                                             **arguments)
+                           for index, plane in enumerate(filtered.maps)])
     else:
-        images.save_image(job.destination, filtered.maps, overwrite=options.overwrite, **arguments)
+        clipped = images.save_image(job.destination, filtered.maps, overwrite=options.overwrite,
+                                    **arguments)
     record = filtered.record
     record.timings_ms = {"load": load_ms, "convolve": record.timings_ms["convolve"],
                          "write": _ms_since(started)}
+    record.clipped_fraction = round(float(clipped), 6)
+    if clipped > CLIPPED_WARNING:
+        print_warning(f"{record.output}: {clipped:.1%} of the values were clipped to the output's "
+                      f"range (--normalize {normalize}); --normalize robust or minmax shows more "
+                      "of them, --format tiff or npy keeps them all")
     return record
 
 
@@ -316,8 +354,7 @@ def _stack_job(job: Job, image: images.LoadedImage, options: ApplyOptions) -> _F
         engine="+".join(dict.fromkeys(r["engine"] for r in runs)),
         timings_ms={"convolve": convolve_ms},
         megapixels_per_s=round(pixels / 1e6 / max(convolve_ms / 1e3, 1e-9), 2), layers=runs)
-    bit_depth = options.bit_depth or (16 if image.bit_depth >= 16 else 8)
-    return _Filtered(maps, alpha, bit_depth, record)
+    return _Filtered(maps, alpha, _bit_depth(image, options), record)
 
 
 def _one_layer_geometry(stack: Stack, explanation, pad_mode: str) -> dict:
@@ -345,6 +382,11 @@ def _alpha_at_outputs(alpha: np.ndarray, out_hw: tuple[int, int], kernel_hw: tup
     return np.ascontiguousarray(alpha[np.ix_(rows, cols)])
 
 
+def _bit_depth(image: images.LoadedImage, options: ApplyOptions) -> int:
+    """``--bit-depth``, else 16 for a 16-bit input written as PNG, else 8."""
+    return options.bit_depth or (16 if image.bit_depth >= 16 and options.fmt == "png" else 8)
+
+
 def _beside(destination: Path, suffix: str) -> Path:
     """``out/photo_net.png`` -> ``out/photo_net_{suffix}.png``."""
     return destination.with_name(f"{destination.stem}_{suffix}{destination.suffix}")
@@ -356,15 +398,16 @@ def _slug(text: str, default: str = "layer") -> str:
 
 
 def _auto_normalize(operation: Operation | Stack, maps: np.ndarray) -> str:
-    """``--normalize auto``: a zero-sum kernel's edges as ``abs``, other kernels' responses as
-    they are (``clip``); a stack's maps as they are when they lie in [0, 1], else stretched
+    """``--normalize auto``: zero-sum kernels (edges, Laplacian, DoG, high-pass, and the
+    gradient magnitude or compass maximum of such kernels) as ``robust`` (magnitude up to its
+    99.5th percentile: visible whatever the kernel's gain), other kernels' responses as they
+    are (``clip``); a stack's maps as they are when they lie in [0, 1], else stretched
     (``minmax``): random or learned weights have no natural range."""
     if isinstance(operation, Stack):
         finite = maps[np.isfinite(maps)]
         inside = finite.size == 0 or (finite.min() >= 0.0 and finite.max() <= 1.0)
         return "clip" if inside else "minmax"
-    single = operation.combine == "single"
-    return "abs" if single and operation.kernels[0].is_zero_sum else "clip"
+    return "robust" if all(kernel.is_zero_sum for kernel in operation.kernels) else "clip"
 
 
 def _ms_since(started: float) -> float:

@@ -1,0 +1,104 @@
+"""Issue #12: what a new user meets in the first hour, each with a test that failed before."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from convcli.cli import main
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+
+
+def run(args, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+@pytest.fixture
+def photo(tmp_path, rng) -> Path:
+    path = tmp_path / "in" / "photo.png"
+    path.parent.mkdir()
+    Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+# --- 1. -o with an image suffix is a file in that format ---------------------------------------
+
+@pytest.mark.parametrize("suffix, pillow_format", [(".jpg", "JPEG"), (".jpeg", "JPEG"),
+                                                   (".webp", "WEBP"), (".bmp", "BMP"),
+                                                   (".gif", "GIF")])
+def test_an_image_suffix_writes_that_format(tmp_path, photo, capsys, suffix, pillow_format):
+    out = tmp_path / f"result{suffix}"
+    code, _, err = run(["apply", photo, "-k", "gaussian:sigma=1", "-o", out], capsys)
+    assert code == 0, err
+    assert out.is_file()
+    with Image.open(out) as written:
+        assert written.format == pillow_format and written.size == (40, 30)
+
+
+def test_jpeg_quality(tmp_path, photo, capsys):
+    sizes = {}
+    for quality in (20, 95):
+        out = tmp_path / f"q{quality}.jpg"
+        code, _, err = run(["apply", photo, "-k", "box:size=3", "-o", out, "--quality", quality],
+                           capsys)
+        assert code == 0, err
+        sizes[quality] = out.stat().st_size
+    assert sizes[20] < sizes[95]
+    code, _, err = run(["apply", photo, "-k", "box:size=3", "--quality", "0", "-o", tmp_path / "x.jpg"],
+                       capsys)
+    assert code == 2 and "--quality must be 1 to 100" in err
+
+
+@pytest.mark.parametrize("out, phrase", [
+    ("result.xyz", ".xyz is not an output format"),
+    ("-", "png:-"),
+    ("gif16.gif --bit-depth 16", "--bit-depth 16 needs png"),
+])
+def test_bad_outputs_are_usage_errors(tmp_path, photo, capsys, out, phrase):
+    target, *extra = out.split()
+    code, _, err = run(["apply", photo, "-k", "sobel", "-o", tmp_path / target if target != "-"
+                        else "-", *extra], capsys)
+    assert code == 2 and phrase in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / target).exists()
+
+
+def test_a_folder_with_a_dot_is_written_with_a_slash(tmp_path, photo, capsys):
+    code, _, err = run(["apply", photo, "-k", "sobel", "-o", f"{tmp_path / 'out.v2'}/"], capsys)
+    assert code == 0, err
+    assert (tmp_path / "out.v2" / "photo_sobel.png").is_file()
+
+
+# --- 3. auto shows zero-sum kernels; every record says what was clipped ------------------------
+
+def test_auto_shows_edges_and_reports_clipping(tmp_path, capsys):
+    """On a real photo, Scharr's magnitude clipped 27% of the pixels and a DoG peaked at 61/255."""
+    for spec in ("scharr", "dog:sigma1=1,sigma2=2", "log:sigma=2"):
+        code, out, err = run(["apply", SAMPLES / "camera.png", "-k", spec, "-o", tmp_path / "e.png",
+                              "--overwrite", "--report", "json"], capsys)
+        assert code == 0, err
+        record = json.loads(out)
+        assert record["clipped_fraction"] <= 0.01, (spec, record["clipped_fraction"])
+        pixels = np.asarray(Image.open(tmp_path / "e.png"))
+        assert pixels.max() == 255 and np.percentile(pixels, 99) > 150, spec
+
+
+def test_clipping_above_one_percent_warns(tmp_path, capsys):
+    code, out, err = run(["apply", SAMPLES / "camera.png", "-k", "scharr", "--normalize", "clip",
+                          "-o", tmp_path / "e.png", "--report", "json"], capsys)
+    assert code == 0
+    clipped = json.loads(out)["clipped_fraction"]
+    assert clipped > 0.01
+    assert "were clipped" in err and "--normalize robust" in err
+    assert len(err.strip().splitlines()) == 1
+    code, out, err = run(["apply", SAMPLES / "camera.png", "-k", "scharr", "--format", "npy",
+                          "-o", tmp_path / "e.npy", "--report", "json"], capsys)
+    assert json.loads(out)["clipped_fraction"] == 0.0 and err == ""
