@@ -24,6 +24,7 @@ from .errors import ConvcliError, FileFailure, UsageError, check_choice, print_w
 from .inputs import Source, is_stream
 from .kernels import Operation
 from .layers import Stack, channel_plan, kernel_geometry, layer_for_operation
+from .explain import explain_stack
 from .stacks import LayerRun, filter_operation, run_stack
 
 __all__ = ["ApplyOptions", "OutputRecord", "Job", "plan_outputs", "apply_to_image", "output_stem"]
@@ -196,8 +197,6 @@ def check_stack_on_first(sources: list[Source], stack: Stack, *, gray: bool) -> 
     """A stack that does not fit the first readable input (channels that do not chain,
     groups that do not divide, a window larger than its input) is a usage error, before any
     work: it names the layer by number and the fix. Later inputs of other shapes fail alone."""
-    from .explain import explain_stack
-
     for source in sources:
         if source.from_stdin:
             continue
@@ -225,18 +224,61 @@ def apply_to_image(source: Source, jobs: list[Job], options: ApplyOptions, *,
     started = time.perf_counter()
     image = images.load_image(source.path, gray=options.gray, data=data)
     load_ms = _ms_since(started)
+    plans = [_plan_job(job, image, options) for job in jobs]   # all fit, or nothing is written
     records = []
-    for index, job in enumerate(jobs):
+    for index, (job, plan) in enumerate(zip(jobs, plans)):
         last = index == len(jobs) - 1
-        if isinstance(job.operation, Stack) or image.pixels.ndim != 3 or \
-                job.operation.kernels[0].weights.ndim not in (2, 4):   # signals, volumes
-            filtered = _stack_job(job, image, options)
+        if isinstance(plan, Stack):
+            filtered = _stack_job(job, plan, image, options)
         else:
-            filtered = _filter_job(job, image, options, into_input=last)
+            filtered = _filter_job(job, plan, image, options, into_input=last)
         if last:
             del image  # the last output is written without the input in memory
         records.append(_write_job(job, filtered, load_ms, options))
     return records
+
+
+@dataclass(frozen=True)
+class _FilterPlan:
+    """How a ``-k`` kernel runs on one image: its geometry and channel plan."""
+
+    stride: tuple[int, int]
+    padding: geometry.Padding
+    dilation: tuple[int, int]
+    groups: int
+    out_channels: int
+
+
+def _plan_job(job: Job, image: images.LoadedImage, options: ApplyOptions) -> _FilterPlan | Stack:
+    """Check that ``job`` can run on ``image`` before anything is written for it (a FileFailure
+    naming the image otherwise): the plan of a ``-k`` kernel on an image, or the stack that
+    runs a ``--layer`` stack (and ``-k`` on a signal or a volume)."""
+    operation = job.operation
+    if isinstance(operation, Stack) or image.pixels.ndim != 3 or \
+            operation.kernels[0].weights.ndim not in (2, 4):
+        stack = operation if isinstance(operation, Stack) else Stack(operation.name, (
+            layer_for_operation(operation, stride=options.stride, padding=options.padding,
+                                dilation=options.dilation),))
+        try:
+            explain_stack(image.pixels.shape, list(stack.layers))
+        except UsageError as error:
+            raise FileFailure(f"{image.path}: {error}") from None
+        return stack
+    channels, height, width = image.pixels.shape
+    first = operation.kernels[0]
+    stride, padding_spec, dilation = kernel_geometry(first, options.stride, options.padding,
+                                                     options.dilation)
+    padding = geometry.resolve_padding(
+        padding_spec, first.size, stride_hw=stride, dilation_hw=dilation,
+        size_hw=(height, width), strided_same=True)
+    try:
+        geometry.conv_output_hw((height, width), first.size, padding,
+                                stride_hw=stride, dilation_hw=dilation,
+                                what=f"{image.path}: image")
+    except UsageError as error:  # the image, not the options, is the problem here
+        raise FileFailure(str(error)) from None
+    groups, out_channels = channel_plan(first, channels, image.path)
+    return _FilterPlan(stride, padding, dilation, groups, out_channels)
 
 
 @dataclass
@@ -249,26 +291,16 @@ class _Filtered:
     record: OutputRecord
 
 
-def _filter_job(job: Job, image: images.LoadedImage, options: ApplyOptions, *,
-                into_input: bool = False) -> _Filtered:
+def _filter_job(job: Job, plan: _FilterPlan, image: images.LoadedImage, options: ApplyOptions,
+                *, into_input: bool = False) -> _Filtered:
     """Filter the image for one job; ``into_input`` lets the result overwrite the image's
     pixels (the last job: one image less in memory)."""
     channels, height, width = image.pixels.shape
     first = job.operation.kernels[0]
-    stride, padding_spec, dilation = kernel_geometry(first, options.stride, options.padding,
-                                                     options.dilation)
-    padding = geometry.resolve_padding(
-        padding_spec, first.size, stride_hw=stride, dilation_hw=dilation,
-        size_hw=(height, width), strided_same=True)
-    try:
-        geometry.conv_output_hw((height, width), first.size, padding,
-                                stride_hw=stride, dilation_hw=dilation,
-                                what=f"{image.path}: image")
-    except UsageError as error:  # the image, not the options, is the problem here
-        raise FileFailure(str(error)) from None
+    stride, padding, dilation = plan.stride, plan.padding, plan.dilation
+    groups, out_channels = plan.groups, plan.out_channels
 
     started = time.perf_counter()
-    groups, out_channels = channel_plan(first, channels, image.path)
     maps, paths = filter_operation(image.pixels, job.operation, pad_mode=options.pad_mode,
                                    flip=options.flip, stride=stride,
                                    pads=(padding.rows, padding.cols), dilation=dilation,
@@ -326,12 +358,9 @@ def _write_job(job: Job, filtered: _Filtered, load_ms: float,
     return record
 
 
-def _stack_job(job: Job, image: images.LoadedImage, options: ApplyOptions) -> _Filtered:
+def _stack_job(job: Job, stack: Stack, image: images.LoadedImage,
+               options: ApplyOptions) -> _Filtered:
     """Run a stack of layers (``--layer``; or ``-k`` on a signal or a volume) on the input."""
-    stack = job.operation
-    if not isinstance(stack, Stack):
-        stack = Stack(stack.name, (layer_for_operation(
-            stack, stride=options.stride, padding=options.padding, dilation=options.dilation),))
 
     def save_stage(number: int, title: str, maps: np.ndarray) -> None:
         if number < len(stack.layers):         # the last stage is the output itself

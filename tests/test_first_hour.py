@@ -102,3 +102,23 @@ def test_clipping_above_one_percent_warns(tmp_path, capsys):
     code, out, err = run(["apply", SAMPLES / "camera.png", "-k", "scharr", "--format", "npy",
                           "-o", tmp_path / "e.npy", "--report", "json"], capsys)
     assert json.loads(out)["clipped_fraction"] == 0.0 and err == ""
+
+
+# --- 2. a kernel that cannot run on an image fails it before anything is written ---------------
+
+@pytest.mark.parametrize("order", [["sobel", "luma"], ["luma", "sobel"]])
+def test_report_and_summary_equal_what_is_on_disk(tmp_path, rng, capsys, order):
+    gray = tmp_path / "in" / "gray.png"
+    gray.parent.mkdir()
+    Image.fromarray(rng.integers(0, 256, (20, 24), dtype=np.uint8)).save(gray)
+    Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(tmp_path / "in" / "rgb.png")
+    args = [a for spec in order for a in ("-k", spec)]
+    code, out, err = run(["apply", tmp_path / "in", *args, "-o", tmp_path / "o", "--report", "json"],
+                         capsys)
+    assert code == 1
+    records = [json.loads(line) for line in out.splitlines()]
+    written = sorted(p.name for p in (tmp_path / "o").iterdir())
+    assert written == ["rgb_luma.png", "rgb_sobel.png"]            # nothing of gray.png
+    assert sorted(Path(r["output"]).name for r in records if r["status"] == "done") == written
+    assert {r["status"] for r in records if "gray" in r["input"]} == {"failed"}
+    assert "1 failed" in err and "2 output(s) written" in err
