@@ -176,7 +176,8 @@ def apply(
         report=report, report_file=report_file, debug=ctx.find_root().params.get("debug", False))
     operations = ([kernels.resolve(spec) for spec in kernel] if kernel
                   else [_stack_from_options(layer)])
-    expansion = expand_inputs(images, recursive=recursive)
+    expansion = expand_inputs(images, recursive=recursive,
+                              exclude=pipeline.output_folder(output))
     for path in expansion.not_images:
         print_warning(f"{path}: not an image file name ({', '.join(IMAGE_HINT)}, ...); skipped")
     if not expansion.sources and not expansion.unmatched:
@@ -184,6 +185,9 @@ def apply(
         return
     stdin_data = sys.stdin.buffer.read() if any(s.from_stdin for s in expansion.sources) else None
     plan = pipeline.plan_outputs(expansion.sources, operations, output, options, name)
+    if not plan and not expansion.unmatched:
+        print_warning("no images to process (the inputs are this run's own outputs)")
+        return
     if layer:
         pipeline.check_stack_on_first(expansion.sources, operations[0], gray=gray)
     code = batch.run_batch(plan, options, settings, stdin_data=stdin_data,

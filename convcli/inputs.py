@@ -41,6 +41,7 @@ class Source:
     path: Path
     folder: Path = Path(".")
     from_stdin: bool = False
+    found: bool = False          # found in a folder or by a pattern, not named on its own
 
 
 @dataclass
@@ -53,12 +54,20 @@ class Expansion:
 
 
 def expand_inputs(inputs: list[str], *, recursive: bool = False,
-                  stdin: TextIO | None = None) -> Expansion:
-    """Files, folders, glob patterns and ``-`` (paths on stdin) -> Sources, in order, once each."""
-    expansion, seen = Expansion(), set()
+                  stdin: TextIO | None = None, exclude: Path | None = None) -> Expansion:
+    """Files, folders, glob patterns and ``-`` (paths on stdin) -> Sources, in order, once each.
 
-    def add(source: Source) -> None:
+    ``exclude`` (the ``-o`` folder) is left out of the folders and patterns it lies inside,
+    so a run never reads its own outputs (an earlier run's, or this one's) as inputs.
+    """
+    expansion, seen = Expansion(), set()
+    excluded = exclude.resolve() if exclude is not None else None
+
+    def add(source: Source, root: Path | None = None) -> None:
         key = "<stdin>" if source.from_stdin else str(source.path.resolve())
+        if root is not None and excluded is not None and excluded != root.resolve() \
+                and root.resolve() in excluded.parents and excluded in Path(key).parents:
+            return                                  # inside -o, which lies inside the folder
         if key not in seen:
             seen.add(key)
             expansion.sources.append(source)
@@ -94,7 +103,8 @@ def _expand_one(spelling: str, recursive: bool, add, expansion: Expansion) -> No
                 if recursive:
                     _walk_folder(match, recursive, add, expansion)
             elif _is_visible(_relative_folder(match, base) / match.name):
-                add(Source(match, _relative_folder(match, base) if recursive else Path(".")))
+                add(Source(match, _relative_folder(match, base) if recursive else Path("."),
+                           found=True), base)
     else:
         add(Source(path))  # a missing file fails when it is read, with its own message
 
@@ -107,7 +117,8 @@ def _walk_folder(folder: Path, recursive: bool, add, expansion: Expansion) -> No
         if not entry.is_file() or not _is_visible(entry.relative_to(folder)):
             continue
         if entry.suffix.lower() in IMAGE_SUFFIXES:
-            add(Source(entry, entry.parent.relative_to(folder) if recursive else Path(".")))
+            add(Source(entry, entry.parent.relative_to(folder) if recursive else Path("."),
+                       found=True), folder)
         else:
             expansion.not_images.append(entry)
 

@@ -27,7 +27,8 @@ from .layers import Stack, channel_plan, kernel_geometry, layer_for_operation
 from .explain import explain_stack
 from .stacks import LayerRun, filter_operation, run_stack
 
-__all__ = ["ApplyOptions", "OutputRecord", "Job", "plan_outputs", "apply_to_image", "output_stem"]
+__all__ = ["ApplyOptions", "OutputRecord", "Job", "plan_outputs", "apply_to_image", "output_stem",
+           "output_folder", "check_stack_on_first"]
 
 OUTPUT_SUFFIXES = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".npy": "npy", ".jpg": "jpeg",
                    ".jpeg": "jpeg", ".webp": "webp", ".bmp": "bmp", ".gif": "gif"}
@@ -140,6 +141,11 @@ def output_format(out: str, fmt: str | None) -> str:
     return fmt or implied or "png"
 
 
+def output_folder(out: str) -> Path | None:
+    """The folder ``-o`` names, or None when it names a file or a stream."""
+    return Path(out) if not is_stream(out) and out != "-" and _is_folder(out) else None
+
+
 def _is_folder(out: str) -> bool:
     """``-o`` names a folder: it exists as one, ends in a slash, or has no suffix."""
     return Path(out).is_dir() or out.endswith(("/", "\\")) or not Path(out).suffix
@@ -170,6 +176,23 @@ def plan_outputs(sources: list[Source], operations: list[Operation | Stack], out
     output (one output only); otherwise a folder, where each output is named by the
     ``name`` template inside the source's sub-folder.
     """
+    jobs = _plan(sources, operations, out, options, name)
+    made_by = {job.destination.resolve(): job.source for job in jobs if not job.to_stdout}
+    own = [s for s in sources if s.found and made_by.get(s.path.resolve(), s) is not s]
+    if own:                        # outputs of an earlier run in an input folder: not inputs
+        sources = [s for s in sources if s not in own]
+        jobs = _plan(sources, operations, out, options, name) if sources else []
+    named = {s.path.resolve(): s.path for s in sources if not s.from_stdin}
+    for job in jobs:
+        if not job.to_stdout and job.destination.resolve() in named:
+            raise UsageError(f"-o {out} would write {job.destination} over the input "
+                             f"{named[job.destination.resolve()]}; convcli never replaces an "
+                             "input: choose another -o or --name")
+    return jobs
+
+
+def _plan(sources: list[Source], operations: list[Operation | Stack], out: str,
+          options: ApplyOptions, name: str) -> list[Job]:
     count = len(sources) * len(operations)
     single_file = is_stream(out) or not _is_folder(out)
     if single_file:

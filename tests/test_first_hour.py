@@ -122,3 +122,31 @@ def test_report_and_summary_equal_what_is_on_disk(tmp_path, rng, capsys, order):
     assert sorted(Path(r["output"]).name for r in records if r["status"] == "done") == written
     assert {r["status"] for r in records if "gray" in r["input"]} == {"failed"}
     assert "1 failed" in err and "2 output(s) written" in err
+
+
+# --- 4. a run never reads its own outputs, never writes over an input --------------------------
+
+def test_outputs_in_the_input_folder_are_not_inputs(tmp_path, photo, capsys):
+    folder = photo.parent
+    for _ in range(2):
+        code, _, err = run(["apply", folder, "-k", "sobel", "-o", folder, "--skip-existing"], capsys)
+        assert code == 0, err
+    assert sorted(p.name for p in folder.iterdir()) == ["photo.png", "photo_sobel.png"]
+
+
+def test_the_output_tree_inside_a_recursive_input_is_left_out(tmp_path, photo, capsys):
+    folder = photo.parent
+    for _ in range(2):
+        code, _, err = run(["apply", folder, "-r", "-k", "sobel", "-o", folder / "edges",
+                            "--overwrite"], capsys)
+        assert code == 0, err
+    assert sorted(p.name for p in (folder / "edges").rglob("*.png")) == ["photo_sobel.png"]
+
+
+def test_an_input_is_never_written_over(tmp_path, photo, capsys):
+    code, _, err = run(["apply", photo, "-k", "sobel", "-o", photo, "--overwrite"], capsys)
+    assert code == 2 and "over the input" in err
+    code, _, err = run(["apply", photo.parent, "-k", "sobel", "-o", photo.parent, "--name",
+                        "{stem}.{ext}", "--overwrite"], capsys)
+    assert code == 2 and "over the input" in err
+    assert Image.open(photo).mode == "RGB"                     # still the photo, untouched
