@@ -16,6 +16,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sys
+from multiprocessing import forkserver
 from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import wait
@@ -57,11 +59,28 @@ def _worker_main(connection, function: Callable, setup: Callable | None, setup_a
 
 
 def _context():
+    """A fork server that has imported the pipeline (Python 3.11+), else spawn.
+
+    The fork server runs as ``python -c``, which puts the working folder first on its path:
+    run from inside another checkout, it would import that checkout's convcli. It starts
+    with ``PYTHONSAFEPATH`` (``-P``), so it imports what this process imported; spawn gets
+    this process's path from multiprocessing itself (and so does Python 3.10, which has no -P).
+    """
     methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    if "forkserver" in methods:
-        # Import (never run) the compiled modules too: no Numba threads start before the fork.
-        context.set_forkserver_preload(["convcli.pipeline", "convcli.engine._loops"])
+    if "forkserver" not in methods or sys.version_info < (3, 11):
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    # Import (never run) the compiled modules too: no Numba threads start before the fork.
+    context.set_forkserver_preload(["convcli.pipeline", "convcli.engine._loops"])
+    previous = os.environ.get("PYTHONSAFEPATH")
+    os.environ["PYTHONSAFEPATH"] = "1"
+    try:
+        forkserver.ensure_running()
+    finally:
+        if previous is None:
+            del os.environ["PYTHONSAFEPATH"]
+        else:
+            os.environ["PYTHONSAFEPATH"] = previous
     return context
 
 

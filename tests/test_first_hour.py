@@ -150,3 +150,41 @@ def test_an_input_is_never_written_over(tmp_path, photo, capsys):
                         "{stem}.{ext}", "--overwrite"], capsys)
     assert code == 2 and "over the input" in err
     assert Image.open(photo).mode == "RGB"                     # still the photo, untouched
+
+
+# --- 5. workers import the convcli the parent imported ---------------------------------------
+
+@pytest.mark.slow
+def test_workers_ignore_a_convcli_folder_in_the_working_directory(tmp_path, rng):
+    """Run from inside another checkout: its stale convcli/ must not reach the workers."""
+    import subprocess
+    import sys
+
+    from conftest import subprocess_env
+
+    import shutil
+
+    import convcli
+
+    stale = tmp_path / "checkout"                 # a working copy that says when it is imported
+    shutil.copytree(Path(convcli.__file__).parent, stale / "convcli",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    marker = tmp_path / "stale-imported"
+    with open(stale / "convcli" / "__init__.py", "a") as init:
+        init.write(f"\nopen({str(marker)!r}, 'w').close()\n")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for index in range(3):
+        Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)).save(folder / f"{index}.png")
+    script = tmp_path / "bin" / "run_convcli.py"              # like the installed entry point
+    script.parent.mkdir()
+    script.write_text("import sys\nfrom convcli.cli import main\n"
+                      "if __name__ == '__main__':\n    main(sys.argv[1:])\n")
+    result = subprocess.run([sys.executable, str(script), "apply", str(folder), "-k", "sobel",
+                             "-o", str(tmp_path / "out"), "-j", "2", "-q", "--engine", "numpy"],
+                            cwd=stale,
+                            env=subprocess_env(tmp_path), capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert len(list((tmp_path / "out").iterdir())) == 3
+    assert not marker.exists(), "a worker imported the convcli of the working folder"
