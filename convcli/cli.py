@@ -185,6 +185,7 @@ def apply(
         return
     stdin_data = sys.stdin.buffer.read() if any(s.from_stdin for s in expansion.sources) else None
     plan = pipeline.plan_outputs(expansion.sources, operations, output, options, name)
+    pipeline.check_output_folder(output, create=not dry_run)
     if not plan and not expansion.unmatched:
         print_warning("no images to process (the inputs are this run's own outputs)")
         return
@@ -347,6 +348,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     """Entry point: run the app, turning every user error into one line and an exit code."""
     args = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in args
+    if debug:                       # accepted anywhere, as the root option it is
+        args = ["--debug"] + [arg for arg in args if arg != "--debug"]
     try:
         code = app(args=args, prog_name="convcli", standalone_mode=False)
     except ConvcliError as error:

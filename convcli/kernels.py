@@ -180,7 +180,9 @@ def resolve(spec: str) -> Operation:
             operation = Operation(label, operation.kernels, operation.combine, operation.description)
     if dilation is not None:
         value = _dilation_value(name, dilation)
-        operation = Operation(operation.name, tuple(k.with_defaults(dilation=value)
+        label = operation.name if "dilation=" in operation.name else (
+            f"{operation.name}:dilation={value}")                # kept in {kernel} of file names
+        operation = Operation(label, tuple(k.with_defaults(dilation=value)
                                                     for k in operation.kernels),
                               operation.combine, operation.description)
     return operation

@@ -12,6 +12,7 @@ import math
 import re
 import string
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,14 +29,14 @@ from .explain import explain_stack
 from .stacks import LayerRun, filter_operation, run_stack
 
 __all__ = ["ApplyOptions", "OutputRecord", "Job", "plan_outputs", "apply_to_image", "output_stem",
-           "output_folder", "check_stack_on_first"]
+           "output_folder", "check_output_folder", "check_stack_on_first"]
 
 OUTPUT_SUFFIXES = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".npy": "npy", ".jpg": "jpeg",
                    ".jpeg": "jpeg", ".webp": "webp", ".bmp": "bmp", ".gif": "gif"}
 EXTENSIONS = {"tiff": "tif", "jpeg": "jpg"}          # --format -> the {ext} of output names
 CLIPPED_WARNING = 0.01                               # warn when more pixels than this clip
 DEFAULT_NAME = "{stem}_{kernel}.{ext}"
-NAME_FIELDS = ("stem", "kernel", "ext", "parent")
+NAME_FIELDS = ("stem", "kernel", "ext", "parent", "suffix")
 NORMALIZE_CHOICES = ("auto",) + images.NORMALIZE_MODES
 PAD_MODES = tuple(PADDING_MODES)
 
@@ -141,6 +142,34 @@ def output_format(out: str, fmt: str | None) -> str:
     return fmt or implied or "png"
 
 
+def _clash_advice(first: Path, second: Path) -> str:
+    """What separates two inputs that would write the same output, as a --name to use."""
+    if first.stem == second.stem and first.suffix.lower() != second.suffix.lower():
+        return "they differ only in suffix: use --name '{stem}_{suffix}_{kernel}.{ext}'"
+    if first.resolve().parent.name != second.resolve().parent.name:
+        return "use --name '{parent}_{stem}_{kernel}.{ext}', or -r to mirror their folders"
+    return "rename one input"
+
+
+def check_output_folder(out: str, *, create: bool) -> None:
+    """A ``-o`` folder that cannot be one (a file is in the way) or cannot be written is a
+    usage error before any work; ``create`` makes it (the outputs go there anyway)."""
+    folder = output_folder(out)
+    if folder is None:
+        return
+    existing = next(p for p in [folder, *folder.parents] if p.exists() or p == Path(p.anchor))
+    if not existing.is_dir():
+        raise UsageError(f"-o {out}: {existing} is a file, not a folder; give a folder (or one "
+                         "file name with an image suffix for a single output)")
+    if create:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = tempfile.TemporaryFile(dir=folder)
+            probe.close()
+        except OSError as error:
+            raise UsageError(f"-o {out}: cannot write there ({error.strerror or error})") from None
+
+
 def output_folder(out: str) -> Path | None:
     """The folder ``-o`` names, or None when it names a file or a stream."""
     return Path(out) if not is_stream(out) and out != "-" and _is_folder(out) else None
@@ -152,8 +181,8 @@ def _is_folder(out: str) -> bool:
 
 
 def check_name_template(template: str) -> None:
-    """``--name`` may use {stem}, {kernel}, {ext} and {parent} and must end in ``.{ext}``-like
-    text of its own choosing; it must stay inside ``-o``."""
+    """``--name`` may use {stem}, {kernel}, {ext}, {parent} and {suffix} (the input's, without
+    the dot); it must stay inside ``-o``."""
     try:
         fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
     except ValueError as error:
@@ -162,7 +191,7 @@ def check_name_template(template: str) -> None:
     if unknown:
         raise UsageError(f"--name {template!r}: unknown field {{{unknown[0]}}}; valid fields are "
                          + ", ".join("{" + f + "}" for f in NAME_FIELDS))
-    sample = Path(template.format(stem="x", kernel="k", ext="png", parent="p"))
+    sample = Path(template.format(stem="x", kernel="k", ext="png", parent="p", suffix="jpg"))
     if sample.is_absolute() or ".." in sample.parts:
         raise UsageError(f"--name {template!r} must name a file inside the -o folder")
 
@@ -206,11 +235,12 @@ def _plan(sources: list[Source], operations: list[Operation | Stack], out: str,
     for source in sources:
         for operation in operations:
             filename = name.format(stem=source.path.stem, kernel=output_stem(operation),
-                                   ext=extension, parent=source.path.resolve().parent.name)
+                                   ext=extension, parent=source.path.resolve().parent.name,
+                                   suffix=source.path.suffix.lstrip(".").lower())
             destination = Path(out) / source.folder / filename
             if destination in seen:
                 raise UsageError(f"{seen[destination]} and {source.path} would both write "
-                                 f"{destination}; rename one input, or use --name with {{parent}}")
+                                 f"{destination}; {_clash_advice(seen[destination], source.path)}")
             seen[destination] = source.path
             jobs.append(Job(source, operation, destination))
     return jobs

@@ -188,3 +188,57 @@ def test_workers_ignore_a_convcli_folder_in_the_working_directory(tmp_path, rng)
     assert result.returncode == 0, result.stderr
     assert len(list((tmp_path / "out").iterdir())) == 3
     assert not marker.exists(), "a worker imported the convcli of the working folder"
+
+
+# --- 6. problems with the run itself come once, before any work ------------------------------
+
+@pytest.mark.parametrize("make_args, phrase", [
+    (lambda tmp, photo: ["--engine", "gpu", "-o", tmp / "o"], "--engine must be one of"),
+    (lambda tmp, photo: ["-o", (tmp / "afile").write_text("x") and tmp / "afile"],
+     "is a file, not a folder"),
+    (lambda tmp, photo: ["-o", "/proc/convcli-cannot-write-here/"], "cannot write there"),
+])
+def test_run_level_problems_are_one_usage_error(tmp_path, rng, capsys, make_args, phrase):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for index in range(3):
+        Image.fromarray(rng.integers(0, 256, (12, 12), dtype=np.uint8)).save(folder / f"{index}.png")
+    code, out, err = run(["apply", folder, "-k", "sobel", *make_args(tmp_path, folder)], capsys)
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and phrase in err, err
+
+
+# --- 7. --debug anywhere ---------------------------------------------------------------------
+
+def test_debug_after_the_subcommand_is_accepted(tmp_path, photo, capsys):
+    code, _, err = run(["apply", photo, "-k", "sobel", "-o", tmp_path / "o", "--debug"], capsys)
+    assert code == 0, err
+    code, _, err = run(["apply", photo, "-k", "nope", "-o", tmp_path / "o", "--quiet"], capsys)
+    assert code == 2 and "Traceback" not in err
+
+
+# --- 8. name clashes get advice that fixes them; YAML parameters stay in {kernel} ------------
+
+def test_suffix_clash_advice_and_the_suffix_field(tmp_path, rng, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    pixels = rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(folder / "coffee.webp")
+    Image.fromarray(pixels).save(folder / "coffee.gif")
+    code, _, err = run(["apply", folder, "-k", "sobel", "-o", tmp_path / "o"], capsys)
+    assert code == 2 and "{suffix}" in err and "{parent}" not in err, err
+    code, _, err = run(["apply", folder, "-k", "sobel", "-o", tmp_path / "o", "--name",
+                        "{stem}_{suffix}_{kernel}.{ext}"], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["coffee_gif_sobel.png",
+                                                                 "coffee_webp_sobel.png"]
+
+
+def test_yaml_kernel_parameters_stay_in_the_output_name(tmp_path, photo, capsys):
+    kernel = tmp_path / "ridge.yaml"
+    kernel.write_text("weights: [[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]]\n")
+    code, _, err = run(["apply", photo, "-k", f"{kernel}:dilation=2", "-k", str(kernel),
+                        "-o", tmp_path / "o"], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["photo_ridge-dilation-2.png",
+                                                                 "photo_ridge.png"]
