@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TextIO
 
 from . import pipeline
-from .errors import ConvcliError, UsageError, print_error
+from .errors import ConvcliError, UsageError, print_error, route_warnings
 from .images import leftover_temporaries
 from .inputs import Source
 from .pipeline import ApplyOptions, Job
@@ -105,8 +105,10 @@ def _trace() -> str:
 
 
 def _set_numba_threads(threads: int) -> None:
+    """A worker's setup: its share of the cores, and warnings as convcli's own lines."""
     from .engine import set_threads
 
+    route_warnings()
     set_threads(threads)
 
 

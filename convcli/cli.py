@@ -13,7 +13,8 @@ from typing import Annotated, Optional
 import typer
 
 from . import __version__
-from .errors import ConvcliError, UsageError, check_choice, print_error, print_warning
+from .errors import (ConvcliError, UsageError, check_choice, print_error, print_warning,
+                     route_warnings)
 
 app = typer.Typer(
     help="Convolution filters for images: named kernels or YAML kernels, any stride, "
@@ -116,6 +117,9 @@ def apply(
                          "(raw C,H,W). Default: from -o's suffix, else png.",
         show_default=False)] = None,
     quality: Annotated[int, typer.Option(help="JPEG and WebP quality, 1-100.")] = 95,
+    max_pixels: Annotated[Optional[int], typer.Option(
+        "--max-pixels", help="Fail inputs with more pixels (or voxels) than this; 0: no limit. "
+                             "Default: 250,000,000.", show_default=False)] = None,
     bit_depth: Annotated[Optional[int], typer.Option(
         "--bit-depth", help="PNG bit depth, 8 or 16. Default: 16 for 16-bit inputs, else 8.",
         show_default=False)] = None,
@@ -170,7 +174,8 @@ def apply(
         stride=parse_sizes(stride, "--stride"), padding=parse_padding(padding), pad_mode=pad_mode,
         dilation=parse_sizes(dilation, "--dilation"), flip=flip, normalize=normalize,
         fmt=pipeline.output_format(output, fmt), bit_depth=bit_depth, overwrite=overwrite,
-        gray=gray, engine=engine, save_stages=save_stages, split=split, quality=quality)
+        gray=gray, engine=engine, save_stages=save_stages, split=split, quality=quality,
+        **({} if max_pixels is None else {"max_pixels": max_pixels}))
     settings = batch.BatchSettings(
         jobs=jobs, fail_fast=fail_fast, skip_existing=skip_existing, dry_run=dry_run, quiet=quiet,
         report=report, report_file=report_file, debug=ctx.find_root().params.get("debug", False))
@@ -350,6 +355,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     debug = "--debug" in args
     if debug:                       # accepted anywhere, as the root option it is
         args = ["--debug"] + [arg for arg in args if arg != "--debug"]
+    else:
+        route_warnings()
     try:
         code = app(args=args, prog_name="convcli", standalone_mode=False)
     except ConvcliError as error:

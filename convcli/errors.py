@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 __all__ = ["ConvcliError", "UsageError", "FileFailure", "check_choice", "print_error",
-           "print_warning"]
+           "print_warning", "route_warnings"]
 
 
 class ConvcliError(Exception):
@@ -45,3 +45,14 @@ def print_error(message: str) -> None:
 def print_warning(message: str) -> None:
     """``convcli: warning: MESSAGE`` on stderr."""
     print(f"convcli: warning: {message}", file=sys.stderr, flush=True)
+
+
+def route_warnings() -> None:
+    """Show every Python warning (a library's, or ours) as one ``convcli: warning:`` line, so
+    nothing on stderr is a raw Python warning with its file and line number."""
+    import warnings
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        print_warning(f"{str(message).splitlines()[0] if str(message) else category.__name__}")
+
+    warnings.showwarning = show

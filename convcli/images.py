@@ -49,6 +49,9 @@ ONE_CHANNEL_MODES = GRAY_MODES + SIXTEEN_BIT_MODES + ("F",)
 READ_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError,
                Image.DecompressionBombError)
 DECODE_ERRORS = READ_ERRORS + (zlib.error,)
+# convcli's --max-pixels (checked from the header, before decoding) replaces Pillow's
+# decompression-bomb guard, whose warning would leak onto stderr at 89 MP.
+Image.MAX_IMAGE_PIXELS = None
 UMASK = os.umask(0o022)  # read once (os.umask can only be read by setting it) and restored
 os.umask(UMASK)
 EXIF_ORIENTATION = 0x0112

@@ -35,6 +35,9 @@ OUTPUT_SUFFIXES = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".npy": "npy"
                    ".jpeg": "jpeg", ".webp": "webp", ".bmp": "bmp", ".gif": "gif"}
 EXTENSIONS = {"tiff": "tif", "jpeg": "jpg"}          # --format -> the {ext} of output names
 CLIPPED_WARNING = 0.01                               # warn when more pixels than this clip
+# Inputs above this many pixels (or voxels) fail unless --max-pixels allows them: 250 MP of RGB
+# is 3 GB as float32, and a run holds about three times its input.
+DEFAULT_MAX_PIXELS = 250_000_000
 DEFAULT_NAME = "{stem}_{kernel}.{ext}"
 NAME_FIELDS = ("stem", "kernel", "ext", "parent", "suffix")
 NORMALIZE_CHOICES = ("auto",) + images.NORMALIZE_MODES
@@ -59,6 +62,7 @@ class ApplyOptions:
     save_stages: bool = False
     split: bool = False
     quality: int = 95
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     def __post_init__(self) -> None:
         check_choice("--pad-mode", self.pad_mode, PAD_MODES)
@@ -70,6 +74,8 @@ class ApplyOptions:
             raise UsageError(f"--bit-depth 16 needs png; {self.fmt} holds 8 bits per channel")
         if not 1 <= self.quality <= 100:
             raise UsageError(f"--quality must be 1 to 100; got {self.quality}")
+        if self.max_pixels < 0:
+            raise UsageError(f"--max-pixels must be >= 0 (0: no limit); got {self.max_pixels}")
         from .engine.api import ENGINE_CHOICES
 
         check_choice("--engine", self.engine, ENGINE_CHOICES)
@@ -275,20 +281,37 @@ def apply_to_image(source: Source, jobs: list[Job], options: ApplyOptions, *,
             if not job.to_stdout and job.destination.exists():
                 raise FileFailure(f"{job.destination}: already exists; use --overwrite to replace it")
     started = time.perf_counter()
+    if data is None:               # refused from the header, before any pixel is decoded
+        _check_size(source.path, images.read_header(source.path, gray=options.gray), options)
     image = images.load_image(source.path, gray=options.gray, data=data)
+    _check_size(source.path, image.pixels.shape, options)
     load_ms = _ms_since(started)
+    if not np.isfinite(image.pixels.sum(dtype=np.float64)):   # no full-size temporary
+        bad = image.pixels.size - int(np.count_nonzero(np.isfinite(image.pixels)))
+        print_warning(f"{source.path}: {bad:,} NaN or infinite input value(s); they spread to every "
+                      "output whose window reads them")
     plans = [_plan_job(job, image, options) for job in jobs]   # all fit, or nothing is written
     records = []
     for index, (job, plan) in enumerate(zip(jobs, plans)):
         last = index == len(jobs) - 1
-        if isinstance(plan, Stack):
-            filtered = _stack_job(job, plan, image, options)
-        else:
-            filtered = _filter_job(job, plan, image, options, into_input=last)
+        with np.errstate(all="ignore"):  # non-finite inputs were warned about once, above
+            if isinstance(plan, Stack):
+                filtered = _stack_job(job, plan, image, options)
+            else:
+                filtered = _filter_job(job, plan, image, options, into_input=last)
         if last:
             del image  # the last output is written without the input in memory
-        records.append(_write_job(job, filtered, load_ms, options))
+        with np.errstate(all="ignore"):
+            records.append(_write_job(job, filtered, load_ms, options))
     return records
+
+
+def _check_size(path: Path, shape: tuple[int, ...], options: ApplyOptions) -> None:
+    pixels = math.prod(shape[1:])
+    if options.max_pixels and pixels > options.max_pixels:
+        raise FileFailure(f"{path}: {pixels:,} pixels is more than --max-pixels "
+                          f"{options.max_pixels:,}; raise it (0: no limit) if the machine has the "
+                          f"memory: {4 * shape[0]} bytes a pixel as float32, about 3 times over")
 
 
 @dataclass(frozen=True)

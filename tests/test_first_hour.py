@@ -242,3 +242,38 @@ def test_yaml_kernel_parameters_stay_in_the_output_name(tmp_path, photo, capsys)
     assert code == 0, err
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["photo_ridge-dilation-2.png",
                                                                  "photo_ridge.png"]
+
+
+# --- 9. nothing prints a raw Python warning; image size is convcli's limit -----------------------
+
+def test_a_huge_image_is_refused_by_max_pixels_without_a_pillow_warning(tmp_path, capsys):
+    big = tmp_path / "big.png"
+    Image.new("L", (9500, 9500)).save(big, compress_level=1)      # 90 MP: Pillow would warn
+    code, _, err = run(["apply", big, "-k", "sobel", "-o", tmp_path / "o", "--max-pixels",
+                        "50000000"], capsys)
+    assert code == 1
+    assert err.count("\n") == 1 and "more than --max-pixels 50,000,000" in err, err
+    assert "DecompressionBomb" not in err and "Warning" not in err
+
+
+def test_non_finite_inputs_are_one_convcli_warning(tmp_path, rng, capsys):
+    values = rng.random((1, 20, 20)).astype(np.float32)
+    values[0, 3, 4], values[0, 10, 10] = np.nan, np.inf
+    np.save(tmp_path / "maps.npy", values)
+    code, _, err = run(["apply", tmp_path / "maps.npy", "-k", "sobel", "-o", tmp_path / "o.png"],
+                       capsys)
+    assert code == 0
+    assert err.splitlines() == [f"convcli: warning: {tmp_path / 'maps.npy'}: 2 NaN or infinite "
+                                "input value(s); they spread to every output whose window reads them"]
+
+
+def test_python_warnings_become_convcli_lines(capsys):
+    import warnings
+
+    from convcli.errors import route_warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        route_warnings()
+        warnings.warn("Corrupt EXIF data", UserWarning)
+    assert capsys.readouterr().err == "convcli: warning: Corrupt EXIF data\n"
