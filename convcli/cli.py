@@ -190,12 +190,12 @@ def apply(
         return
     stdin_data = sys.stdin.buffer.read() if any(s.from_stdin for s in expansion.sources) else None
     plan = pipeline.plan_outputs(expansion.sources, operations, output, options, name)
-    pipeline.check_output_folder(output, create=not dry_run)
     if not plan and not expansion.unmatched:
         print_warning("no images to process (the inputs are this run's own outputs)")
         return
     if layer:
         pipeline.check_stack_on_first(expansion.sources, operations[0], gray=gray)
+    pipeline.check_output_folder(output, create=not dry_run)      # last check: it makes -o
     code = batch.run_batch(plan, options, settings, stdin_data=stdin_data,
                            failed_before=[f"{p}: no files match this pattern" for p in expansion.unmatched])
     if code:

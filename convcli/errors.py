@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 __all__ = ["ConvcliError", "UsageError", "FileFailure", "check_choice", "print_error",
-           "print_warning", "route_warnings"]
+           "print_warning", "print_note", "route_warnings"]
 
 
 class ConvcliError(Exception):
@@ -45,6 +45,11 @@ def print_error(message: str) -> None:
 def print_warning(message: str) -> None:
     """``convcli: warning: MESSAGE`` on stderr."""
     print(f"convcli: warning: {message}", file=sys.stderr, flush=True)
+
+
+def print_note(message: str) -> None:
+    """``convcli: note: MESSAGE`` on stderr: something worth knowing, not a problem."""
+    print(f"convcli: note: {message}", file=sys.stderr, flush=True)
 
 
 def route_warnings() -> None:

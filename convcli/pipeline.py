@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from . import geometry, images
-from .engine import PADDING_MODES
-from .errors import ConvcliError, FileFailure, UsageError, check_choice, print_warning
+from .engine import PADDING_MODES, compile_seconds, on_first_compile
+from .errors import (ConvcliError, FileFailure, UsageError, check_choice, print_note,
+                     print_warning)
 from .inputs import Source, is_stream
 from .kernels import Operation
 from .layers import Stack, channel_plan, kernel_geometry, layer_for_operation
@@ -306,6 +307,19 @@ def apply_to_image(source: Source, jobs: list[Job], options: ApplyOptions, *,
     return records
 
 
+def _announce_compiling() -> None:
+    print_note("compiling the engine's machine code once (Numba; about 10 s on 2 cores); it is "
+               "cached, so later runs start at once")
+
+
+on_first_compile(_announce_compiling)
+
+
+def _timings(convolve_ms: float, compile_ms: float) -> dict[str, float]:
+    """``{"convolve"}``, and ``"compile"`` when this job waited for Numba to compile."""
+    return {"convolve": convolve_ms, **({"compile": compile_ms} if compile_ms else {})}
+
+
 def _check_size(path: Path, shape: tuple[int, ...], options: ApplyOptions) -> None:
     pixels = math.prod(shape[1:])
     if options.max_pixels and pixels > options.max_pixels:
@@ -376,13 +390,14 @@ def _filter_job(job: Job, plan: _FilterPlan, image: images.LoadedImage, options:
     stride, padding, dilation = plan.stride, plan.padding, plan.dilation
     groups, out_channels = plan.groups, plan.out_channels
 
-    started = time.perf_counter()
+    started, compiled_before = time.perf_counter(), compile_seconds()
     maps, paths = filter_operation(image.pixels, job.operation, pad_mode=options.pad_mode,
                                    flip=options.flip, stride=stride,
                                    pads=(padding.rows, padding.cols), dilation=dilation,
                                    engine_path=options.engine, into_input=into_input,
                                    path=image.path)
-    convolve_ms = _ms_since(started)
+    compile_ms = round((compile_seconds() - compiled_before) * 1e3, 3)
+    convolve_ms = round(max(_ms_since(started) - compile_ms, 0.0), 3)   # compiling reported apart
 
     alpha = None
     if image.alpha is not None and options.fmt == "png":
@@ -392,7 +407,7 @@ def _filter_job(job: Job, plan: _FilterPlan, image: images.LoadedImage, options:
         input_shape=[channels, height, width], output_shape=list(maps.shape),
         kernel_shape=[out_channels, channels // groups, *first.size], stride=list(stride),
         padding=padding.as_dict(), dilation=list(dilation), pad_mode=options.pad_mode,
-        engine="+".join(dict.fromkeys(paths)), timings_ms={"convolve": convolve_ms},
+        engine="+".join(dict.fromkeys(paths)), timings_ms=_timings(convolve_ms, compile_ms),
         megapixels_per_s=round(height * width / 1e6 / max(convolve_ms / 1e3, 1e-9), 2),
         layers=[LayerRun(layer=f"1: conv {'x'.join(map(str, first.size))} {job.operation.name}",
                          output_shape=list(maps.shape), engine="+".join(dict.fromkeys(paths)),
@@ -424,8 +439,7 @@ def _write_job(job: Job, filtered: _Filtered, load_ms: float,
         clipped = images.save_image(job.destination, filtered.maps, overwrite=options.overwrite,
                                     **arguments)
     record = filtered.record
-    record.timings_ms = {"load": load_ms, "convolve": record.timings_ms["convolve"],
-                         "write": _ms_since(started)}
+    record.timings_ms = {"load": load_ms, **record.timings_ms, "write": _ms_since(started)}
     record.clipped_fraction = round(float(clipped), 6)
     if clipped > CLIPPED_WARNING:
         print_warning(f"{record.output}: {clipped:.1%} of the values were clipped to the output's "
@@ -449,6 +463,7 @@ def _stack_job(job: Job, stack: Stack, image: images.LoadedImage,
                                         path=image.path,
                                         on_stage=save_stage if options.save_stages else None)
     convolve_ms = round(sum(run["ms"] for run in runs), 3)      # not the stages' writes
+    compile_ms = round(sum(run.get("compile_ms", 0.0) for run in runs), 3)
     alpha = image.alpha if (image.alpha is not None and options.fmt == "png"
                             and maps.shape[1:] == image.pixels.shape[1:]) else None
     pixels = math.prod(image.pixels.shape[1:])
@@ -457,7 +472,7 @@ def _stack_job(job: Job, stack: Stack, image: images.LoadedImage,
         input_shape=list(image.pixels.shape), output_shape=list(maps.shape),
         **_one_layer_geometry(stack, explanation, options.pad_mode),
         engine="+".join(dict.fromkeys(r["engine"] for r in runs)),
-        timings_ms={"convolve": convolve_ms},
+        timings_ms=_timings(convolve_ms, compile_ms),
         megapixels_per_s=round(pixels / 1e6 / max(convolve_ms / 1e3, 1e-9), 2), layers=runs)
     return _Filtered(maps, alpha, _bit_depth(image, options), record)
 

@@ -277,3 +277,30 @@ def test_python_warnings_become_convcli_lines(capsys):
         route_warnings()
         warnings.warn("Corrupt EXIF data", UserWarning)
     assert capsys.readouterr().err == "convcli: warning: Corrupt EXIF data\n"
+
+
+# --- 13. the first run says it compiles, and keeps compile time out of the speed ---------------
+
+@pytest.mark.slow
+def test_a_first_run_says_it_compiles_and_reports_compile_time_apart(tmp_path, rng):
+    import subprocess
+    import sys
+
+    from conftest import subprocess_env
+
+    for index in range(2):                 # two images: the run starts Numba (no NumPy path)
+        Image.fromarray(rng.integers(0, 256, (40, 40), dtype=np.uint8)).save(tmp_path / f"{index}.png")
+    env = subprocess_env(tmp_path, NUMBA_CACHE_DIR=str(tmp_path / "empty-cache"))
+    command = [sys.executable, "-m", "convcli", "apply", str(tmp_path / "0.png"),
+               str(tmp_path / "1.png"), "-k", "box:size=3,dilation=2", "-o", str(tmp_path / "o"),
+               "--report", "json", "--overwrite", "-j", "1"]
+    first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr
+    assert first.stderr.count("convcli: note: compiling the engine") == 1
+    records = [json.loads(line) for line in first.stdout.splitlines()]
+    compiled = [r["timings_ms"]["compile"] for r in records if "compile" in r["timings_ms"]]
+    assert compiled and compiled[0] > 100                 # seconds of LLVM, reported apart
+    assert all(r["timings_ms"]["convolve"] < compiled[0] for r in records)
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert "compiling" not in second.stderr
+    assert all("compile" not in json.loads(line)["timings_ms"] for line in second.stdout.splitlines())

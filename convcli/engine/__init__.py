@@ -6,6 +6,7 @@ The layer operations beside ``conv2d`` (``layers``, ``pooling``, ``activations``
 PyTorch's names, arguments and results.
 """
 
+from ._compile_log import compile_seconds, on_first_compile
 from .activations import channel_shuffle, leaky_relu, relu, sigmoid, tanh
 from .api import ENGINE_PATHS, PADDING_MODES, conv2d, convolve, border_map, rank_one_factors
 from .layers import (conv1d, conv3d, conv_transpose1d, conv_transpose2d, conv_transpose3d,
@@ -14,7 +15,8 @@ from .pooling import avg_pool1d, avg_pool2d, avg_pool3d, max_pool1d, max_pool2d,
 
 from .. import ENGINE_FUNCTIONS
 
-__all__ = [*ENGINE_FUNCTIONS, "convolve", "convolve_nd", "border_map", "rank_one_factors", "set_threads",
+__all__ = [*ENGINE_FUNCTIONS, "convolve", "convolve_nd", "compile_seconds", "on_first_compile",
+           "border_map", "rank_one_factors", "set_threads",
            "ENGINE_PATHS", "PADDING_MODES"]
 
 

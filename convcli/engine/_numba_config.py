@@ -10,6 +10,9 @@ it falls back to a per-user cache folder, and ``NUMBA_CACHE_DIR`` overrides both
 from __future__ import annotations
 
 import numba
+from numba.core import event
+
+from . import _compile_log
 
 JIT_OPTIONS = {"nopython": True, "parallel": True, "cache": True, "nogil": True,
                "fastmath": {"contract"}}
@@ -28,6 +31,19 @@ def jit_inline(function):
 
 
 prange = numba.prange
+
+
+class _CompileListener(event.Listener):
+    """Tells ``_compile_log`` when Numba compiles (a cache miss), and for how long."""
+
+    def on_start(self, event_):
+        _compile_log.started()
+
+    def on_end(self, event_):
+        _compile_log.ended()
+
+
+event.register("numba:compile", _CompileListener())
 
 
 def set_threads(count: int) -> None:
