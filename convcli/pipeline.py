@@ -52,6 +52,8 @@ class ApplyOptions:
     engine: str = "auto"
     save_stages: bool = False
     split: bool = False
+    scale: float = 1.0      # multiplies every -k kernel's weights
+    bias: float = 0.0       # added to every -k output, after the responses are combined
 
     def __post_init__(self) -> None:
         check_choice("--pad-mode", self.pad_mode, PAD_MODES)
@@ -59,6 +61,9 @@ class ApplyOptions:
         check_choice("--format", self.fmt, images.OUTPUT_FORMATS)
         if self.bit_depth not in (None, 8, 16):
             raise UsageError(f"--bit-depth must be 8 or 16; got {self.bit_depth}")
+        for option, value in (("--scale", self.scale), ("--bias", self.bias)):
+            if not math.isfinite(value):
+                raise UsageError(f"{option} must be a finite number; got {value}")
 
 
 @dataclass(frozen=True)
@@ -139,6 +144,7 @@ def plan_outputs(sources: list[Source], operations: list[Operation | Stack], out
     output (one output only); otherwise a folder, where each output is named by the
     ``name`` template inside the source's sub-folder.
     """
+    operations = [_scaled(operation, options) for operation in operations]
     count = len(sources) * len(operations)
     single_file = is_stream(out) or (Path(out).suffix.lower() in OUTPUT_SUFFIXES
                                      and not Path(out).is_dir())
@@ -161,6 +167,15 @@ def plan_outputs(sources: list[Source], operations: list[Operation | Stack], out
             seen[destination] = source.path
             jobs.append(Job(source, operation, destination))
     return jobs
+
+
+def _scaled(operation: Operation | Stack, options: ApplyOptions) -> Operation | Stack:
+    """The -k operation with ``--scale`` and ``--bias`` applied (a stack's layers carry their own)."""
+    if not isinstance(operation, Stack):
+        return operation.scaled(options.scale, options.bias)
+    if (options.scale, options.bias) != (1.0, 0.0):
+        raise UsageError("--scale and --bias apply to -k kernels, not to a --layer stack")
+    return operation
 
 
 def check_stack_on_first(sources: list[Source], stack: Stack, *, gray: bool) -> None:
@@ -356,14 +371,14 @@ def _slug(text: str, default: str = "layer") -> str:
 
 
 def _auto_normalize(operation: Operation | Stack, maps: np.ndarray) -> str:
-    """``--normalize auto``: a zero-sum kernel's edges as ``abs``, other kernels' responses as
-    they are (``clip``); a stack's maps as they are when they lie in [0, 1], else stretched
+    """``--normalize auto``: a zero-sum kernel's edges as ``abs`` (unless ``--bias`` lifts them
+    into view), other kernels' responses as they are (``clip``); a stack's maps as they are when they lie in [0, 1], else stretched
     (``minmax``): random or learned weights have no natural range."""
     if isinstance(operation, Stack):
         finite = maps[np.isfinite(maps)]
         inside = finite.size == 0 or (finite.min() >= 0.0 and finite.max() <= 1.0)
         return "clip" if inside else "minmax"
-    single = operation.combine == "single"
+    single = operation.combine == "single" and not operation.bias     # a bias lifts negatives
     return "abs" if single and operation.kernels[0].is_zero_sum else "clip"
 
 
