@@ -1,4 +1,5 @@
-"""TIFF through tifffile: pages of many samples, page stacks, and the float32 writer.
+"""TIFF through tifffile: pages of many samples, page stacks, and the float32 writer
+(``write_tiff``: a float page per map, RGB for colours, ImageJ hyperstacks for other counts).
 
 A single page of C samples (feature maps, float or 16-bit colour) reads as (C, H, W); a
 stack of D pages as a volume (C, D, H, W); tifffile's axes say which is which (``S``
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from dataclasses import dataclass
 from math import prod
 from typing import BinaryIO
@@ -33,6 +35,7 @@ PILLOW_DEEP_DTYPES = ("uint16", "int32", "float32")    # one-sample pages Pillow
 ORIENTATION_TAG = 274
 CHANNEL_AXES = "SC"
 REAL_KINDS = "biuf"
+IMAGEJ_VOLUME_KEY = "convcli"         # convcli=volume: an ImageJ hyperstack of one slice is a volume
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,9 @@ def pillow_decodes(tif) -> bool:
     page = series.keyframe
     if len(series.pages) != 1 or len(series.shape) > len(page.shape):
         return False                            # a stack (perhaps of one page: a volume)
+    images = (tif.imagej_metadata or {}).get("images", 1)
+    if isinstance(images, int) and images > 1:
+        return False                            # a damaged ImageJ stack: tifffile says why
     if page.photometric not in COLOUR_SAMPLES:
         return True                             # Pillow converts them to RGB, or says why not
     extra = page.samplesperpixel - COLOUR_SAMPLES[page.photometric]
@@ -133,10 +139,18 @@ def tiff_layout(tif) -> TiffLayout:
     depth = [index for index, axis in enumerate(axes) if axis not in CHANNEL_AXES + "YX"]
     rows, columns = axes.index("Y"), axes.index("X")
     size = (prod(shape[i] for i in channels),) + ((prod(shape[i] for i in depth),) if depth else ())
+    if not depth and _imagej_volume(tif):
+        size += (1,)                            # ImageJ drops the depth axis of one slice
     alpha = not depth and [axes[i] for i in channels] == ["S"] and _alpha_last(page)
     return TiffLayout(shape=size + (shape[rows], shape[columns]),
                       order=tuple(channels + depth + [rows, columns]), dtype=page.dtype,
                       orientation=int(page.tags.valueof(ORIENTATION_TAG, 1)), alpha=alpha)
+
+
+def _imagej_volume(tif) -> bool:
+    """An ImageJ hyperstack that ``write_tiff`` wrote from a volume (``convcli=volume``)."""
+    return tif.series[0].kind == "imagej" and \
+        (tif.imagej_metadata or {}).get(IMAGEJ_VOLUME_KEY) == "volume"
 
 
 def _alpha_last(page) -> bool:
@@ -145,20 +159,37 @@ def _alpha_last(page) -> bool:
 
 
 def write_tiff(file: BinaryIO, maps: np.ndarray) -> None:
-    """(C, H, W) float32 maps as one page of C samples (planar, min-is-black); (C, D, H, W)
-    as D such pages; (C, L) signals as one page of C samples, one row each (reads back
-    (C, 1, L)). One channel is a plain float page (or stack), which every TIFF reader opens.
+    """Float32 maps, raw, in the layout viewers read (every one reads back bit for bit):
 
-    BigTIFF is chosen by tifffile when the data passes ~4 GB.
+    - 1 map: a plain float page, min-is-black; a volume (1, D, H, W): D such pages.
+    - 3 maps (colours, e.g. a blurred photo): one RGB page of interleaved (contiguous)
+      samples; a volume (3, D, H, W): D such pages.
+    - any other count C: an ImageJ hyperstack, C float pages (channels) per depth slice with
+      ImageJ's description (``channels=C``, ``slices=D``), which ImageJ and Fiji open natively
+      as C channels. ImageJ cannot open one page of several float samples ("ImageJ can only
+      open 8 and 16 bit/channel images"); Fiji only through Bio-Formats. tifffile reads the
+      axes back as CYX or ZCYX; ``convcli=volume`` in the description keeps a volume of one
+      slice a volume (ImageJ drops axes of length 1).
+
+    (C, L) signals are written as C maps of one row (they read back as (C, 1, L)). BigTIFF is
+    chosen by tifffile when the data passes ~4 GB; an ImageJ hyperstack that large is written
+    as ImageJ itself writes it (the data contiguous after the first page).
     """
     import tifffile
 
     maps = np.asarray(maps, np.float32)
     if maps.ndim == 2:
         maps = maps[:, np.newaxis]
-    if maps.shape[0] == 1:
-        pages, planar = maps[0], None                             # (H, W) or (D, H, W)
-    else:
-        pages, planar = (maps if maps.ndim == 3 else maps.transpose(1, 0, 2, 3)), "separate"
-    tifffile.imwrite(file, np.ascontiguousarray(pages), photometric="minisblack",
-                     planarconfig=planar)
+    volume = maps.ndim == 4
+    if maps.shape[0] == 1:                                        # (H, W) or (D, H, W)
+        tifffile.imwrite(file, np.ascontiguousarray(maps[0]), photometric="minisblack")
+    elif maps.shape[0] == 3:                                      # (H, W, 3) or (D, H, W, 3)
+        tifffile.imwrite(file, np.ascontiguousarray(np.moveaxis(maps, 0, -1)), photometric="rgb",
+                         planarconfig="contig")
+    else:              # ImageJ's order Z, C, Y, X; the samples axis S (1) named, else
+        pages = maps.transpose(1, 0, 2, 3) if volume else maps    # tifffile takes X=1 for it
+        metadata = {"axes": "ZCYXS", IMAGEJ_VOLUME_KEY: "volume"} if volume else {"axes": "CYXS"}
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", ".*truncating ImageJ file")   # > 4 GB: as ImageJ does
+            tifffile.imwrite(file, np.ascontiguousarray(pages)[..., np.newaxis], imagej=True,
+                             photometric="minisblack", metadata=metadata)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TextIO
 
 from . import pipeline
-from .errors import ConvcliError, UsageError, print_error, route_warnings
+from .errors import ConvcliError, UsageError, print_error, print_note, route_warnings
 from .images import leftover_temporaries
 from .inputs import Source
 from .pipeline import ApplyOptions, Job
@@ -104,12 +104,22 @@ def _trace() -> str:
     return "\n" + traceback.format_exc().rstrip()
 
 
-def _set_numba_threads(threads: int) -> None:
-    """A worker's setup: its share of the cores, and warnings as convcli's own lines."""
-    from .engine import set_threads
+def _prepare_process(threads: int | None, quiet: bool) -> None:
+    """Set up a process that runs tasks (a worker, or this one): its share of the cores
+    (None: leave Numba unstarted), warnings as convcli's own lines, and (unless quiet) a
+    note when Numba starts compiling."""
+    from .engine import on_first_compile, set_threads
 
     route_warnings()
-    set_threads(threads)
+    if not quiet:
+        on_first_compile(_announce_compiling)
+    if threads is not None:
+        set_threads(threads)
+
+
+def _announce_compiling() -> None:
+    print_note("compiling the engine's machine code once (Numba; about 10 s on 2 cores); it is "
+               "cached, so later runs start at once")
 
 
 def run_batch(jobs: list[Job], options: ApplyOptions, settings: BatchSettings, *,
@@ -186,15 +196,14 @@ def _execute(tasks: list[Task], settings: BatchSettings, tally: Tally, report) -
             if workers > 1:
                 from .workers import WorkerPool
 
-                pool = WorkerPool(workers, process_task, _set_numba_threads,
-                                  (max(1, cores // workers),))
+                pool = WorkerPool(workers, process_task, _prepare_process,
+                                  (max(1, cores // workers), settings.quiet))
                 outcomes = ((r.task, _worker_died(r.task, r.died) if r.died else r.value)
                             for r in pool.run(tasks))
             else:
-                if len(tasks) > 1:
-                    # Several images repay Numba's start-up, and each image then takes the
-                    # path it would take in a worker (a single small image uses NumPy).
-                    _set_numba_threads(cores)
+                # Several images repay Numba's start-up, and each image then takes the path
+                # it would take in a worker (a single small image uses NumPy).
+                _prepare_process(cores if len(tasks) > 1 else None, settings.quiet)
                 outcomes = ((task, process_task(task)) for task in tasks)
             for task, (status, value) in outcomes:
                 _record(task, status, value, tally, report)

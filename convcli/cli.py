@@ -109,6 +109,11 @@ def apply(
         help="N or H,W. Default: the kernel's, else 1.", show_default=False)] = None,
     flip: Annotated[bool, typer.Option(
         "--flip", help="True convolution (kernel flipped) instead of cross-correlation.")] = False,
+    scale: Annotated[float, typer.Option(
+        help="Multiply each -k kernel's weights (OpenCV filter2D's kernel * scale).")] = 1.0,
+    bias: Annotated[float, typer.Option(
+        help="Add to every -k output, after a sobel-like operation combines its kernels "
+             "(ImageMagick's -bias 50% is 0.5; OpenCV's delta).")] = 0.0,
     normalize: Annotated[str, typer.Option(
         help="Responses to pixels: auto, clip, abs, robust, minmax or offset (picture formats). "
              "auto: robust for zero-sum kernels (edges), else clip.")] = "auto",
@@ -157,6 +162,10 @@ def apply(
     if layer and any(v is not None for v in (stride, padding, dilation)):
         raise UsageError("--stride, --padding and --dilation set a -k kernel's geometry; with "
                          "--layer put them in the layer specs (e.g. --layer conv:k=3,s=2,p=1)")
+    if layer and (scale, bias) != (1.0, 0.0):
+        raise UsageError("--scale and --bias change -k kernels; in a --layer stack put the scale in "
+                         "the kernel (a YAML kernel's scale:) and the bias in a layer (--layer "
+                         "bias:value=B)")
     if save_stages and not layer:
         raise UsageError("--save-stages writes the maps of every --layer; give --layer")
     if (save_stages or split) and is_stream(output):
@@ -175,7 +184,7 @@ def apply(
         dilation=parse_sizes(dilation, "--dilation"), flip=flip, normalize=normalize,
         fmt=pipeline.output_format(output, fmt), bit_depth=bit_depth, overwrite=overwrite,
         gray=gray, engine=engine, save_stages=save_stages, split=split, quality=quality,
-        **({} if max_pixels is None else {"max_pixels": max_pixels}))
+        scale=scale, bias=bias, **({} if max_pixels is None else {"max_pixels": max_pixels}))
     settings = batch.BatchSettings(
         jobs=jobs, fail_fast=fail_fast, skip_existing=skip_existing, dry_run=dry_run, quiet=quiet,
         report=report, report_file=report_file, debug=ctx.find_root().params.get("debug", False))

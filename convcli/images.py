@@ -228,7 +228,8 @@ def load_image(path: Path, *, gray: bool = False, data: bytes | None = None) -> 
         palette, CMYK, YCbCr, HSV and LAB images as RGB (RGBA with transparency).
         ``.npy``: (L,) and (C, L) as (C, L) signals, (C, H, W) images, (C, D, H, W) volumes,
         any real dtype, values unchanged. TIFF: one page of S samples is (S, H, W), a stack
-        of D pages (C, D, H, W); the samples of TIFF stacks are never taken as alpha.
+        of D pages (C, D, H, W), an ImageJ hyperstack (C, H, W) or (C, D, H, W) by its
+        channels and slices; the samples of TIFF stacks are never taken as alpha.
 
     Raises
     ------
@@ -452,7 +453,8 @@ def render(maps: np.ndarray, *, fmt: str, alpha: np.ndarray | None = None, bit_d
     slices, signals as line plots: 8-bit gray pictures, each map stretched min-max on its
     own, whatever ``normalize`` and ``bit_depth`` say (see ``pictures``).
     jpeg (``quality``, no alpha), webp (``quality``), bmp, gif: the same 8-bit pixels, by Pillow.
-    tiff: float32 raw, one page of C samples per image or depth slice (see ``_tiff``).
+    tiff: float32 raw; 1 map a float page, 3 an RGB page, other counts an ImageJ hyperstack
+    of one page per map; a volume one of these per depth slice (see ``_tiff.write_tiff``).
     npy: float32 raw, the array as it is. TIFF and NPY hold no alpha.
     """
     check_choice("--format", fmt, OUTPUT_FORMATS)

@@ -9,8 +9,11 @@ several whose responses are combined (gradient magnitude, compass maximum). Buil
 from __future__ import annotations
 
 import difflib
+import hashlib
+import math
 import numbers
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,15 +21,17 @@ import numpy as np
 from . import builtin_kernels, geometry
 from .engine import rank_one_factors
 from .errors import UsageError
-from .yaml_files import read_yaml
+from .yaml_files import parse_yaml, read_yaml
 
 __all__ = ["Kernel", "Operation", "KernelInfo", "resolve", "parse_spec", "format_spec", "load_yaml",
-           "kernel_from_mapping", "list_kernels", "render_kernel", "library_folder", "COMBINE_RULES"]
+           "kernel_from_mapping", "inline_kernel", "list_kernels", "render_kernel", "library_folder",
+           "COMBINE_RULES"]
 
 COMBINE_RULES = ("single", "magnitude", "max")
 YAML_SUFFIXES = (".yaml", ".yml")
 YAML_KEYS = ("name", "description", "weights", "separable", "scale", "normalize", "bias",
              "stride", "padding", "dilation")
+FLOAT32_MAX = float(np.finfo(np.float32).max)     # the engine computes in float32
 
 
 @dataclass(frozen=True, eq=False)
@@ -48,8 +53,9 @@ class Kernel:
         if not 1 <= weights.ndim <= 5 or weights.size == 0:
             raise UsageError(f"{self.name}: weights must be a non-empty nesting 1 to 5 deep (a "
                              f"kernel, or C_out x C_in x kernel); got shape {weights.shape}")
-        if not np.all(np.isfinite(weights)):
-            raise UsageError(f"{self.name}: weights must be finite numbers")
+        if not np.all(np.isfinite(weights)) or np.abs(weights).max() > FLOAT32_MAX:
+            raise UsageError(f"{self.name}: weights must be finite numbers within float32's range "
+                             f"(|w| <= {FLOAT32_MAX:.3g}); got {_first_bad(weights):g}")
         weights.flags.writeable = False
         object.__setattr__(self, "weights", weights)
         if self.factors is not None:
@@ -100,6 +106,13 @@ class Kernel:
         values.update(defaults)
         return Kernel(**values)
 
+    def scaled(self, scale: float) -> "Kernel":
+        """The weights (and the column factor) multiplied by ``scale``; the bias unchanged."""
+        if scale == 1.0:
+            return self
+        factors = None if self.factors is None else (self.factors[0] * scale, self.factors[1])
+        return replace(self, weights=self.weights * scale, factors=factors)
+
 
 @dataclass(frozen=True)
 class Operation:
@@ -109,10 +122,23 @@ class Operation:
     kernels: tuple[Kernel, ...]
     combine: str = "single"
     description: str = ""
+    bias: float = 0.0           # added to the combined response (apply --bias)
 
     def __post_init__(self) -> None:
         if self.combine not in COMBINE_RULES:
             raise ValueError(f"combine must be one of {COMBINE_RULES}; got {self.combine!r}")
+        if not math.isfinite(self.bias):
+            raise UsageError(f"{self.name}: bias must be a finite number; got {self.bias}")
+
+    def scaled(self, scale: float = 1.0, bias: float = 0.0) -> "Operation":
+        """This operation with every kernel's weights multiplied by ``scale`` and ``bias``
+        added to its final response, after the responses are combined (``sqrt(gx² + gy²) +
+        bias``): ``apply --scale/--bias``, OpenCV filter2D's ``kernel * scale`` and ``delta``,
+        ImageMagick's ``-bias``."""
+        if scale == 1.0 and bias == 0.0:
+            return self
+        return replace(self, kernels=tuple(k.scaled(scale) for k in self.kernels),
+                       bias=self.bias + bias)
 
 
 @dataclass(frozen=True)
@@ -164,8 +190,12 @@ def format_spec(name: str, parameters: dict[str, object] | None = None) -> str:
 
 
 def resolve(spec: str) -> Operation:
-    """The Operation a ``-k`` value names: a built-in, a library kernel, or a YAML file."""
+    """The Operation a ``-k`` value names: a built-in, a library kernel, a YAML file, or an
+    inline kernel (``[[0,-1,0],[-1,5,-1],[0,-1,0]]``, ``3x3: 0,-1,0 -1,5,-1 0,-1,0``)."""
     text = str(spec).strip()
+    inline = inline_kernel(text)
+    if inline is not None:
+        return Operation(inline.name, (inline,), "single", inline.description)
     name, parameters = parse_spec(text)
     dilation = parameters.pop("dilation", None)
     if name in builtin_kernels.BUILTINS:
@@ -207,6 +237,103 @@ def _dilation_value(name: str, text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise UsageError(f"{name}: dilation must be a whole number >= 1; got {text}")
     return int(text)
+
+
+# --- inline kernels --------------------------------------------------------------------------
+
+INLINE_FORMS = ("a nested list such as [[0,-1,0],[-1,5,-1],[0,-1,0]], or ImageMagick's 'WxH: values' "
+                "such as '3x3: 0,-1,0 -1,5,-1 0,-1,0'")
+# ImageMagick's "WxH[+X+Y][@><]: values" (MagickCore AcquireKernelInfo); W alone means W x W.
+IMAGEMAGICK_KERNEL = re.compile(r"(\d+)(?:[xX](\d+))?([+-]\d+[+-]\d+)?([@<>]*)\s*:(.*)", re.DOTALL)
+NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")     # what strtod reads
+NOT_IN_KERNEL = ("nan", "-")        # ImageMagick: "not part of the kernel" (a weight of 0 here)
+SEPARATORS = re.compile(r"[\s,]+")
+
+
+def inline_kernel(spec: str) -> Kernel | None:
+    """The Kernel an inline ``-k`` value writes out, or None when ``spec`` is not inline.
+
+    Two spellings: a nested list (YAML or JSON; 1 to 5 levels, checked as a YAML file's
+    ``weights``), and ImageMagick's kernel string ``WxH: v,v,...`` (W columns x H rows, values
+    row by row, separated by commas and/or spaces; ``W:`` is W x W; the centre origin
+    ``+X+Y`` is accepted, others are refused; ``nan`` or ``-``, ImageMagick's "not part of the
+    kernel", is a weight of 0, which is what leaving a tap out of a convolution means). The
+    old ImageMagick list without ``WxH:`` works for odd square counts (9, 25, ...).
+
+    The kernel is named ``inline-{shape}-{hash}`` (``inline-3x3-5e1f0a``): file-name safe for
+    ``{kernel}`` in output names, the same for the same weights, different for others.
+    """
+    text = spec.strip()
+    if text.lower().endswith(YAML_SUFFIXES) and not text.startswith("["):
+        return None
+    if text.startswith("["):
+        weights = _inline_list(text, spec)
+    elif match := IMAGEMAGICK_KERNEL.fullmatch(text):
+        weights = _imagemagick_kernel(match, spec)
+    elif text and all(NUMBER.fullmatch(t) or t.lower() in NOT_IN_KERNEL
+                      for t in SEPARATORS.split(text) if t):
+        weights = _imagemagick_list(text, spec)
+    else:
+        return None
+    digest = hashlib.sha1(repr(weights.shape).encode() + weights.tobytes()).hexdigest()[:6]
+    return Kernel(name=f"inline-{'x'.join(map(str, weights.shape))}-{digest}", weights=weights,
+                  description=f"inline kernel {text}", source="inline")
+
+
+def _inline_list(text: str, spec: str) -> np.ndarray:
+    where = f"kernel {spec!r}"
+    try:
+        value = parse_yaml(text, where, lines=False)
+    except UsageError as error:
+        raise UsageError(f"{error}; an inline kernel is {INLINE_FORMS}") from None
+    return _weights(value, where)
+
+
+def _imagemagick_kernel(match: re.Match, spec: str) -> np.ndarray:
+    """``WxH[+X+Y]: values`` -> (H, W) weights."""
+    width, height, origin, flags, body = match.groups()
+    width, height = int(width), int(height or width)
+    where = f"kernel {spec!r}"
+    if width < 1 or height < 1:
+        raise UsageError(f"{where}: width and height must be >= 1; got {width}x{height}")
+    if flags:
+        raise UsageError(f"{where}: ImageMagick's rotated kernel lists ({flags}) are not supported; "
+                         "give each rotation its own -k")
+    if ";" in body:
+        raise UsageError(f"{where}: one kernel per -k; give each kernel of the list its own -k")
+    centre = ((width - 1) // 2, (height - 1) // 2)
+    if origin and tuple(int(n) for n in re.findall(r"[+-]\d+", origin)) != centre:
+        raise UsageError(f"{where}: the origin {origin} is not supported; convcli anchors a "
+                         f"{width}x{height} kernel at +{centre[0]}+{centre[1]} (drop the origin, "
+                         "or pad the weights with zeros to move it)")
+    values = _imagemagick_values(body, spec)
+    if len(values) != width * height:
+        raise UsageError(f"{where}: {width}x{height} (width x height) needs {width * height} values; "
+                         f"got {len(values)}")
+    return _weights(np.reshape(values, (height, width)).tolist(), where)
+
+
+def _imagemagick_list(text: str, spec: str) -> np.ndarray:
+    """ImageMagick's old style: an odd square count of values, no size."""
+    values = _imagemagick_values(text, spec)
+    side = math.isqrt(len(values))
+    if side * side != len(values) or side % 2 == 0 or side < 3:
+        raise UsageError(f"kernel {spec!r}: {len(values)} number(s) and no size; an inline kernel "
+                         f"is {INLINE_FORMS} (without WxH: 9, 25, 49, ... values)")
+    return _weights(np.reshape(values, (side, side)).tolist(), f"kernel {spec!r}")
+
+
+def _imagemagick_values(body: str, spec: str) -> list[float]:
+    values = []
+    for token in filter(None, SEPARATORS.split(body.strip())):
+        if token.lower() in NOT_IN_KERNEL:
+            values.append(0.0)
+        elif NUMBER.fullmatch(token):
+            values.append(float(token))
+        else:
+            raise UsageError(f"kernel {spec!r}: {token!r} is not a number; the values are numbers "
+                             "separated by commas and/or spaces (nan or - for no weight)")
+    return values
 
 
 # --- the YAML library ------------------------------------------------------------------------
@@ -263,10 +390,7 @@ def kernel_from_mapping(document, where: str, *, default_name: str) -> Kernel:
         raise UsageError(f"{where}: give exactly one of 'weights' or 'separable'")
     factors = None
     if "weights" in document:
-        weights = numeric_array(document["weights"], where, "weights")
-        if weights.ndim > 5:
-            raise UsageError(f"{where}: weights must be nested 1 to 5 deep: a 1-D, 2-D or 3-D kernel, "
-                             f"or C_out x C_in x kernel; got {weights.ndim} levels of lists")
+        weights = _weights(document["weights"], where)
     else:
         separable = document["separable"]
         if not isinstance(separable, dict) or set(separable) != {"column", "row"}:
@@ -277,16 +401,22 @@ def kernel_from_mapping(document, where: str, *, default_name: str) -> Kernel:
             raise UsageError(f"{where}: separable column and row must be flat lists of numbers")
         factors, weights = (column, row), np.outer(column, row)
     scale = _scale(document, weights, where)
-    if scale != 1.0:
-        weights = weights * scale
-        if factors is not None:
-            factors = (factors[0] * scale, factors[1])
     name = str(document.get("name", default_name))
     return Kernel(name=name, weights=weights, description=str(document.get("description", "")),
                   factors=factors, bias=_bias(document.get("bias"), weights, where),
                   stride=_geometry_pair(document, "stride", where),
                   padding=_padding(document.get("padding"), where),
-                  dilation=_geometry_pair(document, "dilation", where), source=where)
+                  dilation=_geometry_pair(document, "dilation", where), source=where).scaled(scale)
+
+
+def _weights(value, where: str) -> np.ndarray:
+    """Kernel weights as YAML files and inline kernels give them: ``numeric_array``, 1 to 5
+    levels deep."""
+    weights = numeric_array(value, where, "weights")
+    if weights.ndim > 5:
+        raise UsageError(f"{where}: weights must be nested 1 to 5 deep: a 1-D, 2-D or 3-D kernel, "
+                         f"or C_out x C_in x kernel; got {weights.ndim} levels of lists")
+    return weights
 
 
 def _geometry_pair(document: dict, key: str, where: str) -> tuple[int, int]:
@@ -319,9 +449,15 @@ def numeric_array(value, where: str, key: str) -> np.ndarray:
                          "(every row the same length)") from None
     if array.size == 0:
         raise UsageError(f"{where}: {key} has no numbers in it")
-    if not np.all(np.isfinite(array)):
-        raise UsageError(f"{where}: {key} must hold finite numbers (no .inf or .nan)")
+    if not np.all(np.isfinite(array)) or np.abs(array).max() > FLOAT32_MAX:
+        raise UsageError(f"{where}: {key} must hold finite numbers within float32's range "
+                         f"(|x| <= {FLOAT32_MAX:.3g}, no inf or nan); got {_first_bad(array):g}")
     return array
+
+
+def _first_bad(array: np.ndarray) -> float:
+    """The first value that is not finite or beyond float32's range."""
+    return float(array[~(np.abs(array) <= FLOAT32_MAX)].flat[0])
 
 
 def _flatten(value):

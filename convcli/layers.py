@@ -318,7 +318,8 @@ def layer_for_operation(operation, *, stride=None, padding=None, dilation=None) 
         size = first.weights.shape if first.weights.ndim < 3 else first.weights.shape[2:]
         padding = "same" if padding is None else padding
     return Layer(kind="conv", kernel=tuple(size), stride=tuple(stride or (1,)), padding=padding,
-                 dilation=tuple(dilation or (1,)), bias=first.bias is not None, operation=operation)
+                 dilation=tuple(dilation or (1,)), operation=operation,
+                 bias=first.bias is not None or bool(operation.bias))    # counted if it adds
 
 
 def _layer_value(name: str, value, where: str):

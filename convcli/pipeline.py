@@ -20,9 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from . import geometry, images
-from .engine import PADDING_MODES, compile_seconds, on_first_compile
-from .errors import (ConvcliError, FileFailure, UsageError, check_choice, print_note,
-                     print_warning)
+from .engine import PADDING_MODES, compile_seconds
+from .errors import ConvcliError, FileFailure, UsageError, check_choice, print_warning
 from .inputs import Source, is_stream
 from .kernels import Operation
 from .layers import Stack, channel_plan, kernel_geometry, layer_for_operation
@@ -64,6 +63,8 @@ class ApplyOptions:
     split: bool = False
     quality: int = 95
     max_pixels: int = DEFAULT_MAX_PIXELS
+    scale: float = 1.0      # multiplies every -k kernel's weights
+    bias: float = 0.0       # added to every -k output, after the responses are combined
 
     def __post_init__(self) -> None:
         check_choice("--pad-mode", self.pad_mode, PAD_MODES)
@@ -80,6 +81,9 @@ class ApplyOptions:
         from .engine.api import ENGINE_CHOICES
 
         check_choice("--engine", self.engine, ENGINE_CHOICES)
+        for option, value in (("--scale", self.scale), ("--bias", self.bias)):
+            if not math.isfinite(value):
+                raise UsageError(f"{option} must be a finite number; got {value}")
 
 
 @dataclass(frozen=True)
@@ -229,6 +233,7 @@ def plan_outputs(sources: list[Source], operations: list[Operation | Stack], out
 
 def _plan(sources: list[Source], operations: list[Operation | Stack], out: str,
           options: ApplyOptions, name: str) -> list[Job]:
+    operations = [_scaled(operation, options) for operation in operations]
     count = len(sources) * len(operations)
     single_file = is_stream(out) or not _is_folder(out)
     if single_file:
@@ -251,6 +256,15 @@ def _plan(sources: list[Source], operations: list[Operation | Stack], out: str,
             seen[destination] = source.path
             jobs.append(Job(source, operation, destination))
     return jobs
+
+
+def _scaled(operation: Operation | Stack, options: ApplyOptions) -> Operation | Stack:
+    """The -k operation with ``--scale`` and ``--bias`` applied (a stack's layers carry their own)."""
+    if not isinstance(operation, Stack):
+        return operation.scaled(options.scale, options.bias)
+    if (options.scale, options.bias) != (1.0, 0.0):
+        raise UsageError("--scale and --bias apply to -k kernels, not to a --layer stack")
+    return operation
 
 
 def check_stack_on_first(sources: list[Source], stack: Stack, *, gray: bool) -> None:
@@ -305,14 +319,6 @@ def apply_to_image(source: Source, jobs: list[Job], options: ApplyOptions, *,
         with np.errstate(all="ignore"):
             records.append(_write_job(job, filtered, load_ms, options))
     return records
-
-
-def _announce_compiling() -> None:
-    print_note("compiling the engine's machine code once (Numba; about 10 s on 2 cores); it is "
-               "cached, so later runs start at once")
-
-
-on_first_compile(_announce_compiling)
 
 
 def _timings(convolve_ms: float, compile_ms: float) -> dict[str, float]:
@@ -520,14 +526,16 @@ def _slug(text: str, default: str = "layer") -> str:
 def _auto_normalize(operation: Operation | Stack, maps: np.ndarray) -> str:
     """``--normalize auto``: zero-sum kernels (edges, Laplacian, DoG, high-pass, and the
     gradient magnitude or compass maximum of such kernels) as ``robust`` (magnitude up to its
-    99.5th percentile: visible whatever the kernel's gain), other kernels' responses as they
-    are (``clip``); a stack's maps as they are when they lie in [0, 1], else stretched
+    99.5th percentile: visible whatever the kernel's gain) unless ``--bias`` lifts them into
+    view, other kernels' responses as they are (``clip``); a stack's maps as they are when
+    they lie in [0, 1], else stretched
     (``minmax``): random or learned weights have no natural range."""
     if isinstance(operation, Stack):
         finite = maps[np.isfinite(maps)]
         inside = finite.size == 0 or (finite.min() >= 0.0 and finite.max() <= 1.0)
         return "clip" if inside else "minmax"
-    return "robust" if all(kernel.is_zero_sum for kernel in operation.kernels) else "clip"
+    zero_sum = all(kernel.is_zero_sum for kernel in operation.kernels)
+    return "robust" if zero_sum and not operation.bias else "clip"      # a bias lifts negatives
 
 
 def _ms_since(started: float) -> float:

@@ -145,7 +145,8 @@ def layer_weights(layer: Layer, channels: int, out_channels: int,
 def filter_operation(pixels: np.ndarray, operation: Operation, *, pad_mode: str, flip: bool,
                      stride, pads, dilation, engine_path: str = "auto",
                      into_input: bool = False, path=None) -> tuple[np.ndarray, list[str]]:
-    """A named kernel's (C_out, *spatial_out) response and the engine paths that ran.
+    """A named kernel's (C_out, *spatial_out) response (+ the operation's bias) and the
+    engine paths that ran.
 
     Kernels with one level per axis act on each channel on its own, so the channels go
     through one at a time: besides the input and the result, only one channel's responses
@@ -171,6 +172,8 @@ def filter_operation(pixels: np.ndarray, operation: Operation, *, pad_mode: str,
             del response
         if operation.combine == "magnitude":
             np.sqrt(total, out=total)
+        if operation.bias:                            # apply --bias: after combining
+            total += np.float32(operation.bias)
         if len(parts) == 1:
             return total, paths
         if maps is None:

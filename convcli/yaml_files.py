@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .errors import UsageError
 
-__all__ = ["read_yaml"]
+__all__ = ["read_yaml", "parse_yaml"]
 
 # YAML 1.2 floats such as 1e-3 (PyYAML follows YAML 1.1, which reads them as text).
 EXPONENT_FLOAT = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
@@ -28,16 +28,24 @@ def _loader():
 def read_yaml(path: Path, what: str):
     """The parsed document of ``path``; any problem is one UsageError starting with the path
     (and the line, for a syntax error). ``what`` names the file's role, e.g. "kernel file"."""
-    import yaml
-
     try:
-        return yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_loader())
+        text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UsageError(f"{path}: no such {what}") from None
     except (OSError, UnicodeDecodeError) as error:
         raise UsageError(f"{path}: cannot read the {what} ({error})") from None
+    return parse_yaml(text, str(path))
+
+
+def parse_yaml(text: str, where: str, *, lines: bool = True):
+    """The parsed YAML ``text``; a syntax error is one UsageError starting with ``where``
+    (and the line, unless ``lines`` is false: a one-line value given on the command line)."""
+    import yaml
+
+    try:
+        return yaml.load(text, Loader=_loader())
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
+        line = f": line {mark.line + 1}" if mark is not None and lines else ""
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise UsageError(f"{path}:{where}: invalid YAML ({problem})") from None
+        raise UsageError(f"{where}{line}: invalid YAML ({problem})") from None

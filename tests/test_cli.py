@@ -15,6 +15,7 @@ from PIL import Image
 
 from conftest import subprocess_env
 from convcli.cli import main
+from convcli.kernels import resolve
 
 ndimage = pytest.importorskip("scipy.ndimage")
 
@@ -195,6 +196,15 @@ def test_input_is_never_modified(tmp_path, rgb_png, capsys):
     (["-k", "box", "--padding", "lots"], 2, ["--padding", "same"]),
     (["-k", "box", "--format", "jpg"], 2, ["--format", "png"]),
     (["-k", "box", "--report", "xml"], 2, ["--report", "json"]),
+    (["-k", "box", "--scale", "nan"], 2, ["--scale must be a finite number; got nan"]),
+    (["-k", "box", "--scale", "-inf"], 2, ["--scale must be a finite number; got -inf"]),
+    (["-k", "box", "--bias", "inf"], 2, ["--bias must be a finite number; got inf"]),
+    (["-k", "box", "--bias", "1e999"], 2, ["--bias must be a finite number"]),
+    (["-k", "box", "--bias", "half"], 2, ["--bias", "not a valid float"]),
+    (["--layer", "relu", "--bias", "1"], 2, ["--scale and --bias change -k kernels", "bias:value"]),
+    (["-k", "3x3: 1 2 3"], 2, ["kernel '3x3: 1 2 3'", "needs 9 values; got 3"]),
+    (["-k", "[[1, 2], [3]]"], 2, ["kernel '[[1, 2], [3]]'", "rectangular"]),
+    (["-k", "sharpen", "--scale", "1e38"], 2, ["float32's range"]),
 ])
 def test_usage_errors_are_one_line_with_exit_2(tmp_path, rgb_png, capsys, args, code, phrases):
     exit_code, out, err = run(["apply", rgb_png, *args, "-o", tmp_path], capsys)
@@ -295,6 +305,103 @@ def test_kernels_list_and_show(capsys):
         assert name in out
     code, out, _ = run(["kernels", "show", "sobel-x"], capsys)
     assert code == 0 and "separable" in out and "-2" in out
+
+
+def _apply_npy(capsys, image, spec, out: Path, *options) -> np.ndarray:
+    """``convcli apply IMAGE -k SPEC`` into the folder ``out``; its one .npy output."""
+    code, _, err = run(["apply", image, "-k", spec, "-o", out, "--format", "npy", "--report", "none",
+                        *options], capsys)
+    assert code == 0, err
+    (output,) = out.iterdir()
+    return np.load(output)
+
+
+def test_inline_kernels_give_the_yaml_files_output(tmp_path, rng, rgb_png, capsys):
+    """Both inline spellings, the same weights as a YAML file: the same maps, bit for bit,
+    named by the inline label; two inline kernels in one run write two files."""
+    weights = rng.integers(-3, 4, (3, 5)).astype(float)           # 3 rows x 5 columns
+    weights[1, 2] = 9
+    path = tmp_path / "mine.yaml"
+    path.write_text(json.dumps({"weights": weights.tolist()}))
+    nested = json.dumps(weights.tolist())
+    imagemagick = "5x3: " + "  ".join(",".join(f"{v:g}" for v in row) for row in weights)
+    from_file = _apply_npy(capsys, rgb_png, path, tmp_path / "file")
+    for spec in (nested, imagemagick):
+        out = tmp_path / str(len(spec))
+        np.testing.assert_array_equal(_apply_npy(capsys, rgb_png, spec, out), from_file)
+        assert [p.name for p in out.iterdir()] == [f"photo_{resolve(spec).name}.npy"]
+    code, out, err = run(["apply", rgb_png, "-k", nested, "-k", "[[1, 0, -1]]", "-o",
+                          tmp_path / "two", "--report", "json"], capsys)
+    assert code == 0, err
+    names = [json.loads(line)["kernel"] for line in out.splitlines()]
+    assert names[0].startswith("inline-3x5-") and names[1].startswith("inline-1x3-")
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(f"photo_{n}.png" for n in names)
+
+
+def test_scale_and_bias_are_the_yaml_files_scale_and_bias(tmp_path, rng, rgb_png, capsys):
+    """--scale 2 --bias 0.5 gives 2 x response + 0.5: the output of the same YAML kernel with
+    scale: 2 and bias: 0.5."""
+    weights = rng.standard_normal((3, 3)).round(3).tolist()
+    plain, scaled = tmp_path / "plain.yaml", tmp_path / "scaled.yaml"
+    plain.write_text(json.dumps({"weights": weights}))
+    scaled.write_text(json.dumps({"weights": weights, "scale": 2, "bias": 0.5}))
+    response = _apply_npy(capsys, rgb_png, plain, tmp_path / "a")
+    from_options = _apply_npy(capsys, rgb_png, plain, tmp_path / "b", "--scale", "2", "--bias", "0.5")
+    from_yaml = _apply_npy(capsys, rgb_png, scaled, tmp_path / "c")
+    np.testing.assert_allclose(from_options, from_yaml, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(from_options, 2 * response.astype(np.float64) + 0.5, rtol=0, atol=1e-6)
+    inline = _apply_npy(capsys, rgb_png, json.dumps(weights), tmp_path / "d", "--scale", "2",
+                        "--bias", "0.5")
+    np.testing.assert_array_equal(inline, from_options)
+
+
+def test_bias_is_added_after_an_operation_combines_its_kernels(tmp_path, rgb_png, capsys):
+    magnitude = _apply_npy(capsys, rgb_png, "sobel", tmp_path / "a").astype(np.float64)
+    shifted = _apply_npy(capsys, rgb_png, "sobel", tmp_path / "b", "--scale", "-2", "--bias", "0.25")
+    np.testing.assert_allclose(shifted, 2 * magnitude + 0.25, rtol=0, atol=1e-5)   # |-2 g| = 2 |g|
+
+
+def test_scale_and_bias_reach_kernels_on_volumes(tmp_path, rng, capsys):
+    volume = tmp_path / "v.npy"
+    np.save(volume, rng.standard_normal((2, 5, 6, 7)).astype(np.float32))
+    weights = rng.standard_normal((3, 3, 3)).round(3).tolist()
+    path = tmp_path / "k3.yaml"
+    path.write_text(json.dumps({"weights": weights, "scale": 2, "bias": 0.5}))
+    from_yaml = _apply_npy(capsys, volume, path, tmp_path / "a")
+    inline = _apply_npy(capsys, volume, json.dumps(weights), tmp_path / "b", "--scale", "2",
+                        "--bias", "0.5")
+    assert inline.shape == from_yaml.shape == (2, 5, 6, 7)
+    np.testing.assert_allclose(inline, from_yaml, rtol=0, atol=1e-5)
+
+
+def test_a_bias_shows_negative_edges_as_darker_than_mid_grey(tmp_path, capsys):
+    """--normalize auto takes |response| for edge kernels, unless a bias lifts them into view
+    (ImageMagick's -bias 50%): a flat image is mid-grey, an edge darker on one side."""
+    step = np.full((8, 8), 100, np.uint8)
+    step[:, 4:] = 200
+    image = write_png(tmp_path / "step.png", step)
+    code, _, err = run(["apply", image, "-k", "sobel-x", "--bias", "0.5", "-o", tmp_path / "b.png",
+                        "--report", "none"], capsys)
+    assert code == 0, err
+    pixels = np.asarray(Image.open(tmp_path / "b.png"))
+    assert pixels[0, 0] == 128 and pixels[0, 4] == 255 and pixels[0, 6] == 128
+    code, _, err = run(["apply", image, "-k", "sobel-x", "--scale", "-1", "--bias", "0.5",
+                        "-o", tmp_path / "n.png", "--report", "none"], capsys)
+    assert code == 0, err
+    assert np.asarray(Image.open(tmp_path / "n.png"))[0, 4] == 0
+
+
+def test_kernels_show_and_explain_take_inline_kernels(capsys):
+    code, out, err = run(["kernels", "show", "3x3: 0,-1,0 -1,5,-1 0,-1,0"], capsys)
+    assert code == 0, err
+    assert out.splitlines()[0].startswith("inline-3x3-") and "sum 1, separable: no" in out
+    assert [line.split() for line in out.splitlines()[2:5]] == [["0", "-1", "0"], ["-1", "5", "-1"],
+                                                                ["0", "-1", "0"]]
+    code, out, err = run(["explain", "--size", "20", "-k", "[[1, 2, 1]]", "--stride", "2"], capsys)
+    assert code == 0, err
+    assert out.startswith("conv 1x3 inline-1x3-") and "(1, 20, 20) -> (1, 10, 10)" in out
+    code, _, err = run(["kernels", "show", "3x3: 1 2"], capsys)
+    assert code == 2 and err.count("\n") == 1 and "needs 9 values" in err
 
 
 def _subprocess_env(tmp_path: Path) -> dict[str, str]:

@@ -14,7 +14,8 @@ from PIL import Image
 
 from convcli._png16 import encode_png, read_png16
 from convcli.errors import FileFailure, UsageError
-from convcli.images import (atomic_write, load_image, map_to_unit, read_header, save_image)
+from convcli.images import (atomic_write, encode_image, load_image, map_to_unit, read_header,
+                            save_image)
 
 LUMA = np.array([0.299, 0.587, 0.114])
 
@@ -419,10 +420,10 @@ def test_tiff_and_npy_hold_raw_floats(tmp_path, rng):
     maps = (rng.standard_normal((4, 3, 5)) * 7).astype(np.float32)
     alpha = np.ones((3, 5), np.float32)
     save_image(tmp_path / "m.tif", maps, fmt="tiff", alpha=alpha, normalize="minmax")
-    with tifffile.TiffFile(tmp_path / "m.tif") as tiff:              # one page of 4 samples
-        assert len(tiff.pages) == 1 and tiff.pages[0].samplesperpixel == 4
+    with tifffile.TiffFile(tmp_path / "m.tif") as tiff:              # 4 channels: 4 pages
+        assert len(tiff.pages) == 4 and tiff.series[0].axes == "CYX"
         assert tiff.pages[0].dtype == np.float32
-        np.testing.assert_array_equal(tiff.asarray(), maps)           # no alpha sample
+        np.testing.assert_array_equal(tiff.asarray(), maps)           # no alpha page
     save_image(tmp_path / "m.npy", maps, fmt="npy", alpha=alpha, normalize="minmax")
     loaded = np.load(tmp_path / "m.npy")
     assert loaded.dtype == np.float32
@@ -523,8 +524,67 @@ def test_raw_round_trip_is_bit_exact_and_the_header_agrees(tmp_path, rng, fmt, s
     np.testing.assert_array_equal(loaded.pixels.view(np.uint32), expected.view(np.uint32))
 
 
+# (photometric, planar config, samples per page, pages, tifffile's axes, tifffile's array from maps)
+TIFF_LAYOUTS = {
+    (1, 6, 7): ("MINISBLACK", "CONTIG", 1, 1, "YX", lambda m: m[0]),
+    (3, 6, 7): ("RGB", "CONTIG", 3, 1, "YXS", lambda m: np.moveaxis(m, 0, -1)),
+    (3, 1, 1): ("RGB", "CONTIG", 3, 1, "YXS", lambda m: np.moveaxis(m, 0, -1)),
+    (3, 17): ("RGB", "CONTIG", 3, 1, "YXS", lambda m: np.moveaxis(m, 0, -1)[np.newaxis]),
+    (2, 6, 7): ("MINISBLACK", "CONTIG", 1, 2, "CYX", lambda m: m),
+    (4, 6, 3): ("MINISBLACK", "CONTIG", 1, 4, "CYX", lambda m: m),       # W 3: not samples
+    (16, 6, 1): ("MINISBLACK", "CONTIG", 1, 16, "CYX", lambda m: m),
+    (5, 17): ("MINISBLACK", "CONTIG", 1, 5, "CYX", lambda m: m[:, np.newaxis]),
+    (1, 4, 6, 7): ("MINISBLACK", "CONTIG", 1, 4, "QYX", lambda m: m[0]),
+    (3, 4, 6, 7): ("RGB", "CONTIG", 3, 4, "QYXS", lambda m: np.moveaxis(m, 0, -1)),
+    (3, 1, 6, 7): ("RGB", "CONTIG", 3, 1, "QYXS", lambda m: np.moveaxis(m, 0, -1)),
+    (2, 3, 6, 7): ("MINISBLACK", "CONTIG", 1, 6, "ZCYX", lambda m: m.transpose(1, 0, 2, 3)),
+    (5, 1, 6, 7): ("MINISBLACK", "CONTIG", 1, 5, "CYX", lambda m: m[:, 0]),
+    (4, 3, 1, 1): ("MINISBLACK", "CONTIG", 1, 12, "ZCYX", lambda m: m.transpose(1, 0, 2, 3)),
+}
+
+
+@pytest.mark.parametrize("shape", TIFF_LAYOUTS, ids=str)
+def test_tiff_layout_is_what_viewers_read_and_reads_back_bit_exact(tmp_path, rng, shape):
+    """1 map: a float page; 3 (colours): one RGB page of interleaved samples; any other
+    count: an ImageJ hyperstack of single-sample pages (ImageJ refuses float pages of several
+    samples); a volume: one such page (or C pages) per slice."""
+    tifffile = pytest.importorskip("tifffile")
+    photometric, planar, samples, pages, axes, as_tifffile_reads = TIFF_LAYOUTS[shape]
+    maps = _raw_maps(rng, shape)
+    path = tmp_path / "maps.tif"
+    save_image(path, maps, fmt="tiff")
+    with tifffile.TiffFile(path) as tiff:
+        page = tiff.pages[0]
+        assert (tifffile.PHOTOMETRIC(page.photometric).name,
+                tifffile.PLANARCONFIG(page.planarconfig).name, page.samplesperpixel) == (
+            photometric, planar, samples)
+        assert page.dtype == np.float32 and page.bitspersample == 32
+        assert len(tiff.pages) == pages and tiff.series[0].axes == axes
+        assert (tiff.series[0].kind == "imagej") == ("C" in axes)
+        stored = tiff.series[0].asarray()
+    np.testing.assert_array_equal(stored.view(np.uint32), as_tifffile_reads(maps).view(np.uint32))
+    expected = maps[:, np.newaxis] if maps.ndim == 2 else maps
+    loaded = load_image(path)
+    assert loaded.pixels.shape == read_header(path) == expected.shape
+    assert loaded.mode in ("F", "float32") and loaded.bit_depth == 32 and loaded.alpha is None
+    np.testing.assert_array_equal(loaded.pixels.view(np.uint32), expected.view(np.uint32))
+
+
+def test_rgb_tiff_output_is_the_photos_colours(tmp_path, rng):
+    """A blurred RGB photo's TIFF: Pillow's channel order, interleaved, raw float32 values
+    (outside [0, 1] too), and the next run reads back the same (3, H, W) floats."""
+    tifffile = pytest.importorskip("tifffile")
+    maps = _raw_maps(rng, (3, 5, 8)) / np.float32(50)
+    save_image(tmp_path / "c.tif", maps, fmt="tiff")
+    assert tifffile.imread(tmp_path / "c.tif").shape == (5, 8, 3)
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "c.tif")[2, 3], maps[:, 2, 3])
+    np.testing.assert_array_equal(load_image(tmp_path / "c.tif").pixels, maps)
+    streamed = encode_image(maps, fmt="tiff")                         # -o tiff:-
+    np.testing.assert_array_equal(load_image(tmp_path / "-", data=streamed).pixels, maps)
+
+
 def test_a_volume_of_one_slice_stays_a_volume(tmp_path, rng):
-    for shape in [(1, 1, 4, 5), (3, 1, 4, 5)]:
+    for shape in [(1, 1, 4, 5), (3, 1, 4, 5), (2, 1, 4, 5), (6, 1, 1, 1)]:
         save_image(tmp_path / "v.tif", _raw_maps(rng, shape), fmt="tiff", overwrite=True)
         assert load_image(tmp_path / "v.tif").pixels.shape == read_header(tmp_path / "v.tif") == shape
 
@@ -624,7 +684,8 @@ BAD_TIFF = {
     "header cut": (lambda rng: _tiff_bytes(rng)[:12], "IFD"),
     "signature only": (lambda rng: b"II*\0" + rng.bytes(200), "cannot read the TIFF"),
     "no pages": (lambda rng: b"MM\0*" + b"\0" * 4, "no pages"),
-    "page chain cut": (lambda rng: _tiff_bytes(rng, (2, 5, 20, 30))[:-300], "page offset"),
+    "page chain cut": (lambda rng: _tiff_bytes(rng, (3, 5, 20, 30))[:-300], "page offset"),
+    "hyperstack cut": (lambda rng: _tiff_bytes(rng, (5, 20, 30))[:3000], "corrupted file"),
 }
 
 

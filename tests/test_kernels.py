@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -316,3 +317,115 @@ def test_yaml_reads_exponent_numbers(tmp_path):
     path = tmp_path / "tiny.yaml"
     path.write_text("weights: [[1e-3, -2E+2, 3.5e0]]\n")
     np.testing.assert_array_equal(resolve(str(path)).kernels[0].weights, [[1e-3, -200, 3.5]])
+
+
+# --- inline kernels: nested lists and ImageMagick's kernel strings ---------------------------
+
+SHARPEN = [[0, -1, 0], [-1, 5, -1], [0, -1, 0]]
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("[1, 2, 1]", [1, 2, 1]),                                             # 1-D
+    ("[[0,-1,0],[-1,5,-1],[0,-1,0]]", SHARPEN),                           # 2-D, JSON
+    ("[[0, -1, 0], [-1, 5, -1], [0, -1, 0]]", SHARPEN),
+    ("  [[1e-3, -2E+2], [.5, 0x10]]  ", [[1e-3, -200], [0.5, 16]]),      # YAML numbers
+    ("[[[1, 2], [3, 4]], [[5, 6], [7, 8]]]", [[[1, 2], [3, 4]], [[5, 6], [7, 8]]]),   # 3-D
+    ("[[[[1]], [[2]]], [[[3]], [[4]]]]", [[[[1]], [[2]]], [[[3]], [[4]]]]),           # 2 x 2 x 1x1
+    ("3x3: 0,-1,0 -1,5,-1 0,-1,0", SHARPEN),                              # ImageMagick
+    ("3x3:0,-1,0,-1,5,-1,0,-1,0", SHARPEN),
+    ("3x3: 0 -1 0   -1 5 -1   0 -1 0", SHARPEN),
+    ("3X3 : 0, -1, 0, -1, 5, -1, 0, -1, 0", SHARPEN),
+    ("3: 0,-1,0 -1,5,-1 0,-1,0", SHARPEN),                                # W alone: W x W
+    ("3x3+1+1: 0,-1,0 -1,5,-1 0,-1,0", SHARPEN),                          # the centre origin
+    ("0,-1,0,-1,5,-1,0,-1,0", SHARPEN),                                   # old style: odd square
+    ("3x1: 1,2,1", [[1, 2, 1]]),                                          # W x H: one row
+    ("1x3: 1 2 1", [[1], [2], [1]]),                                      # one column
+    ("2x3: 1,2 3,4 5,6", [[1, 2], [3, 4], [5, 6]]),
+    ("4x2+1+0: 1 2 3 4 5 6 7 8", [[1, 2, 3, 4], [5, 6, 7, 8]]),          # even: left of centre
+    ("3x3: nan,1,nan 1,-4,1 nan,1,nan", [[0, 1, 0], [1, -4, 1], [0, 1, 0]]),   # not in the kernel
+    ("3x3: -,1,- 1,-4,1 -,1,-", [[0, 1, 0], [1, -4, 1], [0, 1, 0]]),
+    ("5x1: 1e-3, .5, +2, -1E2, 3.", [[1e-3, 0.5, 2, -100, 3]]),
+    ("1x1: 3e38", [[3e38]]),                                              # float32 still holds it
+])
+def test_inline_kernels(spec, expected):
+    operation = resolve(spec)
+    (k,) = operation.kernels
+    np.testing.assert_array_equal(k.weights, expected)
+    assert k.weights.dtype == np.float64 and not k.weights.flags.writeable
+    shape = "x".join(map(str, np.shape(expected)))
+    assert re.fullmatch(rf"inline-{shape}-[0-9a-f]{{6}}", operation.name) and operation.name == k.name
+    assert k.source == "inline" and operation.combine == "single" and k.bias is None
+    assert kernel(f"  {spec} ").name == k.name                  # the name depends on the weights only
+
+
+def test_inline_names_tell_kernels_apart_and_agree_across_spellings():
+    names = {spec: resolve(spec).name for spec in
+             ["[[0,-1,0],[-1,5,-1],[0,-1,0]]", "3x3: 0 -1 0 -1 5 -1 0 -1 0", "[[0,-1,0],[-1,4,-1],[0,-1,0]]",
+              "[[1, -1]]", "[[1], [-1]]", "[1, -1]"]}
+    values = list(names.values())
+    assert values[0] == values[1] and len(set(values)) == 5
+    assert all(re.fullmatch(r"[a-z0-9x-]+", name) for name in values)    # file-name safe
+
+
+@pytest.mark.parametrize("spec, phrases", [
+    ("3x3: 1,2,3", ["3x3 (width x height) needs 9 values; got 3"]),
+    ("3x2: 1 2 3 4 5 6 7", ["needs 6 values; got 7"]),
+    ("3x3:", ["needs 9 values; got 0"]),
+    ("3x3: 1,2,a,4,5,6,7,8,9", ["'a' is not a number", "commas and/or spaces"]),
+    ("3x3: 1,2,0x3,4,5,6,7,8,9", ["'0x3' is not a number"]),
+    ("3x3: 1,2,inf,4,5,6,7,8,9", ["'inf' is not a number"]),
+    ("0x3: 1", ["width and height must be >= 1"]),
+    ("3x3+0+0: 1 1 1 1 1 1 1 1 1", ["origin +0+0 is not supported", "+1+1"]),
+    ("3x3@: 1 1 1 1 1 1 1 1 1", ["rotated", "own -k"]),
+    ("3x1: 1,2,1; 3x1: 1,0,-1", ["one kernel per -k"]),
+    ("3x1: 1e39,1,1", ["float32's range", "got 1e+39"]),
+    ("3x1: 1e400,0,0", ["finite", "got inf"]),
+    ("1,2,1", ["3 number(s) and no size", "'WxH: values'", "[[0,-1,0]"]),
+    ("7", ["1 number(s) and no size"]),
+    ("1 2 3 4", ["4 number(s) and no size"]),
+    ("[[1, 2], [3]]", ["rectangular"]),
+    ("[[1, 2], 3]", ["rectangular"]),
+    ("[]", ["non-empty list"]),
+    ("[[]]", ["no numbers"]),
+    ("[1, a]", ["only numbers", "'a'"]),
+    ("[1, true]", ["only numbers"]),
+    ("[nan, 1]", ["only numbers", "'nan'"]),
+    ("[.nan, 1]", ["finite", "got nan"]),
+    ("[-.inf]", ["finite", "got -inf"]),
+    ("[1e39]", ["float32's range", "got 1e+39"]),
+    ("[[1e308, 1e309]]", ["finite"]),
+    ("[[1, 2]", ["invalid YAML", "an inline kernel is a nested list"]),
+    ("[1, 2] x", ["invalid YAML", "'WxH: values'"]),
+    ("[[[[[[1]]]]]]", ["nested 1 to 5 deep", "6 levels"]),
+    ("[{a: 1}]", ["only numbers"]),
+])
+def test_bad_inline_kernels_are_one_usage_error_naming_the_spec(spec, phrases):
+    with pytest.raises(UsageError) as error:
+        resolve(spec)
+    message = str(error.value)
+    assert message.startswith(f"kernel {spec.strip()!r}: ") and "\n" not in message
+    for phrase in phrases:
+        assert phrase in message
+
+
+def test_names_and_files_are_not_taken_for_inline_kernels(tmp_path):
+    path = tmp_path / "3x3.yaml"
+    path.write_text("weights: [[2]]\n")
+    assert kernel(str(path)).weights[0, 0] == 2 and kernel(f"{path}:dilation=2").dilation == 2
+    with pytest.raises(UsageError, match="unknown kernel '3x3-box'"):
+        resolve("3x3-box")
+
+
+def test_scaled_operation_multiplies_weights_and_adds_the_bias_once():
+    sobel = resolve("sobel")
+    scaled = sobel.scaled(2.0, 0.5)
+    assert scaled.bias == 0.5 and scaled.name == sobel.name and sobel.bias == 0.0
+    for before, after in zip(sobel.kernels, scaled.kernels):
+        np.testing.assert_array_equal(after.weights, 2 * before.weights)
+        np.testing.assert_array_equal(np.outer(*after.factors), after.weights)
+    assert sobel.scaled() is sobel and sobel.scaled(1.0, 0.0) is sobel
+    assert resolve("[[1, 2]]").scaled(-0.5).kernels[0].weights.tolist() == [[-0.5, -1.0]]
+    with pytest.raises(UsageError, match="float32's range"):
+        resolve("sharpen").scaled(1e38)
+    with pytest.raises(UsageError, match="bias must be a finite number"):
+        sobel.scaled(1.0, float("nan"))

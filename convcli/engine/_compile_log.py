@@ -15,8 +15,10 @@ _state = {"seconds": 0.0, "announced": False, "depth": 0, "started": 0.0}
 
 
 def on_first_compile(callback: Callable[[], None]) -> None:
-    """Call ``callback()`` when this process first compiles (not when it loads the cache)."""
-    _listeners.append(callback)
+    """Call ``callback()`` when this process first compiles (not when it loads the cache);
+    the same callback is registered once however often this is called."""
+    if callback not in _listeners:
+        _listeners.append(callback)
 
 
 def compile_seconds() -> float:
