@@ -329,11 +329,29 @@ def kernels_list() -> None:
 
 
 @kernels_app.command("show")
-def kernels_show(spec: Annotated[str, typer.Argument(help="Kernel spec, e.g. gaussian:sigma=1.5")]) -> None:
-    """Print a kernel's matrix, its sum and whether it is separable."""
+def kernels_show(
+    spec: Annotated[str, typer.Argument(help="Kernel spec, e.g. gaussian:sigma=1.5")],
+    png: Annotated[Optional[Path], typer.Option(
+        "--png", help="Also draw it into this PNG: a heat map of the weights and the frequency "
+                      "response |H|, one row per kernel.", show_default=False)] = None,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace an existing --png file.")] = False,
+) -> None:
+    """Print a kernel's matrix, its sum and whether it is separable; --png also draws it."""
     from .kernels import render_kernel, resolve
 
-    print(render_kernel(resolve(spec)))
+    operation = resolve(spec)
+    text = render_kernel(operation)
+    if png is not None:
+        if png.suffix.lower() != ".png":
+            raise UsageError(f"--png {png}: the file name must end in .png")
+        from .images import save_picture
+        from .pictures import kernel_picture
+
+        picture = kernel_picture([(kernel.name, kernel.weights) for kernel in operation.kernels],
+                                 title=text.splitlines()[0])
+        save_picture(png, picture, overwrite=overwrite)
+    print(text)
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -30,7 +30,7 @@ from ._tiff import TIFF_SIGNATURES, read_raw, write_tiff
 from .errors import FileFailure, UsageError, check_choice
 
 __all__ = ["LoadedImage", "load_image", "read_header", "map_to_unit", "save_image", "encode_image",
-           "atomic_write", "leftover_temporaries",
+           "save_picture", "atomic_write", "leftover_temporaries",
            "IMAGE_SUFFIXES", "OUTPUT_FORMATS", "NORMALIZE_MODES", "LUMA_WEIGHTS"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".ppm",
@@ -405,6 +405,13 @@ def encode_image(maps: np.ndarray, *, fmt: str, alpha: np.ndarray | None = None,
     buffer = io.BytesIO()
     _writer(maps, fmt=fmt, alpha=alpha, bit_depth=bit_depth, normalize=normalize)(buffer)
     return buffer.getvalue()
+
+
+def save_picture(path: Path, pixels: np.ndarray, *, overwrite: bool = False) -> None:
+    """Write 8-bit pixels (H, W) or (H, W, 3), such as a ``pictures`` drawing, as a PNG,
+    atomically (see ``atomic_write``)."""
+    data = encode_png(np.ascontiguousarray(pixels, np.uint8))
+    atomic_write(Path(path), lambda file: file.write(data), overwrite=overwrite)
 
 
 def _writer(maps: np.ndarray, *, fmt: str, alpha: np.ndarray | None, bit_depth: int,
