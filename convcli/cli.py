@@ -96,6 +96,9 @@ def apply(
     split: Annotated[bool, typer.Option(
         "--split", help="PNG: one file per feature map ({stem}_{kernel}_c00.png, ...) instead of "
                         "one grid of all maps.")] = False,
+    compare: Annotated[bool, typer.Option(
+        "--compare", help="Also write a before/after sheet per input, {stem}_compare.png beside "
+                          "its outputs: the input and every output, side by side.")] = False,
     stride: Annotated[Optional[str], typer.Option(
         help="N or H,W. Default: the kernel's, else 1.", show_default=False)] = None,
     padding: Annotated[Optional[str], typer.Option(
@@ -154,6 +157,10 @@ def apply(
         raise UsageError("--save-stages writes the maps of every --layer; give --layer")
     if (save_stages or split) and is_stream(output):
         raise UsageError(f"--save-stages and --split write several files; -o {output} is one stream")
+    if compare and (is_stream(output) or (Path(output).suffix.lower() in pipeline.OUTPUT_SUFFIXES
+                                          and not Path(output).is_dir())):
+        raise UsageError(f"--compare writes a sheet beside the outputs; -o {output} is one "
+                         f"{'stream' if is_stream(output) else 'file'}: give a folder")
 
     check_choice("--report", report, REPORT_CHOICES)
     if report_file is not None and report == "table":
@@ -181,6 +188,8 @@ def apply(
         return
     stdin_data = sys.stdin.buffer.read() if any(s.from_stdin for s in expansion.sources) else None
     plan = pipeline.plan_outputs(expansion.sources, operations, output, options, name)
+    if compare:
+        plan = pipeline.compare_sheets(plan, output, name)
     if layer:
         pipeline.check_stack_on_first(expansion.sources, operations[0], gray=gray)
     code = batch.run_batch(plan, options, settings, stdin_data=stdin_data,

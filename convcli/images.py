@@ -30,7 +30,7 @@ from ._tiff import TIFF_SIGNATURES, read_raw, write_tiff
 from .errors import FileFailure, UsageError, check_choice
 
 __all__ = ["LoadedImage", "load_image", "read_header", "map_to_unit", "save_image", "encode_image",
-           "save_picture", "atomic_write", "leftover_temporaries",
+           "display_pixels", "save_picture", "atomic_write", "leftover_temporaries",
            "IMAGE_SUFFIXES", "OUTPUT_FORMATS", "NORMALIZE_MODES", "LUMA_WEIGHTS"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".ppm",
@@ -405,6 +405,12 @@ def encode_image(maps: np.ndarray, *, fmt: str, alpha: np.ndarray | None = None,
     buffer = io.BytesIO()
     _writer(maps, fmt=fmt, alpha=alpha, bit_depth=bit_depth, normalize=normalize)(buffer)
     return buffer.getvalue()
+
+
+def display_pixels(maps: np.ndarray, normalize: str = "clip") -> np.ndarray:
+    """The 8-bit pixels an 8-bit PNG of ``maps`` holds, without alpha: (H, W) or (H, W, 3)
+    uint8 (``normalize`` as in ``encode_image``; a picture for other maps)."""
+    return _png_pixels(np.asarray(maps), None, 8, normalize)
 
 
 def save_picture(path: Path, pixels: np.ndarray, *, overwrite: bool = False) -> None:

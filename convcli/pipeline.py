@@ -13,7 +13,7 @@ import re
 import string
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,8 @@ from .kernels import Operation
 from .layers import Stack, channel_plan, kernel_geometry, layer_for_operation
 from .stacks import LayerRun, filter_operation, run_stack
 
-__all__ = ["ApplyOptions", "OutputRecord", "Job", "plan_outputs", "apply_to_image", "output_stem"]
+__all__ = ["ApplyOptions", "OutputRecord", "Job", "plan_outputs", "compare_sheets", "apply_to_image",
+           "output_stem"]
 
 OUTPUT_SUFFIXES = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".npy": "npy"}
 DEFAULT_NAME = "{stem}_{kernel}.{ext}"
@@ -69,6 +70,7 @@ class Job:
     operation: Operation
     destination: Path
     to_stdout: bool = False
+    compare: Path | None = None      # --compare: the input's before/after sheet (all its jobs)
 
 
 @dataclass
@@ -163,6 +165,30 @@ def plan_outputs(sources: list[Source], operations: list[Operation | Stack], out
     return jobs
 
 
+def compare_sheets(jobs: list[Job], out: str, name: str = DEFAULT_NAME) -> list[Job]:
+    """``--compare``: the jobs, each with its input's before/after sheet, a PNG named as the
+    output of a kernel called ``compare`` would be (``{stem}_compare.png`` by default; when
+    ``--name`` has no ``{kernel}``, ``_compare`` is added to the name). A sheet that would
+    be an output, or another input's sheet, is a usage error before any work."""
+    taken = {job.destination: f"an output of {job.source.path}" for job in jobs}
+    sheet_of: dict[Source, Path] = {}
+    for source in dict.fromkeys(job.source for job in jobs):
+        filename = Path(name.format(stem=source.path.stem, kernel="compare", ext="png",
+                                    parent=source.path.resolve().parent.name))
+        if "{kernel}" not in name:
+            filename = _beside(filename, "compare")
+        if filename.suffix.lower() != ".png":
+            filename = (filename.with_suffix(".png") if filename.suffix.lower() in OUTPUT_SUFFIXES
+                        else filename.with_name(filename.name + ".png"))
+        sheet = Path(out) / source.folder / filename
+        if sheet in taken:
+            raise UsageError(f"--compare: the sheet of {source.path} would overwrite {sheet}, "
+                             f"{taken[sheet]}; change --name or rename the input")
+        taken[sheet] = f"the sheet of {source.path}"
+        sheet_of[source] = sheet
+    return [replace(job, compare=sheet_of[job.source]) for job in jobs]
+
+
 def check_stack_on_first(sources: list[Source], stack: Stack, *, gray: bool) -> None:
     """A stack that does not fit the first readable input (channels that do not chain,
     groups that do not divide, a window larger than its input) is a usage error, before any
@@ -187,16 +213,22 @@ def apply_to_image(source: Source, jobs: list[Job], options: ApplyOptions, *,
                    data: bytes | None = None) -> list[OutputRecord]:
     """Load ``source`` once and produce every job's output; one record per output.
 
-    ``data`` holds the image's bytes when it comes from standard input.
+    ``data`` holds the image's bytes when it comes from standard input. With ``--compare``
+    (``Job.compare``) it also writes the input's before/after sheet.
     """
+    sheet = jobs[0].compare
     if not options.overwrite:
         for job in jobs:
             if not job.to_stdout and job.destination.exists():
                 raise FileFailure(f"{job.destination}: already exists; use --overwrite to replace it")
+        if sheet is not None and sheet.exists():
+            raise FileFailure(f"{sheet}: already exists; use --overwrite to replace it")
     started = time.perf_counter()
     image = images.load_image(source.path, gray=options.gray, data=data)
     load_ms = _ms_since(started)
     records = []
+    # the input as read: integer pixels as they are; float ones (any range) stretched
+    tiles = [_sheet_tile(image.pixels, "clip" if image.bit_depth <= 16 else "minmax")] if sheet else []
     for index, job in enumerate(jobs):
         last = index == len(jobs) - 1
         if isinstance(job.operation, Stack) or image.pixels.ndim != 3 or \
@@ -206,8 +238,31 @@ def apply_to_image(source: Source, jobs: list[Job], options: ApplyOptions, *,
             filtered = _filter_job(job, image, options, into_input=last)
         if last:
             del image  # the last output is written without the input in memory
+        if sheet:
+            tiles.append(_sheet_tile(filtered.maps, options.normalize if options.normalize != "auto"
+                                     else _auto_normalize(job.operation, filtered.maps)))
         records.append(_write_job(job, filtered, load_ms, options))
+    if sheet:
+        from .pictures import compare_sheet
+
+        labels = [f"{source.path.name} (input)"] + [_sheet_label(job.operation) for job in jobs]
+        images.save_picture(sheet, compare_sheet(tiles, labels), overwrite=options.overwrite)
     return records
+
+
+def _sheet_tile(maps: np.ndarray, normalize: str) -> np.ndarray:
+    """A compare sheet's picture of ``maps``: their 8-bit PNG pixels, shrunk to a tile at
+    once (the sheet never holds full-size pictures)."""
+    from .pictures import fit_tile
+
+    return fit_tile(images.display_pixels(maps, normalize))
+
+
+def _sheet_label(operation: Operation | Stack) -> str:
+    """Under a sheet's tile: the kernel spec, or the stack's name and layers."""
+    if isinstance(operation, Stack):
+        return f"{operation.name}: " + " > ".join(layer.describe() for layer in operation.layers)
+    return operation.name
 
 
 @dataclass
