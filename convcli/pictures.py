@@ -368,8 +368,10 @@ def kernel_picture(kernels: Sequence[tuple[str, np.ndarray]], *, title: str = ""
     if not rows:
         raise ValueError("no kernels to draw")
     parts = [_text(title)] if title else []
-    for row in rows:
-        panels = [_heat_panel(row)]
+    heat_panels = [_heat_panel(row) for row in rows]
+    column = max(panel.shape[1] for panel in heat_panels)       # the responses line up
+    for row, heat_panel in zip(rows, heat_panels):
+        panels = [_pad_width(heat_panel, column)]
         if row.response is not None:
             panels.append(_response_panel(row.response, row.response_limit, row.response_label))
         parts.append(_join(panels, vertical=False, gap=4 * GAP))
