@@ -98,6 +98,9 @@ def apply(
     split: Annotated[bool, typer.Option(
         "--split", help="PNG: one file per feature map ({stem}_{kernel}_c00.png, ...) instead of "
                         "one grid of all maps.")] = False,
+    compare: Annotated[bool, typer.Option(
+        "--compare", help="Also write a before/after sheet per input, {stem}_compare.png beside "
+                          "its outputs: the input and every output, side by side.")] = False,
     stride: Annotated[Optional[str], typer.Option(
         help="N or H,W. Default: the kernel's, else 1.", show_default=False)] = None,
     padding: Annotated[Optional[str], typer.Option(
@@ -170,6 +173,10 @@ def apply(
         raise UsageError("--save-stages writes the maps of every --layer; give --layer")
     if (save_stages or split) and is_stream(output):
         raise UsageError(f"--save-stages and --split write several files; -o {output} is one stream")
+    if compare and (is_stream(output) or (Path(output).suffix.lower() in pipeline.OUTPUT_SUFFIXES
+                                          and not Path(output).is_dir())):
+        raise UsageError(f"--compare writes a sheet beside the outputs; -o {output} is one "
+                         f"{'stream' if is_stream(output) else 'file'}: give a folder")
 
     check_choice("--report", report, REPORT_CHOICES)
     if report_file is not None and report == "table":
@@ -202,6 +209,8 @@ def apply(
     if not plan and not expansion.unmatched:
         print_warning("no images to process (the inputs are this run's own outputs)")
         return
+    if compare:
+        plan = pipeline.compare_sheets(plan, output, name)
     if layer:
         pipeline.check_stack_on_first(expansion.sources, operations[0], gray=gray)
     pipeline.check_output_folder(output, create=not dry_run)      # last check: it makes -o
@@ -351,11 +360,29 @@ def kernels_list() -> None:
 
 
 @kernels_app.command("show")
-def kernels_show(spec: Annotated[str, typer.Argument(help="Kernel spec, e.g. gaussian:sigma=1.5")]) -> None:
-    """Print a kernel's matrix, its sum and whether it is separable."""
+def kernels_show(
+    spec: Annotated[str, typer.Argument(help="Kernel spec, e.g. gaussian:sigma=1.5")],
+    png: Annotated[Optional[Path], typer.Option(
+        "--png", help="Also draw it into this PNG: a heat map of the weights and the frequency "
+                      "response |H|, one row per kernel.", show_default=False)] = None,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace an existing --png file.")] = False,
+) -> None:
+    """Print a kernel's matrix, its sum and whether it is separable; --png also draws it."""
     from .kernels import render_kernel, resolve
 
-    print(render_kernel(resolve(spec)))
+    operation = resolve(spec)
+    text = render_kernel(operation)
+    if png is not None:
+        if png.suffix.lower() != ".png":
+            raise UsageError(f"--png {png}: the file name must end in .png")
+        from .images import save_picture
+        from .pictures import kernel_picture
+
+        picture = kernel_picture([(kernel.name, kernel.weights) for kernel in operation.kernels],
+                                 title=text.splitlines()[0])
+        save_picture(png, picture, overwrite=overwrite)
+    print(text)
 
 
 def main(argv: Optional[list[str]] = None) -> None:

@@ -30,7 +30,7 @@ from ._tiff import TIFF_SIGNATURES, read_raw, write_tiff
 from .errors import FileFailure, UsageError, check_choice
 
 __all__ = ["LoadedImage", "load_image", "read_header", "map_to_unit", "save_image", "encode_image",
-           "render", "Rendered",
+           "render", "Rendered", "display_pixels", "save_picture",
            "atomic_write", "leftover_temporaries",
            "IMAGE_SUFFIXES", "OUTPUT_FORMATS", "NORMALIZE_MODES", "LUMA_WEIGHTS"]
 
@@ -440,6 +440,19 @@ def encode_image(maps: np.ndarray, **arguments) -> bytes:
     buffer = io.BytesIO()
     render(maps, **arguments).write(buffer)
     return buffer.getvalue()
+
+
+def display_pixels(maps: np.ndarray, normalize: str = "clip") -> np.ndarray:
+    """The 8-bit pixels an 8-bit PNG of ``maps`` holds, without alpha: (H, W) or (H, W, 3)
+    uint8 (``normalize`` as in ``render``; a picture for other maps)."""
+    return _png_pixels(np.asarray(maps), None, 8, normalize)[0]
+
+
+def save_picture(path: Path, pixels: np.ndarray, *, overwrite: bool = False) -> None:
+    """Write 8-bit pixels (H, W) or (H, W, 3), such as a ``pictures`` drawing, as a PNG,
+    atomically (see ``atomic_write``)."""
+    data = encode_png(np.ascontiguousarray(pixels, np.uint8))
+    atomic_write(Path(path), lambda file: file.write(data), overwrite=overwrite)
 
 
 def render(maps: np.ndarray, *, fmt: str, alpha: np.ndarray | None = None, bit_depth: int = 8,

@@ -14,7 +14,7 @@ import string
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +28,8 @@ from .layers import Stack, channel_plan, kernel_geometry, layer_for_operation
 from .explain import explain_stack
 from .stacks import LayerRun, filter_operation, run_stack
 
-__all__ = ["ApplyOptions", "OutputRecord", "Job", "plan_outputs", "apply_to_image", "output_stem",
-           "output_folder", "check_output_folder", "check_stack_on_first"]
+__all__ = ["ApplyOptions", "OutputRecord", "Job", "plan_outputs", "compare_sheets", "apply_to_image",
+           "output_stem", "output_folder", "check_output_folder", "check_stack_on_first"]
 
 OUTPUT_SUFFIXES = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".npy": "npy", ".jpg": "jpeg",
                    ".jpeg": "jpeg", ".webp": "webp", ".bmp": "bmp", ".gif": "gif"}
@@ -94,6 +94,7 @@ class Job:
     operation: Operation
     destination: Path
     to_stdout: bool = False
+    compare: Path | None = None      # --compare: the input's before/after sheet (all its jobs)
 
 
 @dataclass
@@ -267,6 +268,31 @@ def _scaled(operation: Operation | Stack, options: ApplyOptions) -> Operation | 
     return operation
 
 
+def compare_sheets(jobs: list[Job], out: str, name: str = DEFAULT_NAME) -> list[Job]:
+    """``--compare``: the jobs, each with its input's before/after sheet, a PNG named as the
+    output of a kernel called ``compare`` would be (``{stem}_compare.png`` by default; when
+    ``--name`` has no ``{kernel}``, ``_compare`` is added to the name). A sheet that would
+    be an output, or another input's sheet, is a usage error before any work."""
+    taken = {job.destination: f"an output of {job.source.path}" for job in jobs}
+    sheet_of: dict[Source, Path] = {}
+    for source in dict.fromkeys(job.source for job in jobs):
+        filename = Path(name.format(stem=source.path.stem, kernel="compare", ext="png",
+                                    parent=source.path.resolve().parent.name,
+                                    suffix=source.path.suffix.lstrip(".").lower()))
+        if "{kernel}" not in name:
+            filename = _beside(filename, "compare")
+        if filename.suffix.lower() != ".png":
+            filename = (filename.with_suffix(".png") if filename.suffix.lower() in OUTPUT_SUFFIXES
+                        else filename.with_name(filename.name + ".png"))
+        sheet = Path(out) / source.folder / filename
+        if sheet in taken:
+            raise UsageError(f"--compare: the sheet of {source.path} would overwrite {sheet}, "
+                             f"{taken[sheet]}; change --name or rename the input")
+        taken[sheet] = f"the sheet of {source.path}"
+        sheet_of[source] = sheet
+    return [replace(job, compare=sheet_of[job.source]) for job in jobs]
+
+
 def check_stack_on_first(sources: list[Source], stack: Stack, *, gray: bool) -> None:
     """A stack that does not fit the first readable input (channels that do not chain,
     groups that do not divide, a window larger than its input) is a usage error, before any
@@ -289,12 +315,16 @@ def apply_to_image(source: Source, jobs: list[Job], options: ApplyOptions, *,
                    data: bytes | None = None) -> list[OutputRecord]:
     """Load ``source`` once and produce every job's output; one record per output.
 
-    ``data`` holds the image's bytes when it comes from standard input.
+    ``data`` holds the image's bytes when it comes from standard input. With ``--compare``
+    (``Job.compare``) it also writes the input's before/after sheet.
     """
+    sheet = jobs[0].compare
     if not options.overwrite:
         for job in jobs:
             if not job.to_stdout and job.destination.exists():
                 raise FileFailure(f"{job.destination}: already exists; use --overwrite to replace it")
+        if sheet is not None and sheet.exists():
+            raise FileFailure(f"{sheet}: already exists; use --overwrite to replace it")
     started = time.perf_counter()
     if data is None:               # refused from the header, before any pixel is decoded
         _check_size(source.path, images.read_header(source.path, gray=options.gray), options)
@@ -307,6 +337,8 @@ def apply_to_image(source: Source, jobs: list[Job], options: ApplyOptions, *,
                       "output whose window reads them")
     plans = [_plan_job(job, image, options) for job in jobs]   # all fit, or nothing is written
     records = []
+    # the input as read: integer pixels as they are; float ones (any range) stretched
+    tiles = [_sheet_tile(image.pixels, "clip" if image.bit_depth <= 16 else "minmax")] if sheet else []
     for index, (job, plan) in enumerate(zip(jobs, plans)):
         last = index == len(jobs) - 1
         with np.errstate(all="ignore"):  # non-finite inputs were warned about once, above
@@ -316,9 +348,31 @@ def apply_to_image(source: Source, jobs: list[Job], options: ApplyOptions, *,
                 filtered = _filter_job(job, plan, image, options, into_input=last)
         if last:
             del image  # the last output is written without the input in memory
+        if sheet:
+            tiles.append(_sheet_tile(filtered.maps, _normalize(job, filtered.maps, options)))
         with np.errstate(all="ignore"):
             records.append(_write_job(job, filtered, load_ms, options))
+    if sheet:
+        from .pictures import compare_sheet
+
+        labels = [f"{source.path.name} (input)"] + [_sheet_label(job.operation) for job in jobs]
+        images.save_picture(sheet, compare_sheet(tiles, labels), overwrite=options.overwrite)
     return records
+
+
+def _sheet_tile(maps: np.ndarray, normalize: str) -> np.ndarray:
+    """A compare sheet's picture of ``maps``: their 8-bit PNG pixels, shrunk to a tile at
+    once (the sheet never holds full-size pictures)."""
+    from .pictures import fit_tile
+
+    return fit_tile(images.display_pixels(maps, normalize))
+
+
+def _sheet_label(operation: Operation | Stack) -> str:
+    """Under a sheet's tile: the kernel spec, or the stack's name and layers."""
+    if isinstance(operation, Stack):
+        return f"{operation.name}: " + " > ".join(layer.describe() for layer in operation.layers)
+    return operation.name
 
 
 def _timings(convolve_ms: float, compile_ms: float) -> dict[str, float]:
@@ -425,9 +479,7 @@ def _write_job(job: Job, filtered: _Filtered, load_ms: float,
                options: ApplyOptions) -> OutputRecord:
     """Write (or stream) the response; complete the record with the load and write times and
     the share of pixels clipped (a warning above 1%)."""
-    normalize = options.normalize
-    if normalize == "auto":
-        normalize = _auto_normalize(job.operation, filtered.maps)
+    normalize = _normalize(job, filtered.maps, options)
     started = time.perf_counter()
     arguments = dict(fmt=options.fmt, alpha=filtered.alpha, bit_depth=filtered.bit_depth,
                      normalize=normalize, quality=options.quality)
@@ -521,6 +573,11 @@ def _beside(destination: Path, suffix: str) -> Path:
 def _slug(text: str, default: str = "layer") -> str:
     """File-name-safe text: ``conv 3x3 sobel-x`` -> ``conv-3x3-sobel-x``."""
     return re.sub(r"[^A-Za-z0-9.+-]+", "-", text).strip("-.") or default
+
+
+def _normalize(job: Job, maps: np.ndarray, options: ApplyOptions) -> str:
+    """The --normalize mode a job's maps are written with (``auto`` decided here)."""
+    return _auto_normalize(job.operation, maps) if options.normalize == "auto" else options.normalize
 
 
 def _auto_normalize(operation: Operation | Stack, maps: np.ndarray) -> str:
