@@ -32,3 +32,13 @@ def subprocess_env(tmp_path, **extra: str) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path, "COLUMNS": "200",
             "NUMBA_CACHE_DIR": os.environ.get("NUMBA_CACHE_DIR", str(tmp_path / "numba-cache")),
             **extra}
+
+
+def run_cli(args, capsys) -> tuple[int, str, str]:
+    """Run ``convcli ARGS`` in-process; return (exit code, stdout, stderr)."""
+    from convcli.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from conftest import subprocess_env
-from convcli.cli import main
+from conftest import run_cli as run
 from convcli.kernels import resolve
 
 ndimage = pytest.importorskip("scipy.ndimage")
@@ -22,12 +22,6 @@ ndimage = pytest.importorskip("scipy.ndimage")
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
 
-def run(args: list[str], capsys) -> tuple[int, str, str]:
-    """Run ``convcli ARGS`` in-process; return (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
 
 
 def write_png(path: Path, array: np.ndarray) -> Path:

@@ -12,19 +12,13 @@ import pytest
 from PIL import Image, ImageFont
 
 from conftest import subprocess_env
-from convcli.cli import main
+from conftest import run_cli as run
 from convcli.kernels import render_kernel, resolve
 from convcli.pictures import GAP, TILE_WIDTH, fit_tile, kernel_picture
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
 
-def run(args: list, capsys) -> tuple[int, str, str]:
-    """Run ``convcli ARGS`` in-process; return (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
 
 
 def pixels(path: Path) -> np.ndarray:

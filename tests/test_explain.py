@@ -9,18 +9,13 @@ import pytest
 from hypothesis import assume, given, settings, strategies as st
 
 from convcli import UsageError, conv2d, geometry
-from convcli.cli import main
+from conftest import run_cli as run
 from convcli.explain import Layer, explain_layer, explain_stack, parse_layer, render_text
 
 MANY = settings(max_examples=1000, deadline=None, derandomize=True)
 SOME = settings(max_examples=200, deadline=None, derandomize=True)
 
 
-def run(args, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
 
 
 @st.composite

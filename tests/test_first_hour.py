@@ -9,16 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from convcli.cli import main
+from conftest import run_cli as run
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
 
-def run(args, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convcli.cli import main
+from conftest import run_cli as run
 from convcli.explain import explain_stack
 from convcli.kernels import resolve
 from convcli.layers import layers_from_specs, parse_layer
@@ -17,11 +17,6 @@ from convcli.stacks import run_stack
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
 
-def run(args, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
 
 
 def relative_error(got, expected) -> float:
