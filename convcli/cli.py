@@ -16,10 +16,12 @@ from . import __version__
 from .errors import (ConvcliError, UsageError, check_choice, print_error, print_warning,
                      route_warnings)
 
+# Typer's --install-completion / --show-completion on the root: completion runs convcli with
+# _CONVCLI_COMPLETE set, which main() passes through like any other run.
 app = typer.Typer(
     help="Convolution filters for images: named kernels or YAML kernels, any stride, "
          "padding, border mode and dilation, with a shape/timing report.",
-    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    no_args_is_help=True, pretty_exceptions_enable=False,
     rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]})
 kernels_app = typer.Typer(help="List the built-in and library kernels, or show one.",
                           no_args_is_help=True, rich_markup_mode=None)
@@ -41,7 +43,8 @@ def _version(value: bool) -> None:
 def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an error.")] = False,
     version: Annotated[Optional[bool], typer.Option(
-        "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
+        "--version", "-V", callback=_version, is_eager=True,
+        help="Print the version and exit.")] = None,
 ) -> None:
     """Convolution filters for images."""
 
