@@ -7,9 +7,11 @@ NumPy, so they live here rather than in the modules that use them (the engine, `
 
 from __future__ import annotations
 
-__all__ = ["PADDING_MODES", "ENGINE_PATHS", "ENGINE_CHOICES", "OUTPUT_FORMATS", "NORMALIZE_MODES",
-           "NORMALIZE_CHOICES", "REPORT_CHOICES", "POOL_MODES", "BIT_DEPTHS", "BENCH_CASES"]
+__all__ = ["PADDING_WORDS", "PADDING_MODES", "ENGINE_PATHS", "ENGINE_CHOICES", "OUTPUT_FORMATS",
+           "NORMALIZE_MODES", "NORMALIZE_CHOICES", "REPORT_CHOICES", "POOL_MODES", "BIT_DEPTHS",
+           "BENCH_CASES"]
 
+PADDING_WORDS = ("same", "valid", "full")      # --padding also takes N or H,W
 # convcli's border names -> numpy.pad modes (PyTorch's names, plus 'symmetric').
 PADDING_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge",
                  "circular": "wrap", "symmetric": "symmetric"}

@@ -24,6 +24,13 @@ def test_unknown_case_lists_the_cases():
     assert {"dense3", "dense31", "separable", "channels", "end-to-end", "batch"} <= set(CASES)
 
 
+def test_the_help_names_every_case_in_order():
+    """`bench --help` lists choices.BENCH_CASES (importing bench.py would import NumPy)."""
+    from convcli.choices import BENCH_CASES
+
+    assert tuple(CASES) == BENCH_CASES
+
+
 def test_cli_writes_json(tmp_path, capsys):
     target = tmp_path / "bench.json"
     with pytest.raises(SystemExit) as exit_info:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from conftest import run_cli as run
@@ -26,10 +28,13 @@ def test_help_offers_completion_and_show_completion_prints_a_bash_script(bash, c
 
 
 def test_completion_runs_through_main(monkeypatch, capsys):
-    """The script calls convcli with _CONVCLI_COMPLETE set: main() answers with the words."""
+    """The script calls convcli with _CONVCLI_COMPLETE set: main() answers with the words,
+    commands, options, and the values of options that take one of a few words."""
     monkeypatch.setenv("_CONVCLI_COMPLETE", "complete_bash")
     for words, expected in (("convcli kernels sh", ["show"]),
-                            ("convcli apply --pad", ["--padding", "--pad-mode"])):
+                            ("convcli apply --pad", ["--padding", "--pad-mode"]),
+                            ("convcli apply --pad-mode re", ["reflect", "replicate"]),
+                            ("convcli bench --case dense1", ["dense15"])):
         monkeypatch.setenv("COMP_WORDS", words)
         monkeypatch.setenv("COMP_CWORD", str(len(words.split()) - 1))
         code, out, err = run([], capsys)
@@ -41,3 +46,33 @@ def test_completion_runs_through_main(monkeypatch, capsys):
 def test_version_has_a_short_form(flag, capsys):
     code, out, _ = run([flag], capsys)
     assert code == 0 and out == f"convcli {__version__}\n"
+
+
+COMMANDS = (["apply"], ["explain"], ["bench"], ["kernels", "list"], ["kernels", "show"])
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_option_says_what_goes_there(command, capsys):
+    code, out, _ = run([*command, "--help"], capsys)
+    assert code == 0, out
+    assert not re.search(r"<(str|int|float|path)>", out), out
+
+
+def test_choice_metavars_come_from_the_lists_the_checks_use(capsys):
+    from convcli import engine, images, layers, pipeline
+    from convcli.engine.api import ENGINE_CHOICES
+
+    code, out, _ = run(["apply", "--help"], capsys)
+    assert code == 0
+    for option, words in (("--pad-mode", pipeline.PAD_MODES), ("--normalize", pipeline.NORMALIZE_CHOICES),
+                          ("--format", images.OUTPUT_FORMATS), ("--engine", ENGINE_CHOICES),
+                          ("--report", ("table", "json", "none")), ("--bit-depth", ("8", "16"))):
+        assert re.search(re.escape(f"{option} {'|'.join(words)}") + r"\s", out), option
+    for shown in ("-k, --kernel SPEC ", "--layer SPEC|FILE ", "-o, --output DIR|FILE|FMT:- ",
+                  "--stride N|H,W ", "--padding same|valid|full|N|H,W\n", "-j, --jobs N ",
+                  "--name TEMPLATE ", "--quality 1-100 ", "--max-pixels N ", "--scale S ",
+                  "--bias B ", "--report-file FILE "):
+        assert shown in out, shown
+    assert tuple(engine.PADDING_MODES) == pipeline.PAD_MODES
+    code, out, _ = run(["explain", "--help"], capsys)
+    assert f"--pool {'|'.join(layers.POOL_MODES)} " in out and "-k, --kernel K|H,W|SPEC " in out
