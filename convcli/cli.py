@@ -381,17 +381,35 @@ def bench(
 
 
 @kernels_app.command("list")
-def kernels_list() -> None:
+def kernels_list(
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="One JSON array of objects (name, size, kind, description) for "
+                       "scripts.")] = False,
+    names: Annotated[bool, typer.Option(
+        "--names", help="Only the names, one per line (for scripts and shell loops).")] = False,
+) -> None:
     """List every kernel: built-ins, operations and the YAML library."""
+    from .kernels import list_kernels
+
+    if as_json and names:
+        raise UsageError("--json and --names are two ways to print the list; give one")
+    infos = list_kernels()
+    if names:
+        print("\n".join(info.name for info in infos))
+        return
+    if as_json:
+        import json
+        from dataclasses import asdict
+
+        print(json.dumps([asdict(info) for info in infos]))
+        return
     from rich.console import Console
     from rich.table import Table
-
-    from .kernels import list_kernels
 
     table = Table(title="convcli kernels", title_justify="left")
     for column in ("name", "size", "kind", "description"):
         table.add_column(column, overflow="fold")
-    for info in list_kernels():
+    for info in infos:
         table.add_row(info.name, info.size, info.kind, info.description)
     Console().print(table)
 

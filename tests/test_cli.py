@@ -301,6 +301,21 @@ def test_kernels_list_and_show(capsys):
     assert code == 0 and "separable" in out and "-2" in out
 
 
+def test_kernels_list_for_scripts_as_json_or_names(capsys):
+    code, out, err = run(["kernels", "list", "--json"], capsys)
+    assert code == 0, err
+    rows = json.loads(out)
+    assert all(set(row) == {"name", "size", "kind", "description"} for row in rows), rows
+    assert {"gaussian", "sobel", "kirsch"} <= {row["name"] for row in rows}
+    code, out, err = run(["kernels", "list", "--names"], capsys)
+    assert code == 0, err
+    assert out.splitlines() == [row["name"] for row in rows]
+    for name in out.splitlines():          # for k in $(convcli kernels list --names) ... -k $k
+        resolve(name)
+    code, out, err = run(["kernels", "list", "--names", "--json"], capsys)
+    assert code == 2 and out == "" and "give one" in err
+
+
 def _apply_npy(capsys, image, spec, out: Path, *options) -> np.ndarray:
     """``convcli apply IMAGE -k SPEC`` into the folder ``out``; its one .npy output."""
     code, _, err = run(["apply", image, "-k", spec, "-o", out, "--format", "npy", "--report", "none",
