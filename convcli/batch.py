@@ -294,7 +294,8 @@ def _sigterm_as_interrupt():
 
 
 def _finish(tally: Tally, settings: BatchSettings, started: float, interrupted: bool) -> None:
-    if settings.report == "table" and tally.records:
+    """The table (unless quiet: it is for people) and the summary line."""
+    if settings.report == "table" and tally.records and not settings.quiet:
         from rich.console import Console
 
         from .report import records_table

@@ -177,7 +177,8 @@ def apply(
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="List what would be written; write nothing.")] = False,
     quiet: Annotated[bool, typer.Option(
-        "--quiet", "-q", help="No progress bar and no summary (errors are still printed).")] = False,
+        "--quiet", "-q", help="No progress bar, table, summary or notes; errors, warnings and "
+                              "--report json still print.")] = False,
     report: Annotated[str, typer.Option(
         help="table (for people), json (JSON Lines) or none.",
         **_one_of(REPORT_CHOICES))] = "table",

@@ -123,6 +123,15 @@ def test_table_report_names_shapes_and_engine(tmp_path, rgb_png, capsys):
     assert "3x37x41" in out and "direct" in out and "laplacian" in out
 
 
+def test_quiet_prints_no_table_but_still_the_json_report(tmp_path, rgb_png, capsys):
+    code, out, err = run(["apply", rgb_png, "-k", "laplacian", "-o", tmp_path / "a", "-q"], capsys)
+    assert code == 0 and out == "" and err == "", out + err
+    assert (tmp_path / "a" / "photo_laplacian.png").exists()
+    code, out, err = run(["apply", rgb_png, "-k", "laplacian", "-o", tmp_path / "b", "-q",
+                          "--report", "json"], capsys)
+    assert code == 0 and json.loads(out)["kernel"] == "laplacian" and err == "", err
+
+
 def test_dilation_and_valid_padding_shrink_the_output(tmp_path, rgb_png, capsys):
     code, out, _ = run(["apply", rgb_png, "-k", "laplacian:dilation=3", "--padding", "valid", "-o", tmp_path,
                         "--report", "json"], capsys)
