@@ -175,7 +175,8 @@ def apply(
         show_default=False)] = None,
     fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first failed file.")] = False,
     dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="List what would be written; write nothing.")] = False,
+        "--dry-run", help="List what would be written, and what becomes of outputs that "
+                          "exist; write nothing.")] = False,
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q", help="No progress bar, table, summary or notes; errors, warnings and "
                               "--report json still print.")] = False,

@@ -184,6 +184,23 @@ def test_existing_output_is_kept_without_overwrite(tmp_path, rgb_png, capsys):
     assert Image.open(target).size == (41, 37)
 
 
+def test_dry_run_says_what_becomes_of_outputs_that_exist(tmp_path, rgb_png, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "photo_box.png").write_bytes(b"old")
+    for extra, fate in (([], "fails without --overwrite or --skip-existing"),
+                        (["--overwrite"], "replaced with --overwrite"),
+                        (["--skip-existing"], "skipped with --skip-existing")):
+        code, listing, err = run(["apply", rgb_png, "-k", "box", "-k", "sobel", "-o", out,
+                                  "--dry-run", *extra], capsys)
+        assert code == 0, err
+        assert listing.splitlines() == [f"{rgb_png} -> {out / 'photo_box.png'}  (box; exists: {fate})",
+                                        f"{rgb_png} -> {out / 'photo_sobel.png'}  (sobel)"]
+        assert err == "convcli: dry run: 1 input(s), 2 output(s) (1 exists); nothing written\n"
+    assert [p.name for p in out.iterdir()] == ["photo_box.png"]
+    assert (out / "photo_box.png").read_bytes() == b"old"
+
+
 def test_input_is_never_modified(tmp_path, rgb_png, capsys):
     before = hashlib.sha256(rgb_png.read_bytes()).hexdigest()
     code, _, _ = run(["apply", rgb_png, "-k", "sharpen", "-o", tmp_path, "--report", "none"], capsys)
