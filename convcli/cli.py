@@ -15,8 +15,8 @@ import typer
 from . import __version__
 from .choices import (BENCH_CASES, BIT_DEPTHS, ENGINE_CHOICES, NORMALIZE_CHOICES, OUTPUT_FORMATS,
                       PADDING_MODES, PADDING_WORDS, POOL_MODES, REPORT_CHOICES)
-from .errors import (ConvcliError, UsageError, check_choice, print_error, print_warning,
-                     route_warnings)
+from .errors import (ConvcliError, UsageError, check_choice, print_error, print_note,
+                     print_warning, route_warnings)
 
 # Typer's --install-completion / --show-completion on the root: completion runs convcli with
 # _CONVCLI_COMPLETE set, which main() passes through like any other run.
@@ -359,10 +359,12 @@ def bench(
     from rich.console import Console
     from rich.table import Table
 
-    from .bench import as_json, machine_summary, run_cases
+    from .bench import as_json, machine_summary, missing_references, run_cases
 
     if repeat < 1:
         raise UsageError(f"--repeat must be >= 1; got {repeat}")
+    for line in missing_references():
+        print_note(line)
     results = run_cases(case or [], repeat)
     table = Table(title=f"convcli bench: {machine_summary()}; medians of {repeat}",
                   title_justify="left")
