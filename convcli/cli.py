@@ -49,6 +49,12 @@ SIZES = "N|H,W"
 PADDING = "|".join(PADDING_WORDS) + "|" + SIZES
 
 
+def _examples(*commands: str) -> str:
+    """A command's epilog: example command lines, kept as written (the \\b stops the help
+    formatter from joining them into one paragraph). Each runs from the repository's root."""
+    return "Examples:\n\n\b\n" + "\n".join(f"  {command}" for command in commands)
+
+
 def _version(value: bool) -> None:
     if value:
         print(f"convcli {__version__}")
@@ -93,7 +99,9 @@ def parse_padding(text: Optional[str]):
     return values if len(values) == 2 else values[0]
 
 
-@app.command()
+@app.command(epilog=_examples(
+    "convcli apply samples/coins.png -k sobel -o out/",
+    "convcli apply 'samples/*.png' -k gaussian:sigma=2 -k sobel -o filtered/"))
 def apply(
     ctx: typer.Context,
     images: Annotated[list[str], typer.Argument(
@@ -263,7 +271,9 @@ def _stack_from_options(specs: list[str]):
     return Stack(Path(specs[0]).stem if single_file else "stack", tuple(layers))
 
 
-@app.command()
+@app.command(epilog=_examples(
+    "convcli explain samples/chelsea.png -k 5 --stride 2 --padding same",
+    "convcli explain --size 224 --layer conv:k=3,s=2,p=1,c=16 --layer pool:k=2"))
 def explain(
     image: Annotated[Optional[Path], typer.Argument(
         help="An image: its size and channels are read from the header only.", metavar="IMAGE",
@@ -341,7 +351,9 @@ def explain(
     print(json.dumps(result.as_dict()) if as_json else explaining.render_text(result))
 
 
-@app.command()
+@app.command(epilog=_examples(
+    "convcli bench --case dense3 --case separable --repeat 3",
+    "convcli bench --case end-to-end --json bench.json"))
 def bench(
     case: Annotated[Optional[list[str]], typer.Option(
         help=f"A case to run (repeatable); default: all. Cases: {', '.join(BENCH_CASES)}.",
@@ -384,7 +396,9 @@ def bench(
         json_file.write_text(json.dumps(as_json(results), indent=2) + "\n", encoding="utf-8")
 
 
-@kernels_app.command("list")
+@kernels_app.command("list", epilog=_examples(
+    "convcli kernels list --names",
+    "convcli kernels list --json"))
 def kernels_list(
     as_json: Annotated[bool, typer.Option(
         "--json", help="One JSON array of objects (name, size, kind, description) for "
@@ -418,7 +432,9 @@ def kernels_list(
     Console().print(table)
 
 
-@kernels_app.command("show")
+@kernels_app.command("show", epilog=_examples(
+    "convcli kernels show gaussian:sigma=1.5",
+    "convcli kernels show sobel --png sobel.png"))
 def kernels_show(
     spec: Annotated[str, typer.Argument(help="Kernel spec, e.g. gaussian:sigma=1.5",
                                         metavar="SPEC")],

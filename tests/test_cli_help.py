@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import re
+import shlex
+from pathlib import Path
 
 import pytest
 
 from conftest import run_cli as run
 from convcli import __version__
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
 
 @pytest.fixture
@@ -76,3 +80,26 @@ def test_choice_metavars_come_from_the_lists_the_checks_use(capsys):
     assert tuple(engine.PADDING_MODES) == pipeline.PAD_MODES
     code, out, _ = run(["explain", "--help"], capsys)
     assert f"--pool {'|'.join(layers.POOL_MODES)} " in out and "-k, --kernel K|H,W|SPEC " in out
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_help_shows_two_examples_that_run_as_written(command, tmp_path, monkeypatch, capsys):
+    """Run from a folder holding samples/, as from the repository's root; bench's timings
+    (minutes) are left out, its options and case names are not."""
+    import convcli.bench
+
+    code, out, _ = run([*command, "--help"], capsys)
+    examples = [shlex.split(line) for line in out.splitlines() if line.startswith("    convcli ")]
+    assert len(examples) == 2, out
+    assert all(example[1:1 + len(command)] == command for example in examples), examples
+    (tmp_path / "samples").symlink_to(SAMPLES)
+    monkeypatch.chdir(tmp_path)
+
+    def run_cases(names, repeat):
+        assert set(names) <= set(convcli.bench.CASES)
+        return [convcli.bench.Measurement(name, "convcli", 1.0) for name in names]
+
+    monkeypatch.setattr(convcli.bench, "run_cases", run_cases)
+    for example in examples:
+        code, out, err = run(example[1:], capsys)
+        assert code == 0, f"{shlex.join(example)}: {err}"
