@@ -44,6 +44,13 @@ def _one_of(choices) -> dict:
     return {"metavar": "|".join(words), "autocompletion": _completion(words)}
 
 
+def _kernel_names(incomplete: str) -> list[str]:
+    """Shell completion of -k: kernel names (nothing for a file name: the shell completes it)."""
+    from .kernels import list_kernels
+
+    return [info.name for info in list_kernels() if info.name.startswith(incomplete)]
+
+
 # Metavars of the options that take sizes: one number for every axis, or one per axis.
 SIZES = "N|H,W"
 PADDING = "|".join(PADDING_WORDS) + "|" + SIZES
@@ -113,7 +120,7 @@ def apply(
              "and one kernel, its format from the suffix (.png .jpg .webp .bmp .gif .tif .npy); "
              "or png:- / jpg:- / tiff:- / npy:- for standard output.")],
     kernel: Annotated[Optional[list[str]], typer.Option(
-        "--kernel", "-k", metavar="SPEC", show_default=False,
+        "--kernel", "-k", metavar="SPEC", autocompletion=_kernel_names, show_default=False,
         help="Kernel: NAME[:key=value,...], a library name, or a YAML file. Repeatable: one "
              "output per kernel.")] = None,
     layer: Annotated[Optional[list[str]], typer.Option(
@@ -148,10 +155,11 @@ def apply(
     flip: Annotated[bool, typer.Option(
         "--flip", help="True convolution (kernel flipped) instead of cross-correlation.")] = False,
     scale: Annotated[float, typer.Option(
-        metavar="S", help="Multiply each -k kernel's weights (OpenCV filter2D's kernel * scale).")] = 1.0,
+        help="Multiply each -k kernel's weights (OpenCV filter2D's kernel * scale).",
+        metavar="S")] = 1.0,
     bias: Annotated[float, typer.Option(
-        metavar="B", help="Add to every -k output, after a sobel-like operation combines its kernels "
-             "(ImageMagick's -bias 50% is 0.5; OpenCV's delta).")] = 0.0,
+        help="Add to every -k output, after a sobel-like operation combines its kernels "
+             "(ImageMagick's -bias 50% is 0.5; OpenCV's delta).", metavar="B")] = 0.0,
     normalize: Annotated[str, typer.Option(
         help="Responses to pixels (picture formats). auto: robust for zero-sum kernels (edges), "
              "else clip.", **_one_of(NORMALIZE_CHOICES))] = "auto",
@@ -437,7 +445,7 @@ def kernels_list(
     "convcli kernels show sobel --png sobel.png"))
 def kernels_show(
     spec: Annotated[str, typer.Argument(help="Kernel spec, e.g. gaussian:sigma=1.5",
-                                        metavar="SPEC")],
+                                        metavar="SPEC", autocompletion=_kernel_names)],
     png: Annotated[Optional[Path], typer.Option(
         "--png", help="Also draw it into this PNG: a heat map of the weights and the frequency "
                       "response |H|, one row per kernel.", metavar="FILE",

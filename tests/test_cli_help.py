@@ -38,7 +38,9 @@ def test_completion_runs_through_main(monkeypatch, capsys):
     for words, expected in (("convcli kernels sh", ["show"]),
                             ("convcli apply --pad", ["--padding", "--pad-mode"]),
                             ("convcli apply --pad-mode re", ["reflect", "replicate"]),
-                            ("convcli bench --case dense1", ["dense15"])):
+                            ("convcli bench --case dense1", ["dense15"]),
+                            ("convcli apply x.png -k sobel", ["sobel-x", "sobel-y", "sobel"]),
+                            ("convcli kernels show scharr-", ["scharr-x", "scharr-y"])):
         monkeypatch.setenv("COMP_WORDS", words)
         monkeypatch.setenv("COMP_CWORD", str(len(words.split()) - 1))
         code, out, err = run([], capsys)
