@@ -135,10 +135,10 @@ def run_batch(jobs: list[Job], options: ApplyOptions, settings: BatchSettings, *
     with _report_stream(settings) as report:
         for message in failed_before:
             print_error(message)
+        if settings.dry_run:                 # before skipping: it lists existing outputs too
+            return _dry_run(tasks, settings)
         if settings.skip_existing:
             tasks = _skip_existing(tasks, tally, report)
-        if settings.dry_run:
-            return _dry_run(tasks, settings)
         interrupted = _execute(tasks, settings, tally, report)
     _finish(tally, settings, started, interrupted)
     if interrupted:
@@ -171,14 +171,29 @@ def _skip_existing(tasks: list[Task], tally: Tally, report) -> list[Task]:
 
 
 def _dry_run(tasks: list[Task], settings: BatchSettings) -> int:
+    """List every output; one that exists says what the run would do with it."""
+    existing = 0
     for task in tasks:
         for job in task.jobs:
-            print(f"{task.source.path} -> {job.destination}  ({job.operation.name})", flush=True)
+            exists = not job.to_stdout and job.destination.exists()
+            existing += exists
+            note = f"; exists: {_fate_of_existing(task.options, settings)}" if exists else ""
+            print(f"{task.source.path} -> {job.destination}  ({job.operation.name}{note})",
+                  flush=True)
     if not settings.quiet:
         outputs = sum(len(task.jobs) for task in tasks)
-        print(f"convcli: dry run: {len(tasks)} input(s), {outputs} output(s); nothing written",
-              file=sys.stderr)
+        exist = f" ({existing} exist{'s' if existing == 1 else ''})" if existing else ""
+        print(f"convcli: dry run: {len(tasks)} input(s), {outputs} output(s){exist}; nothing "
+              "written", file=sys.stderr)
     return 0
+
+
+def _fate_of_existing(options: ApplyOptions, settings: BatchSettings) -> str:
+    if settings.skip_existing:
+        return "skipped with --skip-existing"
+    if options.overwrite:
+        return "replaced with --overwrite"
+    return "fails without --overwrite or --skip-existing"
 
 
 def _execute(tasks: list[Task], settings: BatchSettings, tally: Tally, report) -> bool:
@@ -294,7 +309,8 @@ def _sigterm_as_interrupt():
 
 
 def _finish(tally: Tally, settings: BatchSettings, started: float, interrupted: bool) -> None:
-    if settings.report == "table" and tally.records:
+    """The table (unless quiet: it is for people) and the summary line."""
+    if settings.report == "table" and tally.records and not settings.quiet:
         from rich.console import Console
 
         from .report import records_table

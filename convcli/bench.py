@@ -4,7 +4,8 @@ Each case is a function that returns ``Measurement`` rows: one for convcli and o
 reference it could run (missing references are skipped, never faked). Times are medians
 of ``repeat`` rounds after a warm-up, every tool timed in turn within a round; ratios are
 convcli / reference, so below 1 is faster.
-Reference libraries (OpenCV, scipy, torch) are optional: ``pip install 'convcli[bench]'``.
+Reference libraries are optional (``REFERENCES`` says how to install each; OpenCV and scipy
+come with ``pip install 'convcli[bench]'``); ``missing_references`` names those not installed.
 """
 
 from __future__ import annotations
@@ -23,7 +24,16 @@ from typing import Callable
 
 from .batch import available_cores
 
-__all__ = ["Measurement", "CASES", "run_cases", "median_ms", "machine_summary"]
+__all__ = ["Measurement", "CASES", "run_cases", "median_ms", "machine_summary",
+           "missing_references"]
+
+BENCH_EXTRA = "pip install 'convcli[bench]'"
+# The reference libraries: module, package to install, whose rows it gives, how to install
+# it. torch is not in the extra: the default wheel brings CUDA (GBs); the bench ran on 2.13.0.
+REFERENCES = (("cv2", "opencv-python-headless", "OpenCV", BENCH_EXTRA),
+              ("scipy.ndimage", "scipy", "scipy", BENCH_EXTRA),
+              ("torch", "torch", "torch", "pip install torch==2.13.0 --index-url "
+                                          "https://download.pytorch.org/whl/cpu, the CPU build"))
 
 
 @dataclass
@@ -125,6 +135,13 @@ def _optional(module: str):
         return __import__(module)
     except ImportError:
         return None
+
+
+def missing_references() -> list[str]:
+    """One line per reference library that does not import: whose rows the table leaves out
+    and how to install it."""
+    return [f"{package} is not installed: the {rows} rows are left out ({install})"
+            for module, package, rows, install in REFERENCES if _optional(module) is None]
 
 
 def _compare(case: str, repeat: int, convcli_call: Callable, references: dict[str, Callable],

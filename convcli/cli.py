@@ -13,22 +13,53 @@ from typing import Annotated, Optional
 import typer
 
 from . import __version__
-from .errors import (ConvcliError, UsageError, check_choice, print_error, print_warning,
-                     route_warnings)
+from .choices import (BENCH_CASES, BIT_DEPTHS, ENGINE_CHOICES, NORMALIZE_CHOICES, OUTPUT_FORMATS,
+                      PADDING_MODES, PADDING_WORDS, POOL_MODES, REPORT_CHOICES)
+from .errors import (ConvcliError, UsageError, check_choice, print_error, print_note,
+                     print_warning, route_warnings)
 
+# Typer's --install-completion / --show-completion on the root: completion runs convcli with
+# _CONVCLI_COMPLETE set, which main() passes through like any other run.
 app = typer.Typer(
     help="Convolution filters for images: named kernels or YAML kernels, any stride, "
          "padding, border mode and dilation, with a shape/timing report.",
-    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    no_args_is_help=True, pretty_exceptions_enable=False,
     rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]})
 kernels_app = typer.Typer(help="List the built-in and library kernels, or show one.",
                           no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(kernels_app, name="kernels")
 
-REPORT_CHOICES = ("table", "json", "none")
-
-
 IMAGE_HINT = (".png", ".jpg", ".tif")
+
+
+def _completion(words):
+    """Shell completion of an option's value: the words that start as typed."""
+    return lambda incomplete: [word for word in words if word.startswith(incomplete)]
+
+
+def _one_of(choices) -> dict:
+    """Option settings for one word of ``choices``: the metavar ``a|b|c`` and shell completion
+    of the words (the command checks the value and says what is valid)."""
+    words = tuple(map(str, choices))
+    return {"metavar": "|".join(words), "autocompletion": _completion(words)}
+
+
+def _kernel_names(incomplete: str) -> list[str]:
+    """Shell completion of -k: kernel names (nothing for a file name: the shell completes it)."""
+    from .kernels import list_kernels
+
+    return [info.name for info in list_kernels() if info.name.startswith(incomplete)]
+
+
+# Metavars of the options that take sizes: one number for every axis, or one per axis.
+SIZES = "N|H,W"
+PADDING = "|".join(PADDING_WORDS) + "|" + SIZES
+
+
+def _examples(*commands: str) -> str:
+    """A command's epilog: example command lines, kept as written (the \\b stops the help
+    formatter from joining them into one paragraph). Each runs from the repository's root."""
+    return "Examples:\n\n\b\n" + "\n".join(f"  {command}" for command in commands)
 
 
 def _version(value: bool) -> None:
@@ -41,7 +72,8 @@ def _version(value: bool) -> None:
 def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an error.")] = False,
     version: Annotated[Optional[bool], typer.Option(
-        "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = None,
+        "--version", "-V", callback=_version, is_eager=True,
+        help="Print the version and exit.")] = None,
 ) -> None:
     """Convolution filters for images."""
 
@@ -64,34 +96,38 @@ def parse_padding(text: Optional[str]):
     if text is None:
         return None
     word = text.strip().lower()
-    if word in ("same", "valid", "full"):
+    if word in PADDING_WORDS:
         return word
     parts = [p.strip() for p in word.split(",")]
     if len(parts) not in (1, 2) or not all(p.isdigit() for p in parts):
-        raise UsageError(f"--padding takes same, valid, full, N or H,W (N >= 0); got {text!r}")
+        raise UsageError(f"--padding takes {', '.join(PADDING_WORDS)}, N or H,W (N >= 0); "
+                         f"got {text!r}")
     values = tuple(int(p) for p in parts)
     return values if len(values) == 2 else values[0]
 
 
-@app.command()
+@app.command(epilog=_examples(
+    "convcli apply samples/coins.png -k sobel -o out/",
+    "convcli apply 'samples/*.png' -k gaussian:sigma=2 -k sobel -o filtered/"))
 def apply(
     ctx: typer.Context,
     images: Annotated[list[str], typer.Argument(
         help="Image files, folders, glob patterns; '-' reads paths from stdin; 'png:-' (any "
-             "FORMAT:-) reads one image from stdin.", show_default=False)],
+             "FORMAT:-) reads one image from stdin.", metavar="IMAGE...", show_default=False)],
     output: Annotated[str, typer.Option(
-        "--output", "-o", show_default=False,
+        "--output", "-o", metavar="DIR|FILE|FMT:-", show_default=False,
         help="Output folder (a path without a suffix, or ending in /); or a file for one image "
              "and one kernel, its format from the suffix (.png .jpg .webp .bmp .gif .tif .npy); "
              "or png:- / jpg:- / tiff:- / npy:- for standard output.")],
     kernel: Annotated[Optional[list[str]], typer.Option(
-        "--kernel", "-k", show_default=False,
+        "--kernel", "-k", metavar="SPEC", autocompletion=_kernel_names, show_default=False,
         help="Kernel: NAME[:key=value,...], a library name, or a YAML file. Repeatable: one "
              "output per kernel.")] = None,
     layer: Annotated[Optional[list[str]], typer.Option(
         help="A layer of a stack, in order (conv:kernel=sobel-x, conv:k=3,c=8,init=random, relu, "
              "pool:k=2, tconv:..., shuffle:g=2, bias:value=0.1), or a YAML file of layers. "
-             "Repeatable: one output for the whole stack. Instead of -k.", show_default=False)] = None,
+             "Repeatable: one output for the whole stack. Instead of -k.", metavar="SPEC|FILE",
+        show_default=False)] = None,
     save_stages: Annotated[bool, typer.Option(
         "--save-stages", help="With --layer: also write every layer's maps "
                               "({stem}_{kernel}_stage01-....{ext}).")] = False,
@@ -102,58 +138,70 @@ def apply(
         "--compare", help="Also write a before/after sheet per input, {stem}_compare.png beside "
                           "its outputs: the input and every output, side by side.")] = False,
     stride: Annotated[Optional[str], typer.Option(
-        help="N or H,W. Default: the kernel's, else 1.", show_default=False)] = None,
+        help="Step in pixels, one for both axes or H,W. Default: the kernel's, else 1.",
+        metavar=SIZES, show_default=False)] = None,
     padding: Annotated[Optional[str], typer.Option(
-        help="same, valid, full, N or H,W. Default: the kernel's, else same.",
+        help="Pixels added on each side (N or H,W), or same (output as large as the input), "
+             "valid (none) or full. Default: the kernel's, else same.", metavar=PADDING,
         show_default=False)] = None,
     pad_mode: Annotated[str, typer.Option(
-        "--pad-mode", help="Border: zeros, reflect, replicate, circular or symmetric.")] = "reflect",
+        "--pad-mode", help="What the padding holds, shown for a row abcd: zeros 000|abcd|000, "
+                           "reflect dcb|abcd|cba, replicate aaa|abcd|ddd, circular "
+                           "bcd|abcd|abc, symmetric cba|abcd|dcb.",
+        **_one_of(PADDING_MODES))] = "reflect",
     dilation: Annotated[Optional[str], typer.Option(
-        help="N or H,W. Default: the kernel's, else 1.", show_default=False)] = None,
+        help="Spacing of the kernel's taps (one for both axes or H,W). Default: the kernel's, "
+             "else 1.", metavar=SIZES, show_default=False)] = None,
     flip: Annotated[bool, typer.Option(
         "--flip", help="True convolution (kernel flipped) instead of cross-correlation.")] = False,
     scale: Annotated[float, typer.Option(
-        help="Multiply each -k kernel's weights (OpenCV filter2D's kernel * scale).")] = 1.0,
+        help="Multiply each -k kernel's weights (OpenCV filter2D's kernel * scale).",
+        metavar="S")] = 1.0,
     bias: Annotated[float, typer.Option(
         help="Add to every -k output, after a sobel-like operation combines its kernels "
-             "(ImageMagick's -bias 50% is 0.5; OpenCV's delta).")] = 0.0,
+             "(ImageMagick's -bias 50% is 0.5; OpenCV's delta).", metavar="B")] = 0.0,
     normalize: Annotated[str, typer.Option(
-        help="Responses to pixels: auto, clip, abs, robust, minmax or offset (picture formats). "
-             "auto: robust for zero-sum kernels (edges), else clip.")] = "auto",
+        help="Responses to pixels (picture formats). auto: robust for zero-sum kernels (edges), "
+             "else clip.", **_one_of(NORMALIZE_CHOICES))] = "auto",
     fmt: Annotated[Optional[str], typer.Option(
-        "--format", help="png (8/16-bit), jpeg, webp, bmp, gif (8-bit), tiff (float32 raw) or npy "
-                         "(raw C,H,W). Default: from -o's suffix, else png.",
-        show_default=False)] = None,
-    quality: Annotated[int, typer.Option(help="JPEG and WebP quality, 1-100.")] = 95,
+        "--format", help="png (8/16-bit); jpeg, webp, bmp, gif (8-bit); tiff (float32 raw) or "
+                         "npy (raw C,H,W). Default: from -o's suffix, else png.",
+        show_default=False, **_one_of(OUTPUT_FORMATS))] = None,
+    quality: Annotated[int, typer.Option(help="JPEG and WebP quality.", metavar="1-100")] = 95,
     max_pixels: Annotated[Optional[int], typer.Option(
         "--max-pixels", help="Fail inputs with more pixels (or voxels) than this; 0: no limit. "
-                             "Default: 250,000,000.", show_default=False)] = None,
+                             "Default: 250,000,000.", metavar="N", show_default=False)] = None,
     bit_depth: Annotated[Optional[int], typer.Option(
-        "--bit-depth", help="PNG bit depth, 8 or 16. Default: 16 for 16-bit inputs, else 8.",
-        show_default=False)] = None,
+        "--bit-depth", help="PNG bit depth. Default: 16 for 16-bit inputs, else 8.",
+        show_default=False, **_one_of(BIT_DEPTHS))] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")] = False,
     skip_existing: Annotated[bool, typer.Option(
         "--skip-existing", help="Leave outputs that exist; make only the missing ones (resume).")] = False,
     gray: Annotated[bool, typer.Option("--gray", help="Convert to one luminance channel first.")] = False,
     engine: Annotated[str, typer.Option(
-        help="Engine path: auto (a cost model), direct, separable, fft or numpy.")] = "auto",
+        help="Engine path; auto chooses by a cost model.", **_one_of(ENGINE_CHOICES))] = "auto",
     recursive: Annotated[bool, typer.Option(
         "--recursive", "-r", help="Descend into folders; mirror their sub-folders under -o.")] = False,
     name: Annotated[str, typer.Option(
-        help="Output name template; fields {stem}, {kernel}, {ext}, {parent}.")] = "{stem}_{kernel}.{ext}",
+        help="Output name template; fields {stem}, {kernel}, {ext}, {parent}.",
+        metavar="TEMPLATE")] = "{stem}_{kernel}.{ext}",
     jobs: Annotated[Optional[int], typer.Option(
         "--jobs", "-j", help="Worker processes. Default: one per core for 2 x cores images or "
-                             "more, else 1 (Numba threads share the cores).", show_default=False)] = None,
+                             "more, else 1 (Numba threads share the cores).", metavar="N",
+        show_default=False)] = None,
     fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first failed file.")] = False,
     dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="List what would be written; write nothing.")] = False,
+        "--dry-run", help="List what would be written, and what becomes of outputs that "
+                          "exist; write nothing.")] = False,
     quiet: Annotated[bool, typer.Option(
-        "--quiet", "-q", help="No progress bar and no summary (errors are still printed).")] = False,
+        "--quiet", "-q", help="No progress bar, table, summary or notes; errors, warnings and "
+                              "--report json still print.")] = False,
     report: Annotated[str, typer.Option(
-        help="table (for people), json (JSON Lines) or none.")] = "table",
+        help="table (for people), json (JSON Lines) or none.",
+        **_one_of(REPORT_CHOICES))] = "table",
     report_file: Annotated[Optional[Path], typer.Option(
         "--report-file", help="Write the JSON Lines report here instead of stdout.",
-        show_default=False)] = None,
+        metavar="FILE", show_default=False)] = None,
 ) -> None:
     """Apply kernels (or a stack of layers) to images and write the feature maps."""
     from . import batch, kernels, pipeline
@@ -231,44 +279,52 @@ def _stack_from_options(specs: list[str]):
     return Stack(Path(specs[0]).stem if single_file else "stack", tuple(layers))
 
 
-@app.command()
+@app.command(epilog=_examples(
+    "convcli explain samples/chelsea.png -k 5 --stride 2 --padding same",
+    "convcli explain --size 224 --layer conv:k=3,s=2,p=1,c=16 --layer pool:k=2"))
 def explain(
     image: Annotated[Optional[Path], typer.Argument(
-        help="An image: its size and channels are read from the header only.", show_default=False)] = None,
+        help="An image: its size and channels are read from the header only.", metavar="IMAGE",
+        show_default=False)] = None,
     size: Annotated[Optional[str], typer.Option(
         help="Input size (instead of an image): N (a square image), H,W, D,H,W; with --dims 1, L.",
-        show_default=False)] = None,
+        metavar="N|H,W|D,H,W", show_default=False)] = None,
     kernel: Annotated[Optional[str], typer.Option(
-        "--kernel", "-k", show_default=False,
+        "--kernel", "-k", metavar="K|H,W|SPEC", show_default=False,
         help="Kernel size K or H,W, or a kernel spec (gaussian:sigma=2, a YAML file).")] = None,
-    stride: Annotated[Optional[str], typer.Option(help="N or H,W (default 1; pool: the kernel).",
-                                                  show_default=False)] = None,
+    stride: Annotated[Optional[str], typer.Option(help="Default 1; pool: the kernel.",
+                                                  metavar=SIZES, show_default=False)] = None,
     padding: Annotated[Optional[str], typer.Option(
-        help="same, valid, full, N or H,W. Default: 0, or same for a kernel spec (as apply).",
+        help="Default: 0, or same for a kernel spec (as apply).", metavar=PADDING,
         show_default=False)] = None,
-    dilation: Annotated[Optional[str], typer.Option(help="N or H,W (default 1).",
+    dilation: Annotated[Optional[str], typer.Option(help="Default 1.", metavar=SIZES,
                                                     show_default=False)] = None,
     in_channels: Annotated[Optional[int], typer.Option(
-        "--in-channels", help="Input channels with --size (default 1).", show_default=False)] = None,
+        "--in-channels", help="Input channels with --size (default 1).", metavar="C",
+        show_default=False)] = None,
     out_channels: Annotated[Optional[int], typer.Option(
-        "--out-channels", help="Output channels (default: as many as in).", show_default=False)] = None,
-    groups: Annotated[int, typer.Option(help="Channel groups of the convolution.")] = 1,
+        "--out-channels", help="Output channels (default: as many as in).", metavar="C",
+        show_default=False)] = None,
+    groups: Annotated[int, typer.Option(help="Channel groups of the convolution.",
+                                        metavar="G")] = 1,
     transposed: Annotated[bool, typer.Option("--transposed", help="A transposed convolution.")] = False,
     output_padding: Annotated[Optional[str], typer.Option(
-        "--output-padding", help="Extra output rows/columns of a transposed convolution (N or H,W).",
-        show_default=False)] = None,
-    pool: Annotated[Optional[str], typer.Option(help="Pooling instead of a convolution: max or avg.",
-                                                show_default=False)] = None,
+        "--output-padding", help="Extra output rows/columns of a transposed convolution.",
+        metavar=SIZES, show_default=False)] = None,
+    pool: Annotated[Optional[str], typer.Option(help="Pooling instead of a convolution.",
+                                                show_default=False, **_one_of(POOL_MODES))] = None,
     ceil_mode: Annotated[bool, typer.Option("--ceil-mode", help="Pooling rounds up.")] = False,
     layer: Annotated[Optional[list[str]], typer.Option(
         help="A layer of a stack, e.g. conv:k=3,s=1,p=1,c=16 or pool:k=2; or a YAML file of layers. "
-             "Repeatable.", show_default=False)] = None,
+             "Repeatable.", metavar="SPEC|FILE", show_default=False)] = None,
     gray: Annotated[bool, typer.Option("--gray", help="Count the image as one channel.")] = False,
     dims: Annotated[Optional[int], typer.Option(
         help="Spatial axes with --size: 1 (a signal), 2 (an image) or 3 (a volume). Default: "
-             "as many as --size gives; one number is a square image.", show_default=False)] = None,
+             "as many as --size gives; one number is a square image.", metavar="1|2|3",
+        show_default=False)] = None,
     batch: Annotated[int, typer.Option(
-        help="Count N inputs at once: MACs and im2col columns of the batch (N, C, ...).")] = 1,
+        help="Count N inputs at once: MACs and im2col columns of the batch (N, C, ...).",
+        metavar="N")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object for scripts.")] = False,
 ) -> None:
     """Print the output-size formula with the real numbers put in, step by step."""
@@ -303,16 +359,19 @@ def explain(
     print(json.dumps(result.as_dict()) if as_json else explaining.render_text(result))
 
 
-@app.command()
+@app.command(epilog=_examples(
+    "convcli bench --case dense3 --case separable --repeat 3",
+    "convcli bench --case end-to-end --json bench.json"))
 def bench(
     case: Annotated[Optional[list[str]], typer.Option(
-        help="A case to run (repeatable); default: all. Cases: dense3, dense5, dense7, dense15, "
-             "dense31, separable, dilated, depthwise, channels, stride, tconv, pool, conv3d, "
-             "end-to-end, batch.",
+        help=f"A case to run (repeatable); default: all. Cases: {', '.join(BENCH_CASES)}.",
+        metavar="CASE", autocompletion=_completion(BENCH_CASES),
         show_default=False)] = None,
-    repeat: Annotated[int, typer.Option(help="Timed runs per measurement (median).")] = 5,
+    repeat: Annotated[int, typer.Option(help="Timed runs per measurement (median).",
+                                        metavar="N")] = 5,
     json_file: Annotated[Optional[Path], typer.Option(
-        "--json", help="Also write the results as JSON here.", show_default=False)] = None,
+        "--json", help="Also write the results as JSON here.", metavar="FILE",
+        show_default=False)] = None,
 ) -> None:
     """Time convcli against OpenCV, scipy, torch and a shell loop, in one run (medians, ratios)."""
     import json
@@ -320,10 +379,12 @@ def bench(
     from rich.console import Console
     from rich.table import Table
 
-    from .bench import as_json, machine_summary, run_cases
+    from .bench import as_json, machine_summary, missing_references, run_cases
 
     if repeat < 1:
         raise UsageError(f"--repeat must be >= 1; got {repeat}")
+    for line in missing_references():
+        print_note(line)
     results = run_cases(case or [], repeat)
     table = Table(title=f"convcli bench: {machine_summary()}; medians of {repeat}",
                   title_justify="left")
@@ -343,28 +404,52 @@ def bench(
         json_file.write_text(json.dumps(as_json(results), indent=2) + "\n", encoding="utf-8")
 
 
-@kernels_app.command("list")
-def kernels_list() -> None:
+@kernels_app.command("list", epilog=_examples(
+    "convcli kernels list --names",
+    "convcli kernels list --json"))
+def kernels_list(
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="One JSON array of objects (name, size, kind, description) for "
+                       "scripts.")] = False,
+    names: Annotated[bool, typer.Option(
+        "--names", help="Only the names, one per line (for scripts and shell loops).")] = False,
+) -> None:
     """List every kernel: built-ins, operations and the YAML library."""
+    from .kernels import list_kernels
+
+    if as_json and names:
+        raise UsageError("--json and --names are two ways to print the list; give one")
+    infos = list_kernels()
+    if names:
+        print("\n".join(info.name for info in infos))
+        return
+    if as_json:
+        import json
+        from dataclasses import asdict
+
+        print(json.dumps([asdict(info) for info in infos]))
+        return
     from rich.console import Console
     from rich.table import Table
-
-    from .kernels import list_kernels
 
     table = Table(title="convcli kernels", title_justify="left")
     for column in ("name", "size", "kind", "description"):
         table.add_column(column, overflow="fold")
-    for info in list_kernels():
+    for info in infos:
         table.add_row(info.name, info.size, info.kind, info.description)
     Console().print(table)
 
 
-@kernels_app.command("show")
+@kernels_app.command("show", epilog=_examples(
+    "convcli kernels show gaussian:sigma=1.5",
+    "convcli kernels show sobel --png sobel.png"))
 def kernels_show(
-    spec: Annotated[str, typer.Argument(help="Kernel spec, e.g. gaussian:sigma=1.5")],
+    spec: Annotated[str, typer.Argument(help="Kernel spec, e.g. gaussian:sigma=1.5",
+                                        metavar="SPEC", autocompletion=_kernel_names)],
     png: Annotated[Optional[Path], typer.Option(
         "--png", help="Also draw it into this PNG: a heat map of the weights and the frequency "
-                      "response |H|, one row per kernel.", show_default=False)] = None,
+                      "response |H|, one row per kernel.", metavar="FILE",
+        show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="Replace an existing --png file.")] = False,
 ) -> None:

@@ -18,6 +18,7 @@ from fractions import Fraction
 from dataclasses import dataclass
 from typing import Union
 
+from .choices import PADDING_WORDS
 from .errors import UsageError
 
 __all__ = [
@@ -48,7 +49,6 @@ __all__ = [
 ]
 
 PaddingSpec = Union[int, tuple[int, int], str]
-PADDING_WORDS = ("same", "valid", "full")
 # Spatial axes by dimensionality: signals (C, L), images (C, H, W), volumes (C, D, H, W).
 AXIS_NAMES = {1: ("length",), 2: ("height", "width"), 3: ("depth", "height", "width")}
 

@@ -27,6 +27,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from ._npy import NPY_SIGNATURE, npy_header, read_npy
 from ._png16 import deep_colour_channels, encode_png, read_png16
 from ._tiff import TIFF_SIGNATURES, read_raw, write_tiff
+from .choices import NORMALIZE_MODES, OUTPUT_FORMATS
 from .errors import FileFailure, UsageError, check_choice
 
 __all__ = ["LoadedImage", "load_image", "read_header", "map_to_unit", "save_image", "encode_image",
@@ -36,12 +37,10 @@ __all__ = ["LoadedImage", "load_image", "read_header", "map_to_unit", "save_imag
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp", ".ppm",
                   ".pgm", ".pbm", ".pnm", ".tga", ".npy")     # the files a folder gives as inputs
-OUTPUT_FORMATS = ("png", "tiff", "npy", "jpeg", "webp", "bmp", "gif")
 # 8-bit formats Pillow writes (like PNG's pixels, without 16 bits; JPEG without alpha).
 PILLOW_FORMATS = {"jpeg": "JPEG", "webp": "WEBP", "bmp": "BMP", "gif": "GIF"}
 ROBUST_PERCENTILE = 99.5          # --normalize robust: this percentile of |response| -> white
 ROBUST_SAMPLES = 1_000_000        # ... estimated from at most this many evenly spaced values
-NORMALIZE_MODES = ("clip", "abs", "robust", "minmax", "offset")
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601, as Pillow's convert("L")
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 GRAY_MODES = ("1", "L", "LA", "La")

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import geometry
+from .choices import POOL_MODES
 from .errors import FileFailure, UsageError, check_choice
 from .yaml_files import read_yaml
 
@@ -29,7 +30,6 @@ __all__ = ["Layer", "Stack", "LAYER_KINDS", "WINDOW_KINDS", "ACTIVATIONS", "pars
 WINDOW_KINDS = ("conv", "tconv", "pool")            # layers with a window and size arithmetic
 ACTIVATIONS = ("relu", "leaky-relu", "sigmoid", "tanh", "abs")
 LAYER_KINDS = WINDOW_KINDS + ACTIVATIONS + ("shuffle", "bias", "fc")
-POOL_MODES = ("max", "avg")
 INITS = ("random",)
 
 

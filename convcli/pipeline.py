@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from . import geometry, images
+from .choices import BIT_DEPTHS, NORMALIZE_CHOICES
 from .engine import PADDING_MODES, compile_seconds
 from .errors import ConvcliError, FileFailure, UsageError, check_choice, print_warning
 from .inputs import Source, is_stream
@@ -40,7 +41,6 @@ CLIPPED_WARNING = 0.01                               # warn when more pixels tha
 DEFAULT_MAX_PIXELS = 250_000_000
 DEFAULT_NAME = "{stem}_{kernel}.{ext}"
 NAME_FIELDS = ("stem", "kernel", "ext", "parent", "suffix")
-NORMALIZE_CHOICES = ("auto",) + images.NORMALIZE_MODES
 PAD_MODES = tuple(PADDING_MODES)
 
 
@@ -70,8 +70,9 @@ class ApplyOptions:
         check_choice("--pad-mode", self.pad_mode, PAD_MODES)
         check_choice("--normalize", self.normalize, NORMALIZE_CHOICES)
         check_choice("--format", self.fmt, images.OUTPUT_FORMATS)
-        if self.bit_depth not in (None, 8, 16):
-            raise UsageError(f"--bit-depth must be 8 or 16; got {self.bit_depth}")
+        if self.bit_depth not in (None, *BIT_DEPTHS):
+            raise UsageError(f"--bit-depth must be {' or '.join(map(str, BIT_DEPTHS))}; "
+                             f"got {self.bit_depth}")
         if self.bit_depth == 16 and self.fmt in images.PILLOW_FORMATS:
             raise UsageError(f"--bit-depth 16 needs png; {self.fmt} holds 8 bits per channel")
         if not 1 <= self.quality <= 100:

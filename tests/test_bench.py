@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
-from convcli.bench import CASES, run_cases
+from conftest import run_cli as run
+from convcli.bench import CASES, Measurement, run_cases
 from convcli.cli import main
 from convcli.errors import UsageError
 
@@ -24,6 +26,13 @@ def test_unknown_case_lists_the_cases():
     assert {"dense3", "dense31", "separable", "channels", "end-to-end", "batch"} <= set(CASES)
 
 
+def test_the_help_names_every_case_in_order():
+    """`bench --help` lists choices.BENCH_CASES (importing bench.py would import NumPy)."""
+    from convcli.choices import BENCH_CASES
+
+    assert tuple(CASES) == BENCH_CASES
+
+
 def test_cli_writes_json(tmp_path, capsys):
     target = tmp_path / "bench.json"
     with pytest.raises(SystemExit) as exit_info:
@@ -32,3 +41,23 @@ def test_cli_writes_json(tmp_path, capsys):
     result = json.loads(target.read_text())
     assert "cores" in result["machine"] and result["results"][0]["tool"] == "convcli"
     assert "3x3 stride 2" in capsys.readouterr().out
+
+
+def test_missing_reference_libraries_are_named_before_the_run(monkeypatch, capsys):
+    """A library that does not import: one note per library, with how to install it, before
+    the cases run (they leave its rows out)."""
+    import convcli.bench
+
+    monkeypatch.setitem(sys.modules, "cv2", None)        # import cv2 raises ImportError
+    monkeypatch.setitem(sys.modules, "torch", None)
+    ran = []
+    monkeypatch.setattr(convcli.bench, "run_cases", lambda names, repeat: ran.append(names) or [
+        Measurement("3x3 stride 2", "convcli", 1.0)])
+    code, out, err = run(["bench", "--case", "stride", "--repeat", "1"], capsys)
+    assert code == 0, err
+    assert err.splitlines() == [
+        "convcli: note: opencv-python-headless is not installed: the OpenCV rows are left out "
+        "(pip install 'convcli[bench]')",
+        "convcli: note: torch is not installed: the torch rows are left out (pip install "
+        "torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu, the CPU build)"]
+    assert ran == [["stride"]] and "3x3 stride 2" in out

@@ -123,6 +123,15 @@ def test_table_report_names_shapes_and_engine(tmp_path, rgb_png, capsys):
     assert "3x37x41" in out and "direct" in out and "laplacian" in out
 
 
+def test_quiet_prints_no_table_but_still_the_json_report(tmp_path, rgb_png, capsys):
+    code, out, err = run(["apply", rgb_png, "-k", "laplacian", "-o", tmp_path / "a", "-q"], capsys)
+    assert code == 0 and out == "" and err == "", out + err
+    assert (tmp_path / "a" / "photo_laplacian.png").exists()
+    code, out, err = run(["apply", rgb_png, "-k", "laplacian", "-o", tmp_path / "b", "-q",
+                          "--report", "json"], capsys)
+    assert code == 0 and json.loads(out)["kernel"] == "laplacian" and err == "", err
+
+
 def test_dilation_and_valid_padding_shrink_the_output(tmp_path, rgb_png, capsys):
     code, out, _ = run(["apply", rgb_png, "-k", "laplacian:dilation=3", "--padding", "valid", "-o", tmp_path,
                         "--report", "json"], capsys)
@@ -173,6 +182,23 @@ def test_existing_output_is_kept_without_overwrite(tmp_path, rgb_png, capsys):
     code, _, err = run(["apply", rgb_png, "-k", "box", "-o", target, "--overwrite", "--report", "none"], capsys)
     assert code == 0, err
     assert Image.open(target).size == (41, 37)
+
+
+def test_dry_run_says_what_becomes_of_outputs_that_exist(tmp_path, rgb_png, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "photo_box.png").write_bytes(b"old")
+    for extra, fate in (([], "fails without --overwrite or --skip-existing"),
+                        (["--overwrite"], "replaced with --overwrite"),
+                        (["--skip-existing"], "skipped with --skip-existing")):
+        code, listing, err = run(["apply", rgb_png, "-k", "box", "-k", "sobel", "-o", out,
+                                  "--dry-run", *extra], capsys)
+        assert code == 0, err
+        assert listing.splitlines() == [f"{rgb_png} -> {out / 'photo_box.png'}  (box; exists: {fate})",
+                                        f"{rgb_png} -> {out / 'photo_sobel.png'}  (sobel)"]
+        assert err == "convcli: dry run: 1 input(s), 2 output(s) (1 exists); nothing written\n"
+    assert [p.name for p in out.iterdir()] == ["photo_box.png"]
+    assert (out / "photo_box.png").read_bytes() == b"old"
 
 
 def test_input_is_never_modified(tmp_path, rgb_png, capsys):
@@ -299,6 +325,21 @@ def test_kernels_list_and_show(capsys):
         assert name in out
     code, out, _ = run(["kernels", "show", "sobel-x"], capsys)
     assert code == 0 and "separable" in out and "-2" in out
+
+
+def test_kernels_list_for_scripts_as_json_or_names(capsys):
+    code, out, err = run(["kernels", "list", "--json"], capsys)
+    assert code == 0, err
+    rows = json.loads(out)
+    assert all(set(row) == {"name", "size", "kind", "description"} for row in rows), rows
+    assert {"gaussian", "sobel", "kirsch"} <= {row["name"] for row in rows}
+    code, out, err = run(["kernels", "list", "--names"], capsys)
+    assert code == 0, err
+    assert out.splitlines() == [row["name"] for row in rows]
+    for name in out.splitlines():          # for k in $(convcli kernels list --names) ... -k $k
+        resolve(name)
+    code, out, err = run(["kernels", "list", "--names", "--json"], capsys)
+    assert code == 2 and out == "" and "give one" in err
 
 
 def _apply_npy(capsys, image, spec, out: Path, *options) -> np.ndarray:

@@ -13,15 +13,11 @@ import sys
 import numpy as np
 
 from .. import geometry
+from ..choices import ENGINE_CHOICES, ENGINE_PATHS, PADDING_MODES
 from ..errors import UsageError, check_choice
 
 __all__ = ["conv2d", "convolve", "border_map", "rank_one_factors", "ENGINE_PATHS", "PADDING_MODES"]
 
-ENGINE_PATHS = ("direct", "separable", "fft", "numpy")
-ENGINE_CHOICES = ("auto",) + ENGINE_PATHS
-# convcli's border names -> numpy.pad modes (PyTorch's names, plus 'symmetric').
-PADDING_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge",
-                 "circular": "wrap", "symmetric": "symmetric"}
 RANK_ONE_TOLERANCE = 1e-6  # second singular value relative to the first
 # Time model for choosing a path, measured with 2 threads on a 4096^2 image in one run
 # (convcli bench; the machine's speed drifts 2x, so the constants are relative): direct
