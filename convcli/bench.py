@@ -32,8 +32,7 @@ BENCH_EXTRA = "pip install 'convcli[bench]'"
 # it. torch is not in the extra: the default wheel brings CUDA (GBs); the bench ran on 2.13.0.
 REFERENCES = (("cv2", "opencv-python-headless", "OpenCV", BENCH_EXTRA),
               ("scipy.ndimage", "scipy", "scipy", BENCH_EXTRA),
-              ("torch", "torch", "torch", "pip install torch==2.13.0 --index-url "
-                                          "https://download.pytorch.org/whl/cpu, the CPU build"))
+              ("torch", "torch", "torch", "pip install torch==2.13.0, its CPU build"))
 
 
 @dataclass

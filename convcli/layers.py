@@ -28,6 +28,7 @@ __all__ = ["Layer", "Stack", "LAYER_KINDS", "WINDOW_KINDS", "ACTIVATIONS", "pars
            "channel_plan", "kernel_layout"]
 
 WINDOW_KINDS = ("conv", "tconv", "pool")            # layers with a window and size arithmetic
+_KINDS = {1: "a signal", 2: "an image", 3: "a volume"}   # inputs by their spatial axes
 ACTIVATIONS = ("relu", "leaky-relu", "sigmoid", "tanh", "abs")
 LAYER_KINDS = WINDOW_KINDS + ACTIVATIONS + ("shuffle", "bias", "fc")
 INITS = ("random",)
@@ -89,9 +90,13 @@ class Layer:
             value = getattr(self, name)
             minimum = 0 if name == "output_padding" else 1
             if len(value) not in (1, count):
-                raise UsageError(f"{where}: {name} {'x'.join(map(str, value))} has {len(value)} "
-                                 f"values but the input has {count} spatial axes "
-                                 f"({', '.join(geometry.axis_names(count))}); give 1 or {count}")
+                raise UsageError(
+                    f"{where}: {name} {'x'.join(map(str, value))} is for {_KINDS[len(value)]} "
+                    f"({len(value)} axes) but this input is {_KINDS[count]} ({count}: "
+                    f"{', '.join(geometry.axis_names(count))}); " + (
+                        "use a kernel made for it, with one level of weights per axis (e.g. "
+                        "smooth-1d for signals, box-3d for volumes)" if self.operation is not None
+                        else f"give {name} as one number, or one per axis"))
             values[name] = geometry.ntuple(value, count, f"{where}: {name}", minimum=minimum)
         if not isinstance(self.padding, str):
             padding = self.padding if isinstance(self.padding, tuple) else (self.padding,)

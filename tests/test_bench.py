@@ -59,5 +59,5 @@ def test_missing_reference_libraries_are_named_before_the_run(monkeypatch, capsy
         "convcli: note: opencv-python-headless is not installed: the OpenCV rows are left out "
         "(pip install 'convcli[bench]')",
         "convcli: note: torch is not installed: the torch rows are left out (pip install "
-        "torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu, the CPU build)"]
+        "torch==2.13.0, its CPU build)"]
     assert ran == [["stride"]] and "3x3 stride 2" in out

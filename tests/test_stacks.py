@@ -330,3 +330,11 @@ def test_a_stack_over_a_folder_with_two_workers_equals_one_worker(tmp_path, rng,
         assert one.shape == (4, 19, 25)
         np.testing.assert_allclose(np.load(tmp_path / "j2" / f"{index}_stack.npy"), one, rtol=1e-6,
                                    atol=1e-6)
+
+
+def test_an_image_kernel_on_a_signal_says_what_fits(tmp_path, capsys):
+    code, _, err = run(["apply", SAMPLES / "sunspots.npy", "-k", "gaussian:sigma=2", "-o",
+                        tmp_path / "o"], capsys)
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert "kernel 13x13 is for an image (2 axes) but this input is a signal (1: length)" in err
+    assert "smooth-1d" in err
