@@ -252,6 +252,9 @@ def _plan(sources: list[Source], operations: list[Operation | Stack], out: str,
                                    ext=extension, parent=source.path.resolve().parent.name,
                                    suffix=source.path.suffix.lstrip(".").lower())
             destination = Path(out) / source.folder / filename
+            if destination in seen and seen[destination] == source.path:
+                raise UsageError(f"two kernels of {source.path} would both write {destination}: "
+                                 "give each kernel once, or make their names differ")
             if destination in seen:
                 raise UsageError(f"{seen[destination]} and {source.path} would both write "
                                  f"{destination}; {_clash_advice(seen[destination], source.path)}")

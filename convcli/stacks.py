@@ -72,6 +72,8 @@ def _run_layer(layer: Layer, row: Explanation, x: np.ndarray, *, pad_mode: str, 
         maps, paths = filter_operation(x, layer.operation, pad_mode=layer.pad_mode or pad_mode,
                                        flip=flip, stride=layer.stride, pads=row.pads,
                                        dilation=layer.dilation, engine_path=engine_path)
+        if layer.bias_values is not None:              # conv:kernel=SPEC,bias=B
+            maps += np.asarray(layer.bias_values, np.float32).reshape((-1,) + (1,) * axes)
         return maps, "+".join(dict.fromkeys(paths))
     if kind == "conv":
         weight, bias = layer_weights(layer, x.shape[0], row.output_shape[0], row.groups)

@@ -338,3 +338,17 @@ def test_an_image_kernel_on_a_signal_says_what_fits(tmp_path, capsys):
     assert code == 1 and len(err.strip().splitlines()) == 1
     assert "kernel 13x13 is for an image (2 axes) but this input is a signal (1: length)" in err
     assert "smooth-1d" in err
+
+
+def test_a_kernel_spec_layer_adds_its_bias(tmp_path, photo, capsys):
+    code, _, err = run(["apply", photo, "--layer", "conv:kernel=box:size=3,bias=0.25", "-o",
+                        tmp_path / "biased.npy"], capsys)
+    assert code == 0, err
+    code, _, err = run(["apply", photo, "-k", "box:size=3", "-o", tmp_path / "plain.npy"], capsys)
+    np.testing.assert_allclose(np.load(tmp_path / "biased.npy"), np.load(tmp_path / "plain.npy") + 0.25,
+                               rtol=1e-6, atol=1e-6)
+
+
+def test_the_same_kernel_twice_is_named_as_the_problem(tmp_path, photo, capsys):
+    code, _, err = run(["apply", photo, "-k", "sobel", "-k", "sobel", "-o", tmp_path / "o"], capsys)
+    assert code == 2 and "two kernels of" in err and "give each kernel once" in err, err
