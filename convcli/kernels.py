@@ -447,6 +447,9 @@ def numeric_array(value, where: str, key: str) -> np.ndarray:
     except ValueError:
         raise UsageError(f"{where}: {key} must be a rectangular nesting of numbers "
                          "(every row the same length)") from None
+    except OverflowError:          # an integer written out with more than 308 digits
+        raise UsageError(f"{where}: {key} must hold finite numbers within float32's range "
+                         f"(|x| <= {FLOAT32_MAX:.3g}); got an integer too large for a float") from None
     if array.size == 0:
         raise UsageError(f"{where}: {key} has no numbers in it")
     if not np.all(np.isfinite(array)) or np.abs(array).max() > FLOAT32_MAX:
@@ -480,10 +483,7 @@ def _scale(document: dict, weights: np.ndarray, where: str) -> float:
             raise UsageError(f"{where}: normalize: true divides by the sum, but the weights sum to 0 "
                              "(a zero-sum kernel such as an edge detector); use scale instead")
         return 1.0 / float(total)
-    scale = document.get("scale", 1.0)
-    if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
-        raise UsageError(f"{where}: scale must be a number; got {scale!r}")
-    return float(scale)
+    return _finite(document.get("scale", 1.0), where, "scale must be a number")
 
 
 def _bias(bias, weights: np.ndarray, where: str):
@@ -496,7 +496,23 @@ def _bias(bias, weights: np.ndarray, where: str):
     if isinstance(bias, list) and len(values) not in (1, channels):
         raise UsageError(f"{where}: bias has {len(values)} values but the kernel makes "
                          f"{channels} output channel(s)")
-    return tuple(float(v) for v in values) if isinstance(bias, list) else float(bias)
+    rule = "bias must be a number or a list of numbers"
+    return tuple(_finite(v, where, rule) for v in values) if isinstance(bias, list) else (
+        _finite(bias, where, rule))
+
+
+def _finite(value, where: str, rule: str) -> float:
+    """``value`` as a finite float within float32's range; a UsageError saying ``rule``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise UsageError(f"{where}: {rule}; got {value!r}")
+    try:
+        number, shown = float(value), None
+    except OverflowError:           # an integer with more than 308 digits
+        number, shown = math.inf, "an integer too large for a float"
+    if not abs(number) <= FLOAT32_MAX:
+        raise UsageError(f"{where}: {rule} within float32's range (|x| <= {FLOAT32_MAX:.3g}, no inf "
+                         f"or nan); got {shown or f'{number:g}'}")
+    return number
 
 
 # --- listing and showing ---------------------------------------------------------------------
