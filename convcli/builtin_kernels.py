@@ -16,7 +16,14 @@ import numpy as np
 
 from .errors import UsageError
 
-__all__ = ["BUILTINS", "build", "size_label", "Builtin", "Parameter", "gaussian_taps", "rotations"]
+__all__ = ["BUILTINS", "build", "size_label", "Builtin", "Parameter", "gaussian_taps", "rotations",
+           "DEFAULT_MAX_KERNEL", "check_kernel_side"]
+
+# Kernels with a side above this are refused unless --max-kernel allows them. 1025 taps is a
+# Gaussian of sigma 170 (wider blurs are better done on a downscaled image); its weights are
+# 8 MB as float64 and the FFT path runs it in seconds on a 4096^2 image. A side of 30001
+# (gaussian:sigma=5000) would be 7 GB of weights before a single pixel is touched.
+DEFAULT_MAX_KERNEL = 1025
 
 # Derivative and smoothing taps of the classic 3x3 gradient operators (column x row).
 DERIVATIVE = np.array([-1.0, 0.0, 1.0])
@@ -54,6 +61,7 @@ class Builtin:
     kind: str = "kernel"
     combine: str = "single"
     parameters: dict[str, Parameter] = field(default_factory=dict)
+    side: Callable[..., float] | None = None   # the largest side, from the parameters alone
 
 
 # --- weight factories: each returns [(name, weights, factors or None), ...] ----------------
@@ -62,9 +70,27 @@ def _separable(name: str, column: np.ndarray, row: np.ndarray):
     return [(name, np.outer(column, row), (column, row))]
 
 
+def gaussian_side(sigma: float, size: int | None = None) -> float:
+    """``size``, else ``2*ceil(3 sigma) + 1``: the taps of a Gaussian (inf when sigma is huge)."""
+    return size or 2 * math.ceil(min(3 * sigma, 2.0 ** 62)) + 1
+
+
+def check_kernel_side(side: float, spec: str, max_kernel: int) -> None:
+    """Refuse a kernel with a side above ``max_kernel`` (0: no limit) before its weights exist."""
+    if max_kernel and side > max_kernel:
+        raise UsageError(f"kernel {spec}: {side:,.0f} x {side:,.0f} taps is larger than --max-kernel "
+                         f"{max_kernel} (the largest side); give --max-kernel {side:.0f} (0: no "
+                         f"limit) if the machine has the memory: {_bytes(8 * side * side)} of "
+                         "weights")
+
+
+def _bytes(count: float) -> str:
+    return f"{count / 1e9:,.0f} GB" if count >= 1e10 else f"{count / 1e6:,.0f} MB"
+
+
 def gaussian_taps(sigma: float, size: int | None = None) -> np.ndarray:
     """Sampled Gaussian, ``2*ceil(3 sigma) + 1`` taps unless ``size`` is given, summing to 1."""
-    size = size or 2 * math.ceil(3 * sigma) + 1
+    size = int(gaussian_side(sigma, size))
     x = np.arange(size, dtype=np.float64) - (size - 1) / 2
     taps = np.exp(-x ** 2 / (2 * sigma ** 2))
     return taps / taps.sum()
@@ -86,7 +112,8 @@ def _gaussian(sigma: float, size: int | None):
 
 
 def _binomial(size: int):
-    taps = np.array([math.comb(size - 1, k) for k in range(size)], dtype=np.float64)
+    # int / int rounds exactly even where comb() exceeds float64 (size > 1030)
+    taps = np.array([math.comb(size - 1, k) / 2 ** (size - 1) for k in range(size)])
     taps /= taps.sum()
     return _separable(f"binomial:size={size}", taps, taps)
 
@@ -113,7 +140,7 @@ def _laplacian(neighbors: int):
 
 def _log(sigma: float, size: int | None):
     """Laplacian of a unit-sum Gaussian, shifted to sum exactly to 0 (negative centre)."""
-    size = size or 2 * math.ceil(3 * sigma) + 1
+    size = int(gaussian_side(sigma, size))
     x = np.arange(size, dtype=np.float64) - (size - 1) / 2
     r2 = x[:, None] ** 2 + x[None, :] ** 2
     gaussian = np.exp(-r2 / (2 * sigma ** 2)) / (2 * math.pi * sigma ** 2)
@@ -125,7 +152,7 @@ def _dog(sigma1: float, sigma2: float):
     if sigma2 <= sigma1:
         raise UsageError(f"dog: sigma2 must be larger than sigma1; got sigma1={sigma1:g}, "
                          f"sigma2={sigma2:g}")
-    size = 2 * math.ceil(3 * sigma2) + 1
+    size = int(gaussian_side(sigma2))
     return [(f"dog:sigma1={sigma1:g},sigma2={sigma2:g}",
              _gaussian_2d(sigma1, size) - _gaussian_2d(sigma2, size), None)]
 
@@ -180,25 +207,28 @@ def _positive_float(default):
 BUILTINS: dict[str, Builtin] = {
     "identity": Builtin(_fixed("identity", [[1.0]]), "Copies the image (1x1 kernel of 1)"),
     "box": Builtin(_box, "Mean of an N x N window (separable)",
-                   parameters={"size": _positive_int(3)}),
+                   parameters={"size": _positive_int(3)}, side=lambda size: size),
     "gaussian": Builtin(_gaussian, "Gaussian blur; size 2*ceil(3 sigma)+1 unless given (separable)",
                         parameters={"sigma": _positive_float(1.0),
-                                    "size": _positive_int(None, odd=True)}),
+                                    "size": _positive_int(None, odd=True)}, side=gaussian_side),
     "binomial": Builtin(_binomial, "Binomial (Pascal's triangle) blur, a Gaussian approximation",
-                        parameters={"size": _positive_int(5)}),
+                        parameters={"size": _positive_int(5)}, side=lambda size: size),
     "laplacian": Builtin(_laplacian, "Second derivative: 4- or 8-neighbour Laplacian (zero-sum)",
                          parameters={"neighbors": Parameter(int, 4, lambda v: v in (4, 8), "4 or 8")}),
     "log": Builtin(_log, "Laplacian of Gaussian, zero-sum (blob and edge detector)",
-                   parameters={"sigma": _positive_float(1.0), "size": _positive_int(None, odd=True)}),
+                   parameters={"sigma": _positive_float(1.0), "size": _positive_int(None, odd=True)},
+                   side=gaussian_side),
     "dog": Builtin(_dog, "Difference of Gaussians G(sigma1) - G(sigma2), sigma2 > sigma1",
-                   parameters={"sigma1": _positive_float(1.0), "sigma2": _positive_float(1.6)}),
+                   parameters={"sigma1": _positive_float(1.0), "sigma2": _positive_float(1.6)},
+                   side=lambda sigma1, sigma2: gaussian_side(sigma2)),
     "sharpen": Builtin(_fixed("sharpen", [[0, -1, 0], [-1, 5, -1], [0, -1, 0]]),
                        "Sharpen: identity plus the negative 4-neighbour Laplacian"),
     "emboss": Builtin(_fixed("emboss", [[-2, -1, 0], [-1, 1, 1], [0, 1, 2]]),
                       "Emboss, lit from the top left"),
     "motion": Builtin(_motion, "Motion blur: a line of N taps at an angle (degrees)",
                       parameters={"length": _positive_int(9),
-                                  "angle": Parameter(float, 0.0, math.isfinite, "a finite number")}),
+                                  "angle": Parameter(float, 0.0, math.isfinite, "a finite number")},
+                      side=lambda length, angle: length + 1 - length % 2),
     "roberts-x": Builtin(_fixed("roberts-x", [[1, 0], [0, -1]]), "Roberts cross, diagonal"),
     "roberts-y": Builtin(_fixed("roberts-y", [[0, 1], [-1, 0]]), "Roberts cross, anti-diagonal"),
 }
@@ -233,8 +263,9 @@ def size_label(name: str) -> str:
     return label + (f" at {','.join(defaults)}" if defaults else "")
 
 
-def build(name: str, raw: dict[str, str], *, spec: str):
-    """The Operation for built-in ``name`` with ``raw`` parameter strings."""
+def build(name: str, raw: dict[str, str], *, spec: str, max_kernel: int = DEFAULT_MAX_KERNEL):
+    """The Operation for built-in ``name`` with ``raw`` parameter strings; a kernel with a side
+    above ``max_kernel`` (0: no limit) is refused from its parameters, before it is built."""
     from .kernels import Kernel, Operation
 
     entry = BUILTINS[name]
@@ -254,6 +285,8 @@ def build(name: str, raw: dict[str, str], *, spec: str):
         if value is None or not parameter.valid(value):
             raise UsageError(f"{name}: {key} must be {parameter.rule}; got {raw[key]}")
         values[key] = value
+    if entry.side is not None:
+        check_kernel_side(entry.side(**values), spec, max_kernel)
     parts = entry.make(**values)
     kernels = tuple(Kernel(name=spec if len(parts) == 1 else part_name, weights=weights,
                            description=entry.description, factors=factors)

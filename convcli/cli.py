@@ -171,6 +171,12 @@ def apply(
     max_pixels: Annotated[Optional[int], typer.Option(
         "--max-pixels", help="Fail inputs with more pixels (or voxels) than this; 0: no limit. "
                              "Default: 250,000,000.", metavar="N", show_default=False)] = None,
+    max_kernel: Annotated[int, typer.Option(
+        "--max-kernel", help="Refuse kernels with a side larger than this; 0: no limit.",
+        metavar="N")] = 1025,
+    max_yaml_bytes: Annotated[int, typer.Option(
+        "--max-yaml-bytes", help="Refuse kernel YAML files larger than this; 0: no limit.",
+        metavar="N")] = 16_000_000,
     bit_depth: Annotated[Optional[int], typer.Option(
         "--bit-depth", help="PNG bit depth. Default: 16 for 16-bit inputs, else 8.",
         show_default=False, **_one_of(BIT_DEPTHS))] = None,
@@ -243,8 +249,11 @@ def apply(
     settings = batch.BatchSettings(
         jobs=jobs, fail_fast=fail_fast, skip_existing=skip_existing, dry_run=dry_run, quiet=quiet,
         report=report, report_file=report_file, debug=ctx.find_root().params.get("debug", False))
-    operations = ([kernels.resolve(spec) for spec in kernel] if kernel
-                  else [_stack_from_options(layer)])
+    for option, limit in (("--max-kernel", max_kernel), ("--max-yaml-bytes", max_yaml_bytes)):
+        if limit < 0:
+            raise UsageError(f"{option} must be >= 0 (0: no limit); got {limit}")
+    operations = ([kernels.resolve(spec, max_kernel=max_kernel, max_yaml_bytes=max_yaml_bytes)
+                   for spec in kernel] if kernel else [_stack_from_options(layer)])
     expansion = expand_inputs(images, recursive=recursive,
                               exclude=pipeline.output_folder(output))
     for path in expansion.not_images:
@@ -261,6 +270,8 @@ def apply(
         plan = pipeline.compare_sheets(plan, output, name)
     if layer:
         pipeline.check_stack_on_first(expansion.sources, operations[0], gray=gray)
+    else:
+        pipeline.check_kernels_on_single(plan, options)
     pipeline.check_output_folder(output, create=not dry_run)      # last check: it makes -o
     code = batch.run_batch(plan, options, settings, stdin_data=stdin_data,
                            failed_before=[f"{p}: no files match this pattern" for p in expansion.unmatched])

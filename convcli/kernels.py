@@ -21,7 +21,8 @@ import numpy as np
 from . import builtin_kernels, geometry
 from .engine import rank_one_factors
 from .errors import UsageError
-from .yaml_files import parse_yaml, read_yaml
+from .builtin_kernels import DEFAULT_MAX_KERNEL, check_kernel_side
+from .yaml_files import DEFAULT_MAX_YAML_BYTES, parse_yaml, read_yaml
 
 __all__ = ["Kernel", "Operation", "KernelInfo", "resolve", "parse_spec", "format_spec", "load_yaml",
            "kernel_from_mapping", "inline_kernel", "list_kernels", "render_kernel", "library_folder",
@@ -189,23 +190,28 @@ def format_spec(name: str, parameters: dict[str, object] | None = None) -> str:
     return f"{name}:{items}" if items else name
 
 
-def resolve(spec: str) -> Operation:
+def resolve(spec: str, *, max_kernel: int = DEFAULT_MAX_KERNEL,
+            max_yaml_bytes: int = DEFAULT_MAX_YAML_BYTES) -> Operation:
     """The Operation a ``-k`` value names: a built-in, a library kernel, a YAML file, or an
-    inline kernel (``[[0,-1,0],[-1,5,-1],[0,-1,0]]``, ``3x3: 0,-1,0 -1,5,-1 0,-1,0``)."""
+    inline kernel (``[[0,-1,0],[-1,5,-1],[0,-1,0]]``, ``3x3: 0,-1,0 -1,5,-1 0,-1,0``).
+
+    A kernel with a side above ``max_kernel`` and a YAML file above ``max_yaml_bytes`` are
+    refused (0: no limit); a built-in is refused from its parameters, before it is built."""
     text = str(spec).strip()
     inline = inline_kernel(text)
     if inline is not None:
+        check_kernel_side(max(inline.size), text, max_kernel)
         return Operation(inline.name, (inline,), "single", inline.description)
     name, parameters = parse_spec(text)
     dilation = parameters.pop("dilation", None)
     if name in builtin_kernels.BUILTINS:
-        operation = builtin_kernels.build(name, parameters, spec=text)
+        operation = builtin_kernels.build(name, parameters, spec=text, max_kernel=max_kernel)
     else:
         path, label = _yaml_source(name, text)
         if parameters:
             raise UsageError(f"{name}: a YAML kernel takes only dilation=D; got "
                              f"{', '.join(parameters)}")
-        operation = load_yaml(path)
+        operation = load_yaml(path, max_kernel=max_kernel, max_yaml_bytes=max_yaml_bytes)
         if label is not None:
             operation = Operation(label, operation.kernels, operation.combine, operation.description)
     if dilation is not None:
@@ -371,15 +377,19 @@ def _library_path(name: str) -> Path | None:
     return None
 
 
-def load_yaml(path: Path) -> Operation:
+def load_yaml(path: Path, *, max_kernel: int = DEFAULT_MAX_KERNEL,
+              max_yaml_bytes: int = DEFAULT_MAX_YAML_BYTES) -> Operation:
     """Load a YAML kernel file; every problem is a UsageError that starts with the path."""
-    document = read_yaml(path, "kernel file")
-    kernel = kernel_from_mapping(document, str(path), default_name=path.stem)
+    document = read_yaml(path, "kernel file", max_bytes=max_yaml_bytes)
+    kernel = kernel_from_mapping(document, str(path), default_name=path.stem,
+                                 max_kernel=max_kernel)
     return Operation(kernel.name, (kernel,), "single", kernel.description)
 
 
-def kernel_from_mapping(document, where: str, *, default_name: str) -> Kernel:
-    """A Kernel from a parsed YAML mapping (see kernels/README.md for the format)."""
+def kernel_from_mapping(document, where: str, *, default_name: str,
+                        max_kernel: int = DEFAULT_MAX_KERNEL) -> Kernel:
+    """A Kernel from a parsed YAML mapping (see kernels/README.md for the format); a side
+    above ``max_kernel`` (0: no limit) is refused, a separable one before it is multiplied out."""
     if not isinstance(document, dict):
         raise UsageError(f"{where}: expected a mapping with 'weights' or 'separable'")
     unknown = sorted(set(map(str, document)) - set(YAML_KEYS))
@@ -391,6 +401,7 @@ def kernel_from_mapping(document, where: str, *, default_name: str) -> Kernel:
     factors = None
     if "weights" in document:
         weights = _weights(document["weights"], where)
+        check_kernel_side(max(weights.shape[-2:]), where, max_kernel)
     else:
         separable = document["separable"]
         if not isinstance(separable, dict) or set(separable) != {"column", "row"}:
@@ -399,6 +410,7 @@ def kernel_from_mapping(document, where: str, *, default_name: str) -> Kernel:
         row = numeric_array(separable["row"], where, "separable.row")
         if column.ndim != 1 or row.ndim != 1:
             raise UsageError(f"{where}: separable column and row must be flat lists of numbers")
+        check_kernel_side(max(column.size, row.size), where, max_kernel)
         factors, weights = (column, row), np.outer(column, row)
     scale = _scale(document, weights, where)
     name = str(document.get("name", default_name))
@@ -447,6 +459,9 @@ def numeric_array(value, where: str, key: str) -> np.ndarray:
     except ValueError:
         raise UsageError(f"{where}: {key} must be a rectangular nesting of numbers "
                          "(every row the same length)") from None
+    except OverflowError:          # an integer written out with more than 308 digits
+        raise UsageError(f"{where}: {key} must hold finite numbers within float32's range "
+                         f"(|x| <= {FLOAT32_MAX:.3g}); got an integer too large for a float") from None
     if array.size == 0:
         raise UsageError(f"{where}: {key} has no numbers in it")
     if not np.all(np.isfinite(array)) or np.abs(array).max() > FLOAT32_MAX:
@@ -480,10 +495,7 @@ def _scale(document: dict, weights: np.ndarray, where: str) -> float:
             raise UsageError(f"{where}: normalize: true divides by the sum, but the weights sum to 0 "
                              "(a zero-sum kernel such as an edge detector); use scale instead")
         return 1.0 / float(total)
-    scale = document.get("scale", 1.0)
-    if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
-        raise UsageError(f"{where}: scale must be a number; got {scale!r}")
-    return float(scale)
+    return _finite(document.get("scale", 1.0), where, "scale must be a number")
 
 
 def _bias(bias, weights: np.ndarray, where: str):
@@ -496,7 +508,23 @@ def _bias(bias, weights: np.ndarray, where: str):
     if isinstance(bias, list) and len(values) not in (1, channels):
         raise UsageError(f"{where}: bias has {len(values)} values but the kernel makes "
                          f"{channels} output channel(s)")
-    return tuple(float(v) for v in values) if isinstance(bias, list) else float(bias)
+    rule = "bias must be a number or a list of numbers"
+    return tuple(_finite(v, where, rule) for v in values) if isinstance(bias, list) else (
+        _finite(bias, where, rule))
+
+
+def _finite(value, where: str, rule: str) -> float:
+    """``value`` as a finite float within float32's range; a UsageError saying ``rule``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise UsageError(f"{where}: {rule}; got {value!r}")
+    try:
+        number, shown = float(value), None
+    except OverflowError:           # an integer with more than 308 digits
+        number, shown = math.inf, "an integer too large for a float"
+    if not abs(number) <= FLOAT32_MAX:
+        raise UsageError(f"{where}: {rule} within float32's range (|x| <= {FLOAT32_MAX:.3g}, no inf "
+                         f"or nan); got {shown or f'{number:g}'}")
+    return number
 
 
 # --- listing and showing ---------------------------------------------------------------------

@@ -30,7 +30,8 @@ from .explain import explain_stack
 from .stacks import LayerRun, filter_operation, run_stack
 
 __all__ = ["ApplyOptions", "OutputRecord", "Job", "plan_outputs", "compare_sheets", "apply_to_image",
-           "output_stem", "output_folder", "check_output_folder", "check_stack_on_first"]
+           "output_stem", "output_folder", "check_output_folder", "check_stack_on_first",
+           "check_kernels_on_single"]
 
 OUTPUT_SUFFIXES = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".npy": "npy", ".jpg": "jpeg",
                    ".jpeg": "jpeg", ".webp": "webp", ".bmp": "bmp", ".gif": "gif"}
@@ -315,6 +316,25 @@ def check_stack_on_first(sources: list[Source], stack: Stack, *, gray: bool) -> 
         return
 
 
+def check_kernels_on_single(jobs: list[Job], options: ApplyOptions) -> None:
+    """With a single input file, a -k kernel that does not fit it (larger than the padded
+    image, channels that do not match) is a usage error before any work, read from the
+    header. With several inputs each one that does not fit fails alone, later."""
+    sources = {job.source for job in jobs}
+    if len(sources) != 1 or next(iter(sources)).from_stdin:
+        return
+    path = next(iter(sources)).path
+    try:
+        shape = images.read_header(path, gray=options.gray)
+    except ConvcliError:
+        return                                     # the file fails on its own, later
+    for job in jobs:
+        try:
+            _plan_job(job.operation, shape, path, options)
+        except FileFailure as error:
+            raise UsageError(str(error)) from None
+
+
 def apply_to_image(source: Source, jobs: list[Job], options: ApplyOptions, *,
                    data: bytes | None = None) -> list[OutputRecord]:
     """Load ``source`` once and produce every job's output; one record per output.
@@ -339,7 +359,8 @@ def apply_to_image(source: Source, jobs: list[Job], options: ApplyOptions, *,
         bad = image.pixels.size - int(np.count_nonzero(np.isfinite(image.pixels)))
         print_warning(f"{source.path}: {bad:,} NaN or infinite input value(s); they spread to every "
                       "output whose window reads them")
-    plans = [_plan_job(job, image, options) for job in jobs]   # all fit, or nothing is written
+    plans = [_plan_job(job.operation, image.pixels.shape, image.path, options)
+             for job in jobs]                              # all fit, or nothing is written
     records = []
     # the input as read: integer pixels as they are; float ones (any range) stretched
     tiles = [_sheet_tile(image.pixels, "clip" if image.bit_depth <= 16 else "minmax")] if sheet else []
@@ -403,22 +424,22 @@ class _FilterPlan:
     out_channels: int
 
 
-def _plan_job(job: Job, image: images.LoadedImage, options: ApplyOptions) -> _FilterPlan | Stack:
-    """Check that ``job`` can run on ``image`` before anything is written for it (a FileFailure
-    naming the image otherwise): the plan of a ``-k`` kernel on an image, or the stack that
-    runs a ``--layer`` stack (and ``-k`` on a signal or a volume)."""
-    operation = job.operation
-    if isinstance(operation, Stack) or image.pixels.ndim != 3 or \
+def _plan_job(operation: Operation | Stack, shape: tuple[int, ...], path: Path,
+              options: ApplyOptions) -> _FilterPlan | Stack:
+    """Check that ``operation`` can run on the image ``path`` of ``shape`` before anything is
+    written for it (a FileFailure naming the image otherwise): the plan of a ``-k`` kernel on
+    an image, or the stack that runs a ``--layer`` stack (and ``-k`` on a signal or a volume)."""
+    if isinstance(operation, Stack) or len(shape) != 3 or \
             operation.kernels[0].weights.ndim not in (2, 4):
         stack = operation if isinstance(operation, Stack) else Stack(operation.name, (
             layer_for_operation(operation, stride=options.stride, padding=options.padding,
                                 dilation=options.dilation),))
         try:
-            explain_stack(image.pixels.shape, list(stack.layers))
+            explain_stack(shape, list(stack.layers))
         except UsageError as error:
-            raise FileFailure(f"{image.path}: {error}") from None
+            raise FileFailure(f"{path}: {error}") from None
         return stack
-    channels, height, width = image.pixels.shape
+    channels, height, width = shape
     first = operation.kernels[0]
     stride, padding_spec, dilation = kernel_geometry(first, options.stride, options.padding,
                                                      options.dilation)
@@ -428,10 +449,10 @@ def _plan_job(job: Job, image: images.LoadedImage, options: ApplyOptions) -> _Fi
     try:
         geometry.conv_output_hw((height, width), first.size, padding,
                                 stride_hw=stride, dilation_hw=dilation,
-                                what=f"{image.path}: image")
+                                what=f"{path}: image")
     except UsageError as error:  # the image, not the options, is the problem here
         raise FileFailure(str(error)) from None
-    groups, out_channels = channel_plan(first, channels, image.path)
+    groups, out_channels = channel_plan(first, channels, path)
     return _FilterPlan(stride, padding, dilation, groups, out_channels)
 
 

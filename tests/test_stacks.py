@@ -250,7 +250,7 @@ def test_explain_shows_a_volumes_formula_per_axis(tmp_path, capsys):
 
 def test_a_kernel_for_other_axes_fails_the_file_on_one_line(tmp_path, photo, capsys):
     code, _, err = run(["apply", photo, "-k", "smooth-1d", "-o", tmp_path / "o"], capsys)
-    assert code == 1
+    assert code == 2            # the only input: a usage error before any work, as for --layer
     assert len(err.strip().splitlines()) == 1
     assert "weights nested 1 deep do not fit an input with 2 spatial axes" in err
     assert "(one height x width kernel for every channel)" in err
@@ -335,7 +335,7 @@ def test_a_stack_over_a_folder_with_two_workers_equals_one_worker(tmp_path, rng,
 def test_an_image_kernel_on_a_signal_says_what_fits(tmp_path, capsys):
     code, _, err = run(["apply", SAMPLES / "sunspots.npy", "-k", "gaussian:sigma=2", "-o",
                         tmp_path / "o"], capsys)
-    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert code == 2 and len(err.strip().splitlines()) == 1       # the only input
     assert "kernel 13x13 is for an image (2 axes) but this input is a signal (1: length)" in err
     assert "smooth-1d" in err
 

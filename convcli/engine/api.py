@@ -19,6 +19,9 @@ from ..errors import UsageError, check_choice
 __all__ = ["conv2d", "convolve", "border_map", "rank_one_factors", "ENGINE_PATHS", "PADDING_MODES"]
 
 RANK_ONE_TOLERANCE = 1e-6  # second singular value relative to the first
+# Above this many taps an SVD takes seconds to hours (O(n^3): a 6001^2 kernel, hours); larger
+# kernels are tested by one cross of the matrix instead, in O(kH * kW).
+SVD_MAX_TAPS = 64 * 64
 # Time model for choosing a path, measured with 2 threads on a 4096^2 image in one run
 # (convcli bench; the machine's speed drifts 2x, so the constants are relative): direct
 # ~0.037 ns per tap per output pixel and channel pair (7x7 and up; smaller kernels are bound
@@ -133,6 +136,13 @@ def rank_one_factors(weight: np.ndarray, tolerance: float = RANK_ONE_TOLERANCE):
         return None
     columns, rows = [], []
     for kernel in np.asarray(weight[:, 0], np.float64):
+        if kernel.size > SVD_MAX_TAPS:
+            factors = _cross_factors(kernel, tolerance)
+            if factors is None:
+                return None
+            columns.append(factors[0])
+            rows.append(factors[1])
+            continue
         u, s, vt = np.linalg.svd(kernel)
         if s[0] == 0 or (s.size > 1 and s[1] > tolerance * s[0]):
             return None
@@ -140,6 +150,20 @@ def rank_one_factors(weight: np.ndarray, tolerance: float = RANK_ONE_TOLERANCE):
         columns.append(u[:, 0] * scale)
         rows.append(vt[0] * scale)
     return np.array(columns, np.float32), np.array(rows, np.float32)
+
+
+def _cross_factors(kernel: np.ndarray, tolerance: float):
+    """(column, row) of a large rank-1 ``kernel`` without an SVD: the column and row through
+    its largest tap (a rank-1 matrix is their outer product over that tap), kept when the
+    residual is within ``tolerance`` of the kernel's norm; None otherwise."""
+    i, j = np.unravel_index(np.argmax(np.abs(kernel)), kernel.shape)
+    pivot = kernel[i, j]
+    if pivot == 0:
+        return None
+    column, row = kernel[:, j] / pivot, kernel[i].copy()
+    if np.linalg.norm(kernel - np.outer(column, row)) > tolerance * np.linalg.norm(kernel):
+        return None
+    return column, row
 
 
 def _choose_path(weight: np.ndarray, groups: int, factors, engine: str, *, out_pixels: int = 0,
