@@ -249,12 +249,15 @@ def apply(
                               exclude=pipeline.output_folder(output))
     for path in expansion.not_images:
         print_warning(f"{path}: not an image file name ({', '.join(IMAGE_HINT)}, ...); skipped")
-    if not expansion.sources and not expansion.unmatched:
+    for message in expansion.bad_links:
+        print_warning(message)
+    failures = expansion.failures()
+    if not expansion.sources and not failures:
         print_warning("no images to process")
         return
     stdin_data = sys.stdin.buffer.read() if any(s.from_stdin for s in expansion.sources) else None
     plan = pipeline.plan_outputs(expansion.sources, operations, output, options, name)
-    if not plan and not expansion.unmatched:
+    if not plan and not failures:
         print_warning("no images to process (the inputs are this run's own outputs)")
         return
     if compare:
@@ -263,7 +266,7 @@ def apply(
         pipeline.check_stack_on_first(expansion.sources, operations[0], gray=gray)
     pipeline.check_output_folder(output, create=not dry_run)      # last check: it makes -o
     code = batch.run_batch(plan, options, settings, stdin_data=stdin_data,
-                           failed_before=[f"{p}: no files match this pattern" for p in expansion.unmatched])
+                           failed_before=failures)
     if code:
         raise typer.Exit(code)
 
