@@ -144,7 +144,20 @@ def tiff_layout(tif) -> TiffLayout:
     alpha = not depth and [axes[i] for i in channels] == ["S"] and _alpha_last(page)
     return TiffLayout(shape=size + (shape[rows], shape[columns]),
                       order=tuple(channels + depth + [rows, columns]), dtype=page.dtype,
-                      orientation=int(page.tags.valueof(ORIENTATION_TAG, 1)), alpha=alpha)
+                      orientation=orientation_number(page.tags.valueof(ORIENTATION_TAG, 1)), alpha=alpha)
+
+
+def orientation_number(value) -> int:
+    """An orientation tag's value as 1 to 8; 1 (upright) for anything else. Files carry
+    rationals (Pillow's IFDRational, tifffile's (numerator, denominator)) where a SHORT
+    belongs, and numbers out of range: those are no turn, not an internal error."""
+    if isinstance(value, tuple) and len(value) == 2:
+        value = value[0] / value[1] if value[1] else None
+    try:
+        number = float(value)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return 1
+    return int(number) if number.is_integer() and 1 <= number <= 8 else 1
 
 
 def _imagej_volume(tif) -> bool:

@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import UsageError
+from .numerals import real_number, whole_number
 
 __all__ = ["BUILTINS", "build", "size_label", "Builtin", "Parameter", "gaussian_taps", "rotations",
            "DEFAULT_MAX_KERNEL", "check_kernel_side"]
@@ -197,11 +198,11 @@ def _positive_int(default=None, minimum=1, odd=False):
     def valid(value):
         return value is None or (value >= minimum and (not odd or value % 2 == 1))
     rule = f"{'an odd ' if odd else 'a '}whole number >= {minimum}"
-    return Parameter(int, default, valid, rule)
+    return Parameter(whole_number, default, valid, rule)
 
 
 def _positive_float(default):
-    return Parameter(float, default, lambda value: value > 0 and math.isfinite(value), "> 0")
+    return Parameter(real_number, default, lambda value: value > 0 and math.isfinite(value), "> 0")
 
 
 BUILTINS: dict[str, Builtin] = {
@@ -214,7 +215,7 @@ BUILTINS: dict[str, Builtin] = {
     "binomial": Builtin(_binomial, "Binomial (Pascal's triangle) blur, a Gaussian approximation",
                         parameters={"size": _positive_int(5)}, side=lambda size: size),
     "laplacian": Builtin(_laplacian, "Second derivative: 4- or 8-neighbour Laplacian (zero-sum)",
-                         parameters={"neighbors": Parameter(int, 4, lambda v: v in (4, 8), "4 or 8")}),
+                         parameters={"neighbors": Parameter(whole_number, 4, lambda v: v in (4, 8), "4 or 8")}),
     "log": Builtin(_log, "Laplacian of Gaussian, zero-sum (blob and edge detector)",
                    parameters={"sigma": _positive_float(1.0), "size": _positive_int(None, odd=True)},
                    side=gaussian_side),
@@ -227,7 +228,8 @@ BUILTINS: dict[str, Builtin] = {
                       "Emboss, lit from the top left"),
     "motion": Builtin(_motion, "Motion blur: a line of N taps at an angle (degrees)",
                       parameters={"length": _positive_int(9),
-                                  "angle": Parameter(float, 0.0, math.isfinite, "a finite number")},
+                                  "angle": Parameter(real_number, 0.0, math.isfinite,
+                                                     "a finite number")},
                       side=lambda length, angle: length + 1 - length % 2),
     "roberts-x": Builtin(_fixed("roberts-x", [[1, 0], [0, -1]]), "Roberts cross, diagonal"),
     "roberts-y": Builtin(_fixed("roberts-y", [[0, 1], [-1, 0]]), "Roberts cross, anti-diagonal"),

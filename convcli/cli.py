@@ -17,6 +17,7 @@ from .choices import (BENCH_CASES, BIT_DEPTHS, ENGINE_CHOICES, NORMALIZE_CHOICES
                       PADDING_MODES, PADDING_WORDS, POOL_MODES, REPORT_CHOICES)
 from .errors import (ConvcliError, UsageError, check_choice, print_error, print_note,
                      print_warning, route_warnings)
+from .numerals import whole_number
 
 # Typer's --install-completion / --show-completion on the root: completion runs convcli with
 # _CONVCLI_COMPLETE set, which main() passes through like any other run.
@@ -82,13 +83,13 @@ def parse_sizes(text: Optional[str], option: str, *, minimum: int = 1) -> Option
     """``"2"`` -> (2,) (every axis), ``"2,3"`` -> (2, 3), ``"2,3,3"`` -> (2, 3, 3), ``None`` -> None."""
     if text is None:
         return None
-    parts = [p.strip() for p in text.split(",")]
-    if len(parts) not in (1, 2, 3) or not all(p.isdigit() for p in parts):
+    numbers = [whole_number(p) for p in text.split(",")]
+    if len(numbers) not in (1, 2, 3) or None in numbers:
         kind = "positive integer" if minimum else "integer >= 0"
         raise UsageError(f"{option} takes a {kind} N, or one per axis (H,W or D,H,W); got {text!r}")
     from .geometry import ntuple
 
-    return ntuple(tuple(int(p) for p in parts), len(parts), option, minimum=minimum)
+    return ntuple(tuple(numbers), len(numbers), option, minimum=minimum)
 
 
 def parse_padding(text: Optional[str]):
@@ -98,11 +99,10 @@ def parse_padding(text: Optional[str]):
     word = text.strip().lower()
     if word in PADDING_WORDS:
         return word
-    parts = [p.strip() for p in word.split(",")]
-    if len(parts) not in (1, 2) or not all(p.isdigit() for p in parts):
+    values = tuple(whole_number(p) for p in word.split(","))
+    if len(values) not in (1, 2) or None in values:
         raise UsageError(f"--padding takes {', '.join(PADDING_WORDS)}, N or H,W (N >= 0); "
                          f"got {text!r}")
-    values = tuple(int(p) for p in parts)
     return values if len(values) == 2 else values[0]
 
 
@@ -258,12 +258,15 @@ def apply(
                               exclude=pipeline.output_folder(output))
     for path in expansion.not_images:
         print_warning(f"{path}: not an image file name ({', '.join(IMAGE_HINT)}, ...); skipped")
-    if not expansion.sources and not expansion.unmatched:
+    for message in expansion.bad_links:
+        print_warning(message)
+    failures = expansion.failures()
+    if not expansion.sources and not failures:
         print_warning("no images to process")
         return
     stdin_data = sys.stdin.buffer.read() if any(s.from_stdin for s in expansion.sources) else None
     plan = pipeline.plan_outputs(expansion.sources, operations, output, options, name)
-    if not plan and not expansion.unmatched:
+    if not plan and not failures:
         print_warning("no images to process (the inputs are this run's own outputs)")
         return
     if compare:
@@ -274,7 +277,7 @@ def apply(
         pipeline.check_kernels_on_single(plan, options)
     pipeline.check_output_folder(output, create=not dry_run)      # last check: it makes -o
     code = batch.run_batch(plan, options, settings, stdin_data=stdin_data,
-                           failed_before=[f"{p}: no files match this pattern" for p in expansion.unmatched])
+                           failed_before=failures)
     if code:
         raise typer.Exit(code)
 

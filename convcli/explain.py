@@ -493,7 +493,7 @@ def layer_from_options(shape: tuple[int, ...], *, kernel: str, stride, padding, 
     A kernel spec (``gaussian:sigma=2``, a YAML file) is explained exactly as ``apply`` runs
     it: its defaults, 'same' padding, depthwise on every channel unless it is 4-D.
     """
-    if re.fullmatch(r"\s*\d+\s*(,\s*\d+\s*){0,2}", kernel) is None:
+    if re.fullmatch(r"\s*[0-9]+\s*(,\s*[0-9]+\s*){0,2}", kernel) is None:
         return _layer_for_kernel_spec(shape, kernel, stride, padding, dilation, out_channels,
                                       groups, transposed, output_padding, pool)
     kernel_size = tuple(int(p) for p in kernel.split(","))

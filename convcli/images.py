@@ -12,9 +12,11 @@ Every write goes to a temporary file in the target folder and is renamed into pl
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import struct
+import sys
 import tempfile
 import zlib
 from dataclasses import dataclass
@@ -22,11 +24,11 @@ from pathlib import Path
 from typing import BinaryIO, Callable
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from ._npy import NPY_SIGNATURE, npy_header, read_npy
 from ._png16 import deep_colour_channels, encode_png, read_png16
-from ._tiff import TIFF_SIGNATURES, read_raw, write_tiff
+from ._tiff import TIFF_SIGNATURES, orientation_number, read_raw, write_tiff
 from .choices import NORMALIZE_MODES, OUTPUT_FORMATS
 from .errors import FileFailure, UsageError, check_choice
 
@@ -54,7 +56,7 @@ Image.MAX_IMAGE_PIXELS = None
 UMASK = os.umask(0o022)  # read once (os.umask can only be read by setting it) and restored
 os.umask(UMASK)
 EXIF_ORIENTATION = 0x0112
-# EXIF orientation -> the turn ImageOps.exif_transpose makes, on an (H, W, ...) array.
+# EXIF orientation -> the turn PIL.ImageOps.exif_transpose makes, on an (H, W, ...) array.
 ORIENTATIONS = {
     2: lambda a: a[:, ::-1],                     # mirrored left-right
     3: lambda a: a[::-1, ::-1],                  # turned 180 degrees
@@ -178,7 +180,7 @@ def _orientation(image: Image.Image, path: Path) -> int:
     """The EXIF orientation tag without decoding pixels (Pillow's PNG getexif() decodes them
     when the eXIf chunk follows the image data, so PNG chunks are scanned here instead)."""
     if image.format != "PNG":
-        return image.getexif().get(EXIF_ORIENTATION, 1)
+        return orientation_number(image.getexif().get(EXIF_ORIENTATION, 1))
     return _orientation_in(image.info.get("exif") or _png_chunk(path, b"eXIf"))
 
 
@@ -188,7 +190,7 @@ def _orientation_in(exif_data: bytes | None) -> int:
         return 1
     exif = Image.Exif()
     exif.load(exif_data)
-    return exif.get(EXIF_ORIENTATION, 1)
+    return orientation_number(exif.get(EXIF_ORIENTATION, 1))
 
 
 def _png_chunk(path: Path, kind: bytes) -> bytes | None:
@@ -307,21 +309,59 @@ def _pillow_image(path: Path, data: bytes | None, head: bytes):
     """(pixels, alpha, mode, bit depth) of an image Pillow (or ``_png16``) decodes."""
     with _open(path, data) as opened:
         mode = opened.mode
+        said: list[str] = []
         try:
             deep = _deep_png_channels(opened, head)
-            values, has_alpha, scale, bit_depth = (
-                _deep_png_values(path, data) if deep else _pillow_values(opened))
+            with _c_stderr_kept(said) if opened.format == "TIFF" else contextlib.nullcontext():
+                values, has_alpha, scale, bit_depth = (
+                    _deep_png_values(path, data) if deep else _pillow_values(opened))
         except DECODE_ERRORS as error:
-            raise FileFailure(f"{path}: cannot decode the image ({error})") from None
+            why = f"{said[0]}; {error}" if said else error
+            raise FileFailure(f"{path}: cannot decode the image ({why})") from None
     planes = _planes_over(values, scale)
     del values
     pixels, alpha = (planes[:-1], planes[-1]) if has_alpha else (planes, None)
     return pixels, alpha, mode, bit_depth
 
 
+@contextlib.contextmanager
+def _c_stderr_kept(said: list[str]):
+    """Keep what C code writes to file descriptor 2 meanwhile (libtiff prints "PackBitsDecode:
+    Not enough data for scanline 0." there when Pillow decodes a damaged TIFF) off the
+    terminal: its lines are put in ``said`` (a failed decode names the first), and lines of
+    convcli's own (a warning routed while decoding) are printed again. One decode at a time."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield said
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+                sink.seek(0)
+                for line in sink.read().decode("utf-8", "replace").splitlines():
+                    if line.startswith("convcli: "):
+                        print(line, file=sys.stderr, flush=True)
+                    elif line.strip():
+                        said.append(line.strip())
+    finally:
+        os.close(saved)
+
+
 def _pillow_values(opened: Image.Image) -> tuple[np.ndarray, bool, float, int]:
-    """(values (H, W[, C]), last channel is alpha, full-scale value, bit depth), upright."""
-    image = ImageOps.exif_transpose(opened)
+    """(values (H, W[, C]), last channel is alpha, full-scale value, bit depth), upright.
+
+    Turned here by ``ORIENTATIONS``, not by ``ImageOps.exif_transpose``: that also rewrites
+    the EXIF data, and fails on a tag of the wrong type (a rational where a SHORT belongs)."""
+    opened.load()
+    turn = ORIENTATIONS.get(orientation_number(opened.getexif().get(EXIF_ORIENTATION, 1)))
+    values, has_alpha, scale, bit_depth = _mode_values(opened)
+    return (np.ascontiguousarray(turn(values)) if turn else values), has_alpha, scale, bit_depth
+
+
+def _mode_values(image: Image.Image) -> tuple[np.ndarray, bool, float, int]:
     if image.mode in SIXTEEN_BIT_MODES:
         return np.asarray(image), False, 65535.0, 16
     if image.mode == "F":

@@ -22,6 +22,7 @@ from . import builtin_kernels, geometry
 from .engine import rank_one_factors
 from .errors import UsageError
 from .builtin_kernels import DEFAULT_MAX_KERNEL, check_kernel_side
+from .numerals import REAL, whole_number
 from .yaml_files import DEFAULT_MAX_YAML_BYTES, parse_yaml, read_yaml
 
 __all__ = ["Kernel", "Operation", "KernelInfo", "resolve", "parse_spec", "format_spec", "load_yaml",
@@ -240,9 +241,10 @@ def _yaml_source(name: str, text: str) -> tuple[Path, str | None]:
 
 
 def _dilation_value(name: str, text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
+    value = whole_number(text)
+    if value is None or value < 1:
         raise UsageError(f"{name}: dilation must be a whole number >= 1; got {text}")
-    return int(text)
+    return value
 
 
 # --- inline kernels --------------------------------------------------------------------------
@@ -250,8 +252,9 @@ def _dilation_value(name: str, text: str) -> int:
 INLINE_FORMS = ("a nested list such as [[0,-1,0],[-1,5,-1],[0,-1,0]], or ImageMagick's 'WxH: values' "
                 "such as '3x3: 0,-1,0 -1,5,-1 0,-1,0'")
 # ImageMagick's "WxH[+X+Y][@><]: values" (MagickCore AcquireKernelInfo); W alone means W x W.
-IMAGEMAGICK_KERNEL = re.compile(r"(\d+)(?:[xX](\d+))?([+-]\d+[+-]\d+)?([@<>]*)\s*:(.*)", re.DOTALL)
-NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")     # what strtod reads
+IMAGEMAGICK_KERNEL = re.compile(r"([0-9]+)(?:[xX]([0-9]+))?([+-][0-9]+[+-][0-9]+)?([@<>]*)\s*:(.*)",
+                                re.DOTALL)
+NUMBER = REAL                       # what strtod reads (ASCII digits only)
 NOT_IN_KERNEL = ("nan", "-")        # ImageMagick: "not part of the kernel" (a weight of 0 here)
 SEPARATORS = re.compile(r"[\s,]+")
 
@@ -308,7 +311,7 @@ def _imagemagick_kernel(match: re.Match, spec: str) -> np.ndarray:
     if ";" in body:
         raise UsageError(f"{where}: one kernel per -k; give each kernel of the list its own -k")
     centre = ((width - 1) // 2, (height - 1) // 2)
-    if origin and tuple(int(n) for n in re.findall(r"[+-]\d+", origin)) != centre:
+    if origin and tuple(int(n) for n in re.findall(r"[+-][0-9]+", origin)) != centre:
         raise UsageError(f"{where}: the origin {origin} is not supported; convcli anchors a "
                          f"{width}x{height} kernel at +{centre[0]}+{centre[1]} (drop the origin, "
                          "or pad the weights with zeros to move it)")

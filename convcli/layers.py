@@ -20,6 +20,7 @@ from pathlib import Path
 from . import geometry
 from .choices import POOL_MODES
 from .errors import FileFailure, UsageError, check_choice
+from .numerals import real_number, whole_number
 from .yaml_files import read_yaml
 
 __all__ = ["Layer", "Stack", "LAYER_KINDS", "WINDOW_KINDS", "ACTIVATIONS", "parse_layer",
@@ -189,6 +190,7 @@ def parse_layer(text: str, where: str = "--layer") -> Layer:
             continue
         if not equals:
             raise UsageError(f"{where} {text!r}: expected key=value, got {item!r}")
+        _check_given(key, value, f"{where} {text!r}")
         values[key] = value.strip()
         last = key
     return layer_from_mapping(kind.strip(), values, f"{where} {text!r}")
@@ -201,6 +203,7 @@ def layer_from_mapping(kind: str, values: dict, where: str) -> Layer:
     check_choice(f"{where}: layer kind", kind, LAYER_KINDS)
     arguments: dict[str, object] = {}
     for key, value in values.items():
+        _check_given(key, value, where)
         name = LAYER_KEYS.get(key, key)
         if name not in LONG_NAMES:
             raise UsageError(f"{where}: unknown key {key!r}; valid keys are "
@@ -209,6 +212,14 @@ def layer_from_mapping(kind: str, values: dict, where: str) -> Layer:
             raise UsageError(f"{where}: {name} is given twice")
         arguments[name] = value
     return _build_layer(kind, arguments, where)
+
+
+def _check_given(key: str, value, where: str) -> None:
+    """``k=`` (or a YAML ``kernel:`` with nothing after it) names a key without a value."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        example = "k=3, k=3x5 or k=gaussian:sigma=2" if key in ("k", "kernel") else f"{key}=2"
+        raise UsageError(f"{where}: {key} has no value; give one (e.g. {example}) or leave "
+                         f"{key} out")
 
 
 def _build_layer(kind: str, raw: dict, where: str) -> Layer:
@@ -297,7 +308,7 @@ def _is_size(value) -> bool:
         return False
     if isinstance(value, (int, list, tuple)):
         return True
-    return re.fullmatch(r"\s*\d+(\s*[x,]\s*\d+)*\s*", str(value)) is not None
+    return re.fullmatch(r"\s*[0-9]+(\s*[x,]\s*[0-9]+)*\s*", str(value)) is not None
 
 
 def _spec_defaults(spec: str, raw: dict, where: str) -> dict:
@@ -307,7 +318,12 @@ def _spec_defaults(spec: str, raw: dict, where: str) -> dict:
 
     given = {name: _layer_value(name, raw.pop(name), where)
              for name in ("stride", "padding", "dilation") if name in raw}
-    layer = layer_for_operation(resolve(spec), **given)
+    try:
+        operation = resolve(spec)
+    except UsageError as error:
+        size = "" if ":" in spec else f"{spec!r} is no kernel size (k=3, k=3x5) and no kernel: "
+        raise UsageError(f"{where}: {size}{error}") from None
+    layer = layer_for_operation(operation, **given)
     return {name: getattr(layer, name) for name in
             ("operation", "kernel", "stride", "padding", "dilation", "bias")}
 
@@ -356,9 +372,9 @@ def _layer_value(name: str, value, where: str):
     if name == "padding" and text in geometry.PADDING_WORDS:
         return text
     parts = list(value) if isinstance(value, (list, tuple)) else re.split(r"[x,]", text)
-    if not parts or not all(re.fullmatch(r"\d+", str(n).strip()) for n in parts) or len(parts) > 3:
+    numbers_ = tuple(whole_number(n) for n in parts)         # ASCII digits: not 3.0, True, ³
+    if not numbers_ or None in numbers_ or len(numbers_) > 3:
         raise UsageError(f"{where}: {name} must be a whole number, HxW or DxHxW; got {value!r}")
-    numbers_ = tuple(int(str(n).strip()) for n in parts)
     if name in ("out_channels", "groups", "seed"):
         if len(numbers_) != 1 or (numbers_[0] < 1 and name != "seed"):
             raise UsageError(f"{where}: {name} must be a positive whole number; got {value!r}")
@@ -380,11 +396,10 @@ def _numbers(value, where: str, name: str, *, single: bool = False) -> tuple[flo
     for item in values:
         if isinstance(item, bool):
             raise UsageError(f"{where}: {name} must be a number or a list of numbers; got {value!r}")
-        try:
-            number = float(item)
-        except (TypeError, ValueError):
+        number = float(item) if isinstance(item, (int, float)) else real_number(item)
+        if number is None:
             raise UsageError(f"{where}: {name} must be a number or a list of numbers; "
-                             f"got {value!r}") from None
+                             f"got {value!r}")
         if number != number or number in (float("inf"), float("-inf")):
             raise UsageError(f"{where}: {name} must be finite; got {value!r}")
         result.append(number)

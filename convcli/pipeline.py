@@ -21,7 +21,7 @@ import numpy as np
 
 from . import geometry, images
 from .choices import BIT_DEPTHS, NORMALIZE_CHOICES
-from .engine import PADDING_MODES, compile_seconds
+from .engine import PADDING_MODES, compile_seconds, rank_one_factors
 from .errors import ConvcliError, FileFailure, UsageError, check_choice, print_warning
 from .inputs import Source, is_stream
 from .kernels import Operation
@@ -237,6 +237,8 @@ def plan_outputs(sources: list[Source], operations: list[Operation | Stack], out
 def _plan(sources: list[Source], operations: list[Operation | Stack], out: str,
           options: ApplyOptions, name: str) -> list[Job]:
     operations = [_scaled(operation, options) for operation in operations]
+    for operation in operations:
+        _check_engine(operation, options.engine)
     count = len(sources) * len(operations)
     single_file = is_stream(out) or not _is_folder(out)
     if single_file:
@@ -262,6 +264,23 @@ def _plan(sources: list[Source], operations: list[Operation | Stack], out: str,
             seen[destination] = source.path
             jobs.append(Job(source, operation, destination))
     return jobs
+
+
+def _check_engine(operation: Operation | Stack, engine: str) -> None:
+    """``--engine separable`` runs rank-1 kernels only: a -k kernel that is not one is a usage
+    error here, once, rather than a failure of every file."""
+    if engine != "separable" or isinstance(operation, Stack):
+        return
+    for kernel in operation.kernels:
+        weights = kernel.weights
+        if weights.ndim == 2 and kernel.is_separable:
+            continue
+        if weights.ndim == 4 and rank_one_factors(weights) is not None:
+            continue
+        if weights.ndim in (2, 4):
+            raise UsageError(f"--engine separable runs kernels that are an outer product of a "
+                             f"column and a row (rank 1), with one input channel per group; "
+                             f"-k {kernel.name} is not one: use --engine auto or direct")
 
 
 def _scaled(operation: Operation | Stack, options: ApplyOptions) -> Operation | Stack:
