@@ -9,6 +9,8 @@ data is ever unpickled. Format: https://numpy.org/doc/stable/reference/generated
 
 from __future__ import annotations
 
+import tokenize
+
 from typing import BinaryIO
 
 import numpy as np
@@ -41,7 +43,7 @@ def npy_header(file: BinaryIO, size: int) -> tuple[tuple[int, ...], bool, np.dty
                          f"records, not numbers; {ARRAY_SHAPES}")
     try:
         shape, fortran, dtype = reader(file)
-    except (ValueError, SyntaxError, EOFError) as error:
+    except (ValueError, SyntaxError, EOFError, tokenize.TokenError) as error:
         raise ValueError(f"damaged .npy header ({error}); {ARRAY_SHAPES}") from None
     if dtype.kind not in REAL_KINDS or dtype.fields is not None or dtype.subdtype is not None:
         kind = {"c": "complex values", "O": "Python objects"}.get(dtype.kind, "non-numeric values")

@@ -180,7 +180,7 @@ def _orientation(image: Image.Image, path: Path) -> int:
     """The EXIF orientation tag without decoding pixels (Pillow's PNG getexif() decodes them
     when the eXIf chunk follows the image data, so PNG chunks are scanned here instead)."""
     if image.format != "PNG":
-        return orientation_number(image.getexif().get(EXIF_ORIENTATION, 1))
+        return _exif_orientation(image.getexif)
     return _orientation_in(image.info.get("exif") or _png_chunk(path, b"eXIf"))
 
 
@@ -189,8 +189,16 @@ def _orientation_in(exif_data: bytes | None) -> int:
     if not exif_data:
         return 1
     exif = Image.Exif()
-    exif.load(exif_data)
-    return orientation_number(exif.get(EXIF_ORIENTATION, 1))
+    return _exif_orientation(lambda: (exif.load(exif_data), exif)[1])
+
+
+def _exif_orientation(read_exif) -> int:
+    """The orientation in the EXIF ``read_exif()`` returns; 1 (upright) when the EXIF is
+    damaged, as ImageMagick and libvips read such files (its pixels are still the image)."""
+    try:
+        return orientation_number(read_exif().get(EXIF_ORIENTATION, 1))
+    except (SyntaxError, ValueError, TypeError, KeyError, OSError, struct.error):
+        return 1
 
 
 def _png_chunk(path: Path, kind: bytes) -> bytes | None:
@@ -356,7 +364,7 @@ def _pillow_values(opened: Image.Image) -> tuple[np.ndarray, bool, float, int]:
     Turned here by ``ORIENTATIONS``, not by ``ImageOps.exif_transpose``: that also rewrites
     the EXIF data, and fails on a tag of the wrong type (a rational where a SHORT belongs)."""
     opened.load()
-    turn = ORIENTATIONS.get(orientation_number(opened.getexif().get(EXIF_ORIENTATION, 1)))
+    turn = ORIENTATIONS.get(_exif_orientation(opened.getexif))
     values, has_alpha, scale, bit_depth = _mode_values(opened)
     return (np.ascontiguousarray(turn(values)) if turn else values), has_alpha, scale, bit_depth
 

@@ -232,12 +232,20 @@ def _yaml_source(name: str, text: str) -> tuple[Path, str | None]:
     library = _library_path(name)
     if library is not None:
         return library, text
-    if Path(text).is_file():
+    if _is_file(text):
         return Path(text), None
     known = list(builtin_kernels.BUILTINS) + list(_library())
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
     hint = f"; did you mean {' or '.join(close)}?" if close else ""
     raise UsageError(f"unknown kernel {name!r}{hint} (convcli kernels list shows all)")
+
+
+def _is_file(text: str) -> bool:
+    """``text`` names an existing file (False, not an OSError, for a name too long to be one)."""
+    try:
+        return Path(text).is_file()
+    except OSError:
+        return False
 
 
 def _dilation_value(name: str, text: str) -> int:

@@ -57,30 +57,9 @@ QUICK = TOTAL <= 400
 KNOWN_TIMEOUT = 10.0 if QUICK else TIMEOUT   # a known-hang family need not cost a minute per case
 
 # Families that hit a bug someone is fixing: family -> the bug. Remove a line when its fix lands.
-KNOWN_BUGS = {
-    "yaml-huge-numbers": "known bug (wt-hostile-b): YAML overflow: an integer of 5000 digits in a "
-                         "kernel file is a ValueError traceback (int_max_str_digits)",
-    "yaml-deep": "known bug (wt-hostile-b): YAML recursion: deeply nested weights are a "
-                 "RecursionError traceback",
-    "image-bitflip-tiff": "known bug (wt-hostile-a): libtiff messages on stderr "
-                          "('TIFFFillStrip: Read error on strip 0; ...')",
-    "image-symlink-loop": "known bug (wt-hostile-a): a symlink loop given as a path is a "
-                          "RuntimeError traceback",
-    "image-exif-corrupt": "known bug (wt-hostile-a): Corrupt EXIF; also NEW: explain on a WebP "
-                          "with a corrupt EXIF block is a SyntaxError traceback",
-    "options-unicode-digits": "known bug (wt-hostile-a): unicode digits in --stride/--padding/"
-                              "--dilation are a ValueError traceback",
-}
-# Found by this fuzz test, not in the list being fixed: reported to the lead, xfail until decided.
-NEW_BUGS = {
-    "image-symlink-dangling": "NEW: a dangling or looping symlink named *.png inside an input "
-                              "folder is skipped with no warning (the run says only 'no images "
-                              "to process')",
-    "kspec-long-name": "NEW: a -k name longer than the file system allows is an OSError "
-                       "(ENAMETOOLONG) traceback",
-    "image-npy-bitflip": "NEW: explain on a .npy whose header dict is garbled is a "
-                         "tokenize.TokenError traceback (apply reports it as a failed file)",
-}
+KNOWN_BUGS: dict[str, str] = {}   # family -> reason; none open (all of #13's are fixed)
+# Found by this fuzz test beyond #13's list: xfail with the reason until fixed.
+NEW_BUGS: dict[str, str] = {}
 KNOWN_BUGS.update(NEW_BUGS)
 
 RUNNER = Path(fz.__file__)
