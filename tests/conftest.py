@@ -42,3 +42,14 @@ def run_cli(args, capsys) -> tuple[int, str, str]:
         main([str(a) for a in args])
     captured = capsys.readouterr()
     return exit_info.value.code, captured.out, captured.err
+
+
+@pytest.fixture
+def photo(tmp_path, rng):
+    """A small random RGB PNG, 40 wide and 30 high, alone in ``tmp_path / "in"``."""
+    from PIL import Image
+
+    path = tmp_path / "in" / "photo.png"
+    path.parent.mkdir()
+    Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(path)
+    return path

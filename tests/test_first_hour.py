@@ -16,13 +16,6 @@ SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
 
 
-@pytest.fixture
-def photo(tmp_path, rng) -> Path:
-    path = tmp_path / "in" / "photo.png"
-    path.parent.mkdir()
-    Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(path)
-    return path
-
 
 # --- 1. -o with an image suffix is a file in that format ---------------------------------------
 

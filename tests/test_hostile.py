@@ -13,13 +13,6 @@ from PIL import Image
 from conftest import run_cli as run
 
 
-@pytest.fixture
-def photo(tmp_path, rng) -> Path:
-    path = tmp_path / "in" / "photo.png"
-    path.parent.mkdir()
-    Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)).save(path)
-    return path
-
 
 def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
