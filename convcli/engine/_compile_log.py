@@ -8,10 +8,11 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-__all__ = ["on_first_compile", "compile_seconds"]
+__all__ = ["on_first_compile", "compile_seconds", "seconds_by_function"]
 
 _listeners: list[Callable[[], None]] = []
-_state = {"seconds": 0.0, "announced": False, "depth": 0, "started": 0.0}
+_state = {"seconds": 0.0, "announced": False, "depth": 0, "started": 0.0, "function": ""}
+_by_function: dict[str, float] = {}
 
 
 def on_first_compile(callback: Callable[[], None]) -> None:
@@ -26,10 +27,16 @@ def compile_seconds() -> float:
     return _state["seconds"]
 
 
-def started() -> None:
-    """A compile starts (nested ones, of inlined helpers, count once)."""
+def seconds_by_function() -> dict[str, float]:
+    """Seconds this process has spent compiling each entry point (nested helpers included)."""
+    return dict(_by_function)
+
+
+def started(function: str = "") -> None:
+    """A compile of ``function`` starts (nested ones, of inlined helpers, count once)."""
     if _state["depth"] == 0:
         _state["started"] = time.perf_counter()
+        _state["function"] = function
         if not _state["announced"]:
             _state["announced"] = True
             for callback in _listeners:
@@ -40,4 +47,7 @@ def started() -> None:
 def ended() -> None:
     _state["depth"] -= 1
     if _state["depth"] == 0:
-        _state["seconds"] += time.perf_counter() - _state["started"]
+        seconds = time.perf_counter() - _state["started"]
+        _state["seconds"] += seconds
+        name = _state["function"]
+        _by_function[name] = _by_function.get(name, 0.0) + seconds

@@ -37,7 +37,8 @@ class _CompileListener(event.Listener):
     """Tells ``_compile_log`` when Numba compiles (a cache miss), and for how long."""
 
     def on_start(self, event_):
-        _compile_log.started()
+        dispatcher = (event_.data or {}).get("dispatcher")
+        _compile_log.started(getattr(getattr(dispatcher, "py_func", None), "__name__", ""))
 
     def on_end(self, event_):
         _compile_log.ended()
