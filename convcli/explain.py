@@ -201,10 +201,7 @@ def _full_channels(shape, groups: int, channels: int, where: str) -> tuple[int, 
 
 def _check_pool_padding(layer: Layer) -> None:
     pads = (0,) * len(layer.kernel) if isinstance(layer.padding, str) else layer.padding
-    for axis, pad in enumerate(pads):
-        if pad > layer.kernel[axis] // 2:
-            raise UsageError(f"pool padding {pad} is more than half the kernel "
-                             f"{layer.kernel[axis]}; PyTorch allows at most {layer.kernel[axis] // 2}")
+    geometry.check_pool_padding(layer.kernel, pads)
 
 
 def _explain_elementwise(shape: list[int], layer: Layer, what: str, field_, jump,

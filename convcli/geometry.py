@@ -45,6 +45,7 @@ __all__ = [
     "TransposedPhase",
     "transposed_phases",
     "pool_output_shape",
+    "check_pool_padding",
     "avg_pool_divisors",
 ]
 
@@ -329,17 +330,23 @@ def transposed_phases(size: int, kernel: int, stride: int = 1, padding: int = 0,
     return phases
 
 
+def check_pool_padding(kernel: tuple[int, ...], padding: tuple[int, ...]) -> None:
+    """PyTorch's rule for pooling: padding at most half the kernel on every axis."""
+    for axis, k, p in zip(axis_names(len(kernel)), kernel, padding):
+        if p > k // 2:
+            raise UsageError(f"padding {p} along the {axis} must be at most half the kernel "
+                             f"size {k} (at most {k // 2}), as in PyTorch")
+
+
 def pool_output_shape(sizes: tuple[int, ...], kernel: tuple[int, ...], *,
                       stride: tuple[int, ...], padding: tuple[int, ...],
                       dilation: tuple[int, ...], ceil_mode: bool = False) -> tuple[int, ...]:
     """Output size per axis of a pooling layer, with PyTorch's checks: padding at most half
     the kernel, and at least one output per axis."""
+    check_pool_padding(kernel, padding)
     out = []
     for axis, size, k, s, p, d in zip(axis_names(len(sizes)), sizes, kernel, stride, padding,
                                       dilation):
-        if p > k // 2:
-            raise UsageError(f"padding {p} along the {axis} must be at most half the kernel "
-                             f"size {k} (at most {k // 2}), as in PyTorch")
         n = pool_output_size(size, k, s, p, d, ceil_mode)
         if n < 1:
             raise _too_small("input", axis, size, k, d, p, p,
