@@ -108,6 +108,9 @@ def explain_layer(input_shape: tuple[int, ...], layer: Layer, *, what: str = "in
     if layer.kind not in ("conv", "tconv", "pool"):
         return _explain_elementwise(list(input_shape), layer, what, start_field, start_jump, batch)
     groups, out_channels = conv_channels(layer, channels, count, what)
+    if layer.bias_values is not None and len(layer.bias_values) not in (1, out_channels):
+        raise UsageError(f"{what}: bias has {len(layer.bias_values)} values; give 1 or one per "
+                         f"output channel ({out_channels})")
     pads = _padding_for(layer, tuple(size))
     if layer.kind != "tconv":  # raises with the formula's numbers and the smallest valid input
         geometry.conv_output_shape(tuple(size), layer.kernel, pads, stride=layer.stride,

@@ -135,12 +135,8 @@ def layer_weights(layer: Layer, channels: int, out_channels: int,
             bias = generator.uniform(-bound, bound, out_channels).astype(np.float32)
             return np.ascontiguousarray(weight), bias
     bias = None
-    if layer.bias_values is not None:
-        values = np.asarray(layer.bias_values, np.float32)
-        if values.size not in (1, out_channels):
-            raise UsageError(f"layer {layer.describe()}: bias has {values.size} values; the layer "
-                             f"makes {out_channels} channels")
-        bias = np.broadcast_to(values, (out_channels,)).copy()
+    if layer.bias_values is not None:              # 1 or out_channels values (explain checks)
+        bias = np.broadcast_to(np.asarray(layer.bias_values, np.float32), (out_channels,)).copy()
     return np.ascontiguousarray(weight, np.float32), bias
 
 

@@ -352,3 +352,11 @@ def test_a_kernel_spec_layer_adds_its_bias(tmp_path, photo, capsys):
 def test_the_same_kernel_twice_is_named_as_the_problem(tmp_path, photo, capsys):
     code, _, err = run(["apply", photo, "-k", "sobel", "-k", "sobel", "-o", tmp_path / "o"], capsys)
     assert code == 2 and "two kernels of" in err and "give each kernel once" in err, err
+
+
+def test_a_conv_bias_of_the_wrong_length_stops_before_any_work(tmp_path, photo, capsys):
+    stack = write_stack(tmp_path / "net.yaml", [
+        {"type": "conv", "k": 3, "c": 2, "init": "random", "bias": [1, 2, 3]}])
+    code, _, err = run(["apply", photo, "--layer", stack, "-o", tmp_path / "o"], capsys)
+    assert code == 2 and "layer 1" in err and "bias has 3 values" in err, err
+    assert not (tmp_path / "o").exists()
