@@ -271,10 +271,7 @@ def apply(
         return
     if compare:
         plan = pipeline.compare_sheets(plan, output, name)
-    if layer:
-        pipeline.check_stack_on_first(expansion.sources, operations[0], gray=gray)
-    else:
-        pipeline.check_kernels_on_single(plan, options)
+    pipeline.check_jobs_up_front(plan, options)
     pipeline.check_output_folder(output, create=not dry_run)      # last check: it makes -o
     code = batch.run_batch(plan, options, settings, stdin_data=stdin_data,
                            failed_before=failures)

@@ -30,8 +30,7 @@ from .explain import explain_stack
 from .stacks import LayerRun, filter_operation, run_stack
 
 __all__ = ["ApplyOptions", "OutputRecord", "Job", "plan_outputs", "compare_sheets", "apply_to_image",
-           "output_stem", "output_folder", "check_output_folder", "check_stack_on_first",
-           "check_kernels_on_single"]
+           "output_stem", "output_folder", "check_output_folder", "check_jobs_up_front"]
 
 OUTPUT_SUFFIXES = {".png": "png", ".tif": "tiff", ".tiff": "tiff", ".npy": "npy", ".jpg": "jpeg",
                    ".jpeg": "jpeg", ".webp": "webp", ".bmp": "bmp", ".gif": "gif"}
@@ -317,41 +316,29 @@ def compare_sheets(jobs: list[Job], out: str, name: str = DEFAULT_NAME) -> list[
     return [replace(job, compare=sheet_of[job.source]) for job in jobs]
 
 
-def check_stack_on_first(sources: list[Source], stack: Stack, *, gray: bool) -> None:
-    """A stack that does not fit the first readable input (channels that do not chain,
-    groups that do not divide, a window larger than its input) is a usage error, before any
-    work: it names the layer by number and the fix. Later inputs of other shapes fail alone."""
+def check_jobs_up_front(jobs: list[Job], options: ApplyOptions) -> None:
+    """A kernel or stack that does not fit its input (a window larger than the padded input,
+    channels that do not match or chain, groups that do not divide) is a usage error before
+    any work, read from the header and naming the file (and a stack's layer): for a stack,
+    on the first readable input; for -k kernels, when the run has a single input. Other
+    inputs that do not fit fail alone, later."""
+    sources = list(dict.fromkeys(job.source for job in jobs))
+    if not any(isinstance(job.operation, Stack) for job in jobs) and len(sources) != 1:
+        return
     for source in sources:
         if source.from_stdin:
             continue
         try:
-            shape = images.read_header(source.path, gray=gray)
+            shape = images.read_header(source.path, gray=options.gray)
         except ConvcliError:
             continue                               # that file fails on its own, later
-        try:
-            explain_stack(shape, list(stack.layers))
-        except UsageError as error:
-            raise UsageError(f"{source.path}: {error}") from None
+        for job in jobs:
+            if job.source == source:
+                try:
+                    _plan_job(job.operation, shape, source.path, options)
+                except FileFailure as error:
+                    raise UsageError(str(error)) from None
         return
-
-
-def check_kernels_on_single(jobs: list[Job], options: ApplyOptions) -> None:
-    """With a single input file, a -k kernel that does not fit it (larger than the padded
-    image, channels that do not match) is a usage error before any work, read from the
-    header. With several inputs each one that does not fit fails alone, later."""
-    sources = {job.source for job in jobs}
-    if len(sources) != 1 or next(iter(sources)).from_stdin:
-        return
-    path = next(iter(sources)).path
-    try:
-        shape = images.read_header(path, gray=options.gray)
-    except ConvcliError:
-        return                                     # the file fails on its own, later
-    for job in jobs:
-        try:
-            _plan_job(job.operation, shape, path, options)
-        except FileFailure as error:
-            raise UsageError(str(error)) from None
 
 
 def apply_to_image(source: Source, jobs: list[Job], options: ApplyOptions, *,
