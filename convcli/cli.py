@@ -416,15 +416,34 @@ def bench(
 
 
 @app.command(epilog=_examples("convcli warmup", "NUMBA_CACHE_DIR=/opt/convcli-cache convcli warmup"))
-def warmup() -> None:
+def warmup(
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print the seconds and the cache folder as JSON.")] = False,
+    background: Annotated[bool, typer.Option(
+        "--background", hidden=True,
+        help="Run as the compile a cold run starts: lowest priority, no output.")] = False,
+) -> None:
     """Compile the engine's loops now (or find them cached), so no later run waits on them.
 
-    For container images and CI runners: run it once after installing. It prints the seconds
-    each compiled loop took (cached: already there) and where the cache is.
+    Runs do this by themselves in the background the first time (and use NumPy meanwhile);
+    container images and CI runners can do it once after installing. It prints the seconds
+    each compiled loop took (cached: already there) and where the cache is: one folder per
+    machine and convcli version, shared by every environment (NUMBA_CACHE_DIR moves it).
     """
+    import json
+    import os
+
     from .engine.warmup import cache_folder, warm_up
 
-    seconds = warm_up()
+    if background and hasattr(os, "nice"):
+        os.nice(19)                           # never slow the run that started it
+    seconds = warm_up(locked=background)
+    if background:
+        return
+    if as_json:
+        print(json.dumps({"seconds": seconds, "total": round(sum(seconds.values()), 3),
+                          "cache": cache_folder()}))
+        return
     for name, taken in seconds.items():
         print(f"{name:16} {'cached' if taken == 0 else f'compiled in {taken:.1f} s'}")
     print(f"total compile time: {sum(seconds.values()):.1f} s; cache: {cache_folder()}")

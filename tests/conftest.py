@@ -21,17 +21,15 @@ def rng(request) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def subprocess_env(tmp_path, **extra: str) -> dict[str, str]:
+def subprocess_env(**extra: str) -> dict[str, str]:
     """Environment for running ``python -m convcli`` in a subprocess: the same convcli package
-    the tests import (even from another working directory) and a Numba cache that persists
-    across the session unless NUMBA_CACHE_DIR is set."""
+    the tests import (even from another working directory) and this process's cache of
+    compiled loops (one per machine; pass NUMBA_CACHE_DIR for another, e.g. an empty one)."""
     import convcli
 
     package_root = os.path.dirname(os.path.dirname(os.path.abspath(convcli.__file__)))
     path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
-    return {**os.environ, "PYTHONPATH": path, "COLUMNS": "200",
-            "NUMBA_CACHE_DIR": os.environ.get("NUMBA_CACHE_DIR", str(tmp_path / "numba-cache")),
-            **extra}
+    return {**os.environ, "PYTHONPATH": path, "COLUMNS": "200", **extra}
 
 
 def run_cli(args, capsys) -> tuple[int, str, str]:

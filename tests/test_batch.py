@@ -22,7 +22,7 @@ SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
 def convcli(args, cwd: Path, *, stdin: bytes | None = None, timeout: float = 300):
     """Run ``python -m convcli ARGS``; return the CompletedProcess (bytes stdout, text stderr)."""
-    env = subprocess_env(cwd)
+    env = subprocess_env()
     result = subprocess.run([sys.executable, "-m", "convcli", *map(str, args)], cwd=cwd, env=env,
                             input=stdin, capture_output=True, timeout=timeout)
     result.stderr = result.stderr.decode()
@@ -239,7 +239,7 @@ def slow_inputs(tmp_path, rng) -> Path:
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
 def test_a_killed_worker_fails_only_its_file_and_leaves_nothing_half_written(tmp_path, slow_inputs):
     out = tmp_path / "out"
-    env = subprocess_env(tmp_path)
+    env = subprocess_env()
     process = subprocess.Popen(
         [sys.executable, "-m", "convcli", "apply", slow_inputs, "-k", tmp_path / "dense.yaml",
          "--engine", "direct", "-o", out,
@@ -259,7 +259,7 @@ def test_a_killed_worker_fails_only_its_file_and_leaves_nothing_half_written(tmp
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_stops_the_batch_cleanly_with_exit_130(tmp_path, slow_inputs, stop):
     out = tmp_path / "out"
-    env = subprocess_env(tmp_path)
+    env = subprocess_env()
     process = subprocess.Popen(
         [sys.executable, "-m", "convcli", "apply", slow_inputs, "-k", tmp_path / "dense.yaml",
          "--engine", "direct", "-o", out,

@@ -438,23 +438,19 @@ def test_kernels_show_and_explain_take_inline_kernels(capsys):
     assert code == 2 and err.count("\n") == 1 and "needs 9 values" in err
 
 
-def _subprocess_env(tmp_path: Path) -> dict[str, str]:
-    return subprocess_env(tmp_path)
-
-
 @pytest.mark.slow
 def test_real_entry_point_in_a_subprocess(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "convcli", "apply", str(SAMPLES / "coins.png"), "-k", "sobel",
          "-o", str(tmp_path), "--report", "json"],
-        capture_output=True, text=True, env=_subprocess_env(tmp_path), timeout=300)
+        capture_output=True, text=True, env=subprocess_env(), timeout=300)
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout)
     assert Path(record["output"]).exists() and record["output_shape"][1:] == record["input_shape"][1:]
 
     bad = subprocess.run([sys.executable, "-m", "convcli", "apply", str(tmp_path / "nope.png"),
                           "-k", "sobel", "-o", str(tmp_path)],
-                         capture_output=True, text=True, env=_subprocess_env(tmp_path), timeout=300)
+                         capture_output=True, text=True, env=subprocess_env(), timeout=300)
     assert bad.returncode == 1
     assert bad.stderr.strip().count("\n") == 0 and "nope.png" in bad.stderr
 
@@ -466,7 +462,7 @@ def test_help_imports_neither_numba_nor_numpy(tmp_path):
             "heavy = [name for name in ('numba', 'numpy') if name in sys.modules]\n"
             "print(heavy or 'CLEAN')")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env=_subprocess_env(tmp_path), timeout=120)
+                            env=subprocess_env(), timeout=120)
     assert result.stdout.strip().endswith("CLEAN"), result.stdout + result.stderr
     assert "apply" in result.stdout
 
@@ -484,7 +480,7 @@ def test_a_small_image_in_a_fresh_process_skips_numba(tmp_path, rng):
         result = subprocess.run(
             [sys.executable, "-c", code, "apply", str(source), "-k", "sobel", "--engine", engine,
              "-o", str(tmp_path / f"{engine}.png"), "--report", "json"],
-            capture_output=True, text=True, env=_subprocess_env(tmp_path), timeout=300)
+            capture_output=True, text=True, env=subprocess_env(), timeout=300)
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout)["engine"] == ("numpy" if engine == "auto" else "separable")
         assert result.stderr.strip().endswith("CLEAN" if engine == "auto" else "NUMBA")

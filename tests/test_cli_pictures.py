@@ -174,7 +174,7 @@ def test_compare_sheets_from_worker_processes_are_the_same(tmp_path, rng):
         result = subprocess.run(
             [sys.executable, "-m", "convcli", "apply", str(tmp_path / "in"), "-k", "sobel", "-k",
              "box", "-o", str(tmp_path / jobs), "--compare", "-j", jobs, "--report", "none", "-q"],
-            capture_output=True, text=True, env=subprocess_env(tmp_path), timeout=300)
+            capture_output=True, text=True, env=subprocess_env(), timeout=300)
         assert result.returncode == 0, result.stderr
         sheets[jobs] = {p.name: p.read_bytes() for p in (tmp_path / jobs).glob("*_compare.png")}
     assert len(sheets["2"]) == 4 and sheets["1"] == sheets["2"]

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import assume, given, settings, strategies as st
 
 from convcli import UsageError, conv2d
-from convcli.engine import convolve, rank_one_factors
+from convcli.engine import _cache, _runtime, convolve, rank_one_factors
 from convcli.geometry import Padding
 from reference import reference_conv2d
 
@@ -141,13 +141,41 @@ def test_auto_uses_numpy_only_for_small_calls_before_numba_starts(rng, monkeypat
     large = rng.standard_normal((1, 1, 4096, 4096)).astype(np.float32)
     sobel = np.outer([1.0, 2, 1], [-1.0, 0, 1])[None, None].repeat(3, 0)
     dense = rng.standard_normal((3, 1, 3, 3))
-    monkeypatch.setattr("convcli.engine.api._numba_started", lambda: False)
+    monkeypatch.setitem(_runtime._state, "numba", False)
+    monkeypatch.setitem(_runtime._state, "background", False)
+    monkeypatch.setitem(_runtime._state, "many_calls", False)
     assert convolve(small, sobel, groups=3)[1] == "numpy"
     assert convolve(small, dense, groups=3)[1] == "numpy"
     assert convolve(large, dense[:1])[1] == "direct"
-    monkeypatch.setattr("convcli.engine.api._numba_started", lambda: True)
+    monkeypatch.setitem(_runtime._state, "numba", True)
     assert convolve(small, sobel, groups=3)[1] == "separable"
     assert convolve(small, dense, groups=3)[1] == "direct"
+
+
+def test_a_cold_cache_sends_calls_to_numpy_while_the_loops_compile_elsewhere(rng, monkeypatch):
+    """With background compiling on and the loops not cached: NumPy takes every call it ends
+    sooner than a compile would, and the background compile is asked for; once the cache is
+    ready (or for a call too big for NumPy) the compiled loops run."""
+    image = rng.standard_normal((1, 2, 70, 90)).astype(np.float32)
+    dense = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
+    started, ready = [], [False]
+    monkeypatch.setitem(_runtime._state, "numba", False)
+    monkeypatch.setitem(_runtime._state, "many_calls", True)
+    monkeypatch.setitem(_runtime._state, "background", True)
+    monkeypatch.setattr(_cache, "loops_ready", lambda: ready[0])
+    monkeypatch.setattr(_cache, "start_background_warmup",
+                        lambda on_start=None: started.append(1) or True)
+    out, path = convolve(image, dense, padding=Padding(1, 2, 0, 1), padding_mode="reflect")
+    assert path == "numpy" and started
+    assert_matches_reference(out, image, dense, None, padding=(1, 2, 0, 1), mode="reflect")
+    monkeypatch.setattr(_runtime, "COMPILE_NS", 1e4)        # NumPy slower than compiling
+    assert convolve(image, dense)[1] == "direct"
+    monkeypatch.undo()
+    monkeypatch.setitem(_runtime._state, "numba", False)
+    monkeypatch.setitem(_runtime._state, "many_calls", True)
+    monkeypatch.setitem(_runtime._state, "background", True)
+    monkeypatch.setattr(_cache, "loops_ready", lambda: True)
+    assert convolve(image, dense)[1] == "direct"
 
 
 def test_auto_picks_separable_only_when_it_saves_work(rng):

@@ -171,7 +171,7 @@ def test_workers_ignore_a_convcli_folder_in_the_working_directory(tmp_path, rng)
     result = subprocess.run([sys.executable, str(script), "apply", str(folder), "-k", "sobel",
                              "-o", str(tmp_path / "out"), "-j", "2", "-q", "--engine", "numpy"],
                             cwd=stale,
-                            env=subprocess_env(tmp_path), capture_output=True, text=True,
+                            env=subprocess_env(), capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr
     assert len(list((tmp_path / "out").iterdir())) == 3
@@ -270,15 +270,55 @@ def test_python_warnings_become_convcli_lines(capsys):
 # --- 13. the first run says it compiles, and keeps compile time out of the speed ---------------
 
 @pytest.mark.slow
-def test_a_first_run_says_it_compiles_and_reports_compile_time_apart(tmp_path, rng):
+def test_a_first_run_compiles_in_the_background_and_never_waits(tmp_path, rng):
+    """An empty cache: the run says the loops compile in the background, filters with NumPy
+    (no compile time in its report), and the next run uses the compiled loops, with the same
+    numbers within float32 rounding."""
+    import subprocess
+    import sys
+
+    from conftest import subprocess_env
+    from convcli.engine._cache import wait_for_background
+
+    for index in range(2):                 # two images: a run that would load the compiled loops
+        Image.fromarray(rng.integers(0, 256, (40, 40), dtype=np.uint8)).save(tmp_path / f"{index}.png")
+    cache = tmp_path / "empty-cache"
+    env = subprocess_env(NUMBA_CACHE_DIR=str(cache))
+
+    def run(output: str) -> tuple[subprocess.CompletedProcess, list[dict]]:
+        command = [sys.executable, "-m", "convcli", "apply", str(tmp_path / "0.png"),
+                   str(tmp_path / "1.png"), "-k", "box:size=3,dilation=2", "-k", "laplacian",
+                   "-o", str(tmp_path / output), "--format", "npy", "--report", "json", "-j", "1"]
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr
+        return result, [json.loads(line) for line in result.stdout.splitlines()]
+
+    first, first_records = run("first")
+    assert first.stderr.count("compiling in the background") == 1, first.stderr
+    assert {r["engine"] for r in first_records} == {"numpy"}
+    assert all("compile" not in r["timings_ms"] for r in first_records)
+    assert wait_for_background(cache, timeout=600)
+    second, second_records = run("second")
+    assert "compiling" not in second.stderr
+    assert {r["engine"] for r in second_records} == {"separable", "direct"}
+    assert all("compile" not in r["timings_ms"] for r in second_records)
+    for path in sorted((tmp_path / "first").glob("*.npy")):
+        np.testing.assert_allclose(np.load(path), np.load(tmp_path / "second" / path.name),
+                                   rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_a_run_that_waits_on_the_compiler_says_so_and_reports_compile_time_apart(tmp_path, rng):
+    """CONVCLI_BACKGROUND_COMPILE=0: the first run compiles itself, says so once, and keeps
+    the seconds out of the convolve time; the second loads them."""
     import subprocess
     import sys
 
     from conftest import subprocess_env
 
-    for index in range(2):                 # two images: the run starts Numba (no NumPy path)
+    for index in range(2):
         Image.fromarray(rng.integers(0, 256, (40, 40), dtype=np.uint8)).save(tmp_path / f"{index}.png")
-    env = subprocess_env(tmp_path, NUMBA_CACHE_DIR=str(tmp_path / "empty-cache"))
+    env = subprocess_env(NUMBA_CACHE_DIR=str(tmp_path / "empty-cache"), CONVCLI_BACKGROUND_COMPILE="0")
     command = [sys.executable, "-m", "convcli", "apply", str(tmp_path / "0.png"),
                str(tmp_path / "1.png"), "-k", "box:size=3,dilation=2", "-o", str(tmp_path / "o"),
                "--report", "json", "--overwrite", "-j", "1"]

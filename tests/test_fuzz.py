@@ -133,7 +133,7 @@ def run_forked(cases: list[dict], tmp_path: Path, timeout: float) -> list[dict]:
     cases_file.write_text(json.dumps(cases))
     budget = timeout * len(cases) + 60
     subprocess.run([sys.executable, str(RUNNER), str(cases_file), str(results_file), str(timeout)],
-                   env=subprocess_env(tmp_path), cwd=tmp_path, check=True, timeout=budget,
+                   env=subprocess_env(), cwd=tmp_path, check=True, timeout=budget,
                    capture_output=True)
     return json.loads(results_file.read_text())
 
@@ -180,7 +180,7 @@ def test_hostile_image_folder_keeps_the_contract(family, weight, tmp_path):
     # one real process over the whole folder
     argv = ["apply", str(folder), "-k", "sobel", "-k", "gaussian:sigma=1", "-o", str(out),
             "--engine", "numpy", "--report", "json"]
-    env = subprocess_env(tmp_path)
+    env = subprocess_env()
     start = time.monotonic()
     try:
         process = subprocess.run([sys.executable, "-m", "convcli", *argv], env=env, cwd=tmp_path,
@@ -245,7 +245,7 @@ def test_kernel_specs_in_a_fresh_process_on_the_default_engine(index, tmp_path):
     before = fz.tree_digest(tmp_path / "in")
     specs = [fz.kernel_spec(rng, fz.pick(rng, ["kspec-named", "kspec-junk"])) for _ in range(3)]
     argv = ["apply", str(image), *[a for s in specs for a in ("-k", s)], "-o", str(tmp_path / "out")]
-    process = subprocess.run([sys.executable, "-m", "convcli", *argv], env=subprocess_env(tmp_path),
+    process = subprocess.run([sys.executable, "-m", "convcli", *argv], env=subprocess_env(),
                              capture_output=True, timeout=TIMEOUT, stdin=subprocess.DEVNULL,
                              preexec_fn=fz.limit_memory)
     result = {"argv": argv, "code": process.returncode, "hung": False,

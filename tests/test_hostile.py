@@ -202,7 +202,7 @@ def _run_subprocess(tmp_path, *args):
     from conftest import subprocess_env
 
     return subprocess.run([sys.executable, "-m", "convcli", *map(str, args)], capture_output=True,
-                          text=True, env=subprocess_env(tmp_path), cwd=tmp_path, timeout=300)
+                          text=True, env=subprocess_env(), cwd=tmp_path, timeout=300)
 
 
 def test_libtiff_messages_about_a_truncated_packbits_tiff_stay_off_stderr(tmp_path, rng):

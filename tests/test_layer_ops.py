@@ -315,6 +315,7 @@ def test_numpy_pooling_pass_equals_the_compiled_one(rng, take_max):
     """A cold small call pools in NumPy (no Numba start); it must give the compiled pass's
     numbers, NaN included."""
     from convcli.engine._pool_loops import pool_axis
+    from convcli.engine._runtime import run_tasks
     from convcli.engine.pooling import pool_axis_numpy
 
     for inner in (1, 7):
@@ -324,7 +325,9 @@ def test_numpy_pooling_pass_equals_the_compiled_one(rng, take_max):
             size = geometry.pool_output_size(29, kernel, stride, padding, dilation, True)
             scale = rng.random(size).astype(np.float32)
             compiled, numpy_pass = (np.empty((3, size, inner), np.float32) for _ in range(2))
-            pool_axis(x, compiled, kernel, stride, padding, dilation, take_max, scale)
+            tasks = 3 if inner == 1 else 3 * size              # shared among threads
+            run_tasks(pool_axis, tasks, x, compiled, kernel, stride, padding, dilation, take_max,
+                      scale)
             pool_axis_numpy(x, numpy_pass, kernel, stride, padding, dilation, take_max, scale)
             np.testing.assert_allclose(numpy_pass, compiled, rtol=1e-6, atol=1e-6)
 

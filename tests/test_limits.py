@@ -27,7 +27,7 @@ def small(tmp_path):
 def run_bounded(args, tmp_path, timeout: float = 30.0) -> tuple[int, str]:
     """``convcli ARGS`` in a subprocess that may take at most ``timeout`` seconds."""
     done = subprocess.run([sys.executable, "-m", "convcli", *map(str, args)], cwd=tmp_path,
-                          env=subprocess_env(tmp_path), capture_output=True, text=True,
+                          env=subprocess_env(), capture_output=True, text=True,
                           timeout=timeout)
     return done.returncode, done.stderr
 

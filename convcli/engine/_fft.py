@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from .. import geometry
-from ._numba_config import thread_count
+from ._runtime import thread_count
 
 FAST_SIZES = sorted({2**a * 3**b * 5**c for a in range(14) for b in range(6) for c in range(4)
                      if 2**a * 3**b * 5**c <= 16384})

@@ -13,8 +13,11 @@ is not contiguous and runs as scalar code (2-4x slower at stride 1), so stride >
 its own loop. Unused slots of a pass read a row of zeros with weight 0 (0 * 0, never
 0 * inf).
 
+Each entry point is serial and GIL-free over a range of tasks (output rows), so that
+``_runtime.run_tasks`` can share the rows among threads.
+
 Direct: every output pixel is a sum over C_in/groups x kH x kW taps. One output row per
-parallel iteration: the taps that fall on image rows, over all input channels of the
+task: the taps that fall on image rows, over all input channels of the
 group, are listed once and added four per pass. The input rows are read where they are;
 the padded image is never built. ``row_map``/``col_map`` give, for each padded row/column,
 the input index it reads (-1: a zero); rows in the zero padding are left out of the list,
@@ -30,20 +33,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._numba_config import jit, jit_inline, prange
+from ._numba_config import jit, jit_inline
 
 TAPS_PER_PASS = 4  # the taps ``add_four_taps`` adds per pass over an output row
 
 
 @jit
-def direct_conv(x, weight, bias, row_map, col_map, pad_left, stride_h, stride_w, dilation_h,
-                dilation_w, groups, out):
-    """Cross-correlate ``x`` (N, C_in, H, W) with ``weight`` into ``out`` (N, C_out, Ho, Wo)."""
+def direct_conv(first_task, last_task, x, weight, bias, row_map, col_map, pad_left, stride_h,
+                stride_w, dilation_h, dilation_w, groups, out):
+    """Cross-correlate ``x`` (N, C_in, H, W) with ``weight`` into the output rows
+    [first_task, last_task) of ``out`` (N, C_out, Ho, Wo), counted over (n, c_out, row)."""
     batch, out_channels, out_h, out_w = out.shape
     group_in, kernel_h, kernel_w = weight.shape[1], weight.shape[2], weight.shape[3]
     group_out = out_channels // groups
     most = group_in * kernel_h * kernel_w
-    for task in prange(batch * out_channels * out_h):
+    for task in range(first_task, last_task):
         n = task // (out_channels * out_h)
         co = (task // out_h) % out_channels
         oy = task % out_h
@@ -120,9 +124,10 @@ def inside_outputs(shift, stride, width, out_w):
 
 
 @jit
-def separable_conv(x, column, row, bias, row_map, col_map, pad_left, stride_h, stride_w,
-                   dilation_h, dilation_w, out):
-    """``out[n, c] = bias[c] + (column[c] x row[c]) * x[n, c // (C_out / C_in)]``.
+def separable_conv(first_task, last_task, x, column, row, bias, row_map, col_map, pad_left,
+                   stride_h, stride_w, dilation_h, dilation_w, out):
+    """``out[n, c] = bias[c] + (column[c] x row[c]) * x[n, c // (C_out / C_in)]``, for the
+    output rows [first_task, last_task) counted over (n, c, row).
 
     ``x`` is (N, C_in, H, W); ``column`` (C_out, kH), ``row`` (C_out, kW): one input
     channel per group, as in a depthwise convolution.
@@ -131,7 +136,7 @@ def separable_conv(x, column, row, bias, row_map, col_map, pad_left, stride_h, s
     in_channels, width = x.shape[1], x.shape[3]
     kernel_h = column.shape[1]
     per_input = out_channels // in_channels
-    for task in prange(batch * out_channels * out_h):
+    for task in range(first_task, last_task):
         n = task // (out_channels * out_h)
         co = (task // out_h) % out_channels
         oy = task % out_h

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._numba_config import jit, jit_inline, prange
+from ._numba_config import jit, jit_inline
 
 
 @jit
-def pool_axis(x, out, kernel, stride, padding, dilation, take_max, scale):
-    """Pool ``x`` (A, L, B) along L into ``out`` (A, L_out, B): the max of each window
+def pool_axis(first_task, last_task, x, out, kernel, stride, padding, dilation, take_max, scale):
+    """Pool ``x`` (A, L, B) along L into ``out`` (A, L_out, B), for the tasks
+    [first_task, last_task): rows of A when B == 1, else (row of A, output) pairs. The max of each window
     (padding never wins; NaN wins, as in PyTorch), or its sum times ``scale[o]``. The max
     is a select, not a branch (a conditional store ran 2x slower: it blocks vectorising).
 
@@ -32,7 +33,7 @@ def pool_axis(x, out, kernel, stride, padding, dilation, take_max, scale):
     for o in range(out_length):
         firsts[o], lasts[o] = taps_inside(o * stride - padding, kernel, dilation, length)
     if inner == 1:
-        for a in prange(outer):
+        for a in range(first_task, last_task):
             source, destination = x[a, :, 0], out[a, :, 0]
             for o in range(out_length):
                 start, first, last = o * stride - padding, firsts[o], lasts[o]
@@ -48,7 +49,7 @@ def pool_axis(x, out, kernel, stride, padding, dilation, take_max, scale):
                         total += source[start + k * dilation]
                     destination[o] = total * scale[o]
         return
-    for task in prange(outer * out_length):
+    for task in range(first_task, last_task):
         a = task // out_length
         o = task - a * out_length
         start, first, last = o * stride - padding, firsts[o], lasts[o]

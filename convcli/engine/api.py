@@ -8,13 +8,12 @@ not when convcli is imported.
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 
 from .. import geometry
 from ..choices import ENGINE_CHOICES, ENGINE_PATHS, PADDING_MODES
 from ..errors import UsageError, check_choice
+from ._runtime import run_tasks, use_numpy
 
 __all__ = ["conv2d", "convolve", "border_map", "rank_one_factors", "ENGINE_PATHS", "PADDING_MODES"]
 
@@ -27,12 +26,9 @@ SVD_MAX_TAPS = 64 * 64
 # ~0.037 ns per tap per output pixel and channel pair (7x7 and up; smaller kernels are bound
 # by memory, where no other path competes); FFT ~17 ns per pixel per transformed channel
 # (forward for inputs, inverse for outputs), plus ~5 ms per call for tiles and threads, so
-# FFT wins from about 31 x 31 on 4096^2. NumPy (512^2 RGB) takes ~0.5 ns per tap and pixel;
-# before Numba is imported it is used for calls it finishes within its budget, a sixth of
-# the ~300 ms that importing Numba and loading the cached loops cost, since an image needs a
-# few such calls.
-COST = {"direct_ns_per_tap": 0.037, "fft_ns_per_pixel": 17.0, "fft_fixed_ns": 5e6,
-        "numpy_ns_per_tap": 0.5, "numpy_budget_ns": 5e7}
+# FFT wins from about 31 x 31 on 4096^2. When NumPy takes a compiled path's call instead:
+# ``_runtime.use_numpy``.
+COST = {"direct_ns_per_tap": 0.037, "fft_ns_per_pixel": 17.0, "fft_fixed_ns": 5e6}
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
@@ -101,9 +97,10 @@ def convolve(x, weight, bias=None, *, stride=(1, 1), padding=geometry.Padding(0,
         from ._loops import separable_conv
 
         column, row = (_as_float32(f, "factors") for f in factors)
-        separable_conv(x, np.ascontiguousarray(column.reshape(weight.shape[0], -1)),
-                       np.ascontiguousarray(row.reshape(weight.shape[0], -1)), bias,
-                       *geometry_args, out)
+        run_tasks(separable_conv, out.shape[0] * out.shape[1] * out.shape[2], x,
+                  np.ascontiguousarray(column.reshape(weight.shape[0], -1)),
+                  np.ascontiguousarray(row.reshape(weight.shape[0], -1)), bias,
+                  *geometry_args, out)
     elif path == "fft":
         from ._fft import fft_conv
 
@@ -111,7 +108,8 @@ def convolve(x, weight, bias=None, *, stride=(1, 1), padding=geometry.Padding(0,
     else:
         from ._loops import direct_conv
 
-        direct_conv(x, weight, bias, *geometry_args, groups, out)
+        run_tasks(direct_conv, out.shape[0] * out.shape[1] * out.shape[2], x, weight, bias,
+                  *geometry_args, groups, out)
     return out, path
 
 
@@ -175,9 +173,10 @@ def _choose_path(weight: np.ndarray, groups: int, factors, engine: str, *, out_p
     fft: when its estimated time beats the direct loops': roughly from 31 x 31 on a 4096^2
     image, and only for larger kernels on small images (fixed costs per call).
     direct: everything else.
-    numpy: instead of those while this process has not imported Numba, for calls within
-    NumPy's budget (one channel of a 512^2 Sobel: yes; of a 4096^2 one: no). It uses the
-    separable factors too. Batch runs of several images import Numba first (``batch.py``).
+    numpy: instead of the compiled separable or direct loops when ``_runtime.use_numpy``
+    says so: a small call in a process that has not loaded them, or any call NumPy ends
+    sooner than a compile while a background process compiles them. It uses the separable
+    factors too.
     """
     kernel_h, kernel_w = weight.shape[2:]
     out_channels, group_in = weight.shape[:2]
@@ -201,14 +200,9 @@ def _choose_path(weight: np.ndarray, groups: int, factors, engine: str, *, out_p
         fft_ns = (COST["fft_ns_per_pixel"] * (in_channels + out_channels) * full_pixels
                   + COST["fft_fixed_ns"])
         path = "fft" if fft_ns < direct_ns else "direct"
-    numpy_ns = COST["numpy_ns_per_tap"] * taps * out_pixels
-    if engine == "numpy" or (not _numba_started() and numpy_ns < COST["numpy_budget_ns"]):
+    if engine == "numpy" or (path != "fft" and use_numpy(taps * out_pixels)):
         return "numpy", (factors if separable else None)
     return path, factors
-
-
-def _numba_started() -> bool:
-    return "numba" in sys.modules
 
 
 def _as_float32(array, name: str) -> np.ndarray:

@@ -13,7 +13,8 @@ import numpy as np
 
 from .. import geometry
 from ..errors import UsageError
-from .api import COST, _numba_started, _as_float32
+from . import _runtime
+from .api import _as_float32
 
 __all__ = ["max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d"]
 
@@ -132,13 +133,10 @@ def _arguments(axes, x, kernel_size, stride, padding):
 
 def _separable(x, out_shape, kernel, stride, padding, dilation, take_max, scales):
     """One pooling pass per spatial axis, outermost first: the compiled ``pool_axis``, or
-    its NumPy twin for a small call in a process that has not started Numba (importing it
-    and loading the cached loop costs ~0.4 s; the conv path makes the same choice)."""
-    numpy_ns = COST["numpy_ns_per_tap"] * x.size * sum(kernel)
-    if _numba_started() or numpy_ns > COST["numpy_budget_ns"]:
+    its NumPy twin when ``_runtime.use_numpy`` says so (the conv path's rule)."""
+    use_numpy = _runtime.use_numpy(x.size * sum(kernel))
+    if not use_numpy:
         from ._pool_loops import pool_axis
-    else:
-        pool_axis = pool_axis_numpy
     axes = len(out_shape)
     lead = x.shape[:-axes]
     current = x.reshape((-1,) + x.shape[-axes:])
@@ -147,8 +145,13 @@ def _separable(x, out_shape, kernel, stride, padding, dilation, take_max, scales
         outer = int(np.prod(shape[:axis + 1]))
         inner = int(np.prod(shape[axis + 2:]))
         out = np.empty((outer, out_shape[axis], inner), np.float32)
-        pool_axis(current.reshape(outer, shape[axis + 1], inner), out, kernel[axis],
-                  stride[axis], padding[axis], dilation[axis], take_max, scales[axis])
+        arguments = (current.reshape(outer, shape[axis + 1], inner), out, kernel[axis],
+                     stride[axis], padding[axis], dilation[axis], take_max, scales[axis])
+        if use_numpy:
+            pool_axis_numpy(*arguments)
+        else:  # tasks: rows of ``outer`` when inner == 1, else (row, output) pairs
+            _runtime.run_tasks(pool_axis, outer if inner == 1 else outer * out_shape[axis],
+                               *arguments)
         current = out.reshape(shape[:axis + 1] + (out_shape[axis],) + shape[axis + 2:])
     return current.reshape(lead + out_shape)
 

@@ -1,16 +1,17 @@
-"""``convcli warmup``: compile (or load from Numba's cache) every compiled loop ahead of time.
+"""``convcli warmup``: compile (or load from the cache) every compiled loop ahead of time.
 
 Each compiled entry point is called once on a small array with the argument types the
-pipeline gives it (float32 C-contiguous arrays, int64 index maps, Python scalars), so the
-machine code a later run needs is in the cache. Returns the seconds each one spent
-compiling: 0 when it came from the cache.
+engine gives it (float32 C-contiguous arrays, int64 index maps, Python scalars), so the
+machine code a later run needs is in the cache; then the cache folder is marked ready
+(``_cache.mark_ready``), which tells later runs to load the loops instead of taking NumPy.
+Returns the seconds each one spent compiling: 0 when it came from the cache.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from . import _compile_log
+from . import _cache, _compile_log
 from .api import convolve
 from .pooling import avg_pool2d, max_pool2d
 
@@ -19,31 +20,34 @@ __all__ = ["warm_up", "cache_folder", "COMPILED_FUNCTIONS"]
 COMPILED_FUNCTIONS = ("direct_conv", "separable_conv", "pool_axis")
 
 
-def warm_up() -> dict[str, float]:
-    """Make every compiled loop ready; {function: seconds spent compiling it now}."""
-    from ._numba_config import set_threads, thread_count
+def warm_up(*, locked: bool = False) -> dict[str, float]:
+    """Make every compiled loop ready; {function: seconds spent compiling it now}.
+    ``locked``: this process already holds the folder's warmup lock (a background compile
+    inherits it); otherwise it waits for any other compile of the folder first."""
+    lock = None if locked else _cache.hold_warmup_lock()
+    try:
+        from . import _numba_config  # noqa: F401  (loads Numba: every call below is compiled)
 
-    set_threads(thread_count())                     # starts Numba: no NumPy path from here
-    before = _compile_log.seconds_by_function()
-    image = np.random.default_rng(0).random((1, 2, 24, 20), dtype=np.float32)
-    square = np.arange(9, dtype=np.float32).reshape(1, 1, 3, 3) - 4      # rank 2: direct
-    rank_one = np.outer([1.0, 2.0, 1.0], [-1.0, 0.0, 1.0]).astype(np.float32)[None, None]
-    convolve(image[:, :1], square, np.ones(1, np.float32), engine="direct")
-    depthwise = np.broadcast_to(rank_one, (2, 1, 3, 3))
-    convolve(image, np.ascontiguousarray(depthwise), groups=2, engine="separable")
-    max_pool2d(image, 2)
-    avg_pool2d(image, 3, 2, 1)
-    after = _compile_log.seconds_by_function()
-    return {name: round(after.get(name, 0.0) - before.get(name, 0.0), 3)
-            for name in COMPILED_FUNCTIONS}
+        before = _compile_log.seconds_by_function()
+        image = np.random.default_rng(0).random((1, 2, 24, 20), dtype=np.float32)
+        square = np.arange(9, dtype=np.float32).reshape(1, 1, 3, 3) - 4      # rank 2: direct
+        rank_one = np.outer([1.0, 2.0, 1.0], [-1.0, 0.0, 1.0]).astype(np.float32)[None, None]
+        convolve(image[:, :1], square, np.ones(1, np.float32), engine="direct")
+        depthwise = np.broadcast_to(rank_one, (2, 1, 3, 3))
+        convolve(image, np.ascontiguousarray(depthwise), groups=2, engine="separable")
+        max_pool2d(image, 2)
+        avg_pool2d(image, 3, 2, 1)
+        after = _compile_log.seconds_by_function()
+        seconds = {name: round(after.get(name, 0.0) - before.get(name, 0.0), 3)
+                   for name in COMPILED_FUNCTIONS}
+        _cache.mark_ready(seconds)
+        return seconds
+    finally:
+        if lock is not None:
+            lock.close()
 
 
 def cache_folder() -> str:
-    """Where Numba keeps the compiled loops (``NUMBA_CACHE_DIR``, else beside the package,
-    else the user's cache folder when the package folder is read-only)."""
-    from ._loops import direct_conv
-
-    try:
-        return str(direct_conv._cache._cache_path)       # Numba's own answer (private API)
-    except AttributeError:
-        return "Numba's cache folder"
+    """Where the compiled loops are cached (see ``_cache``)."""
+    folder = _cache.cache_folder()
+    return str(folder) if folder is not None else "nowhere (no writable folder: compiled per run)"

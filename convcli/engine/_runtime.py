@@ -1,0 +1,127 @@
+"""How this process runs the compiled loops: on how many threads, and whether a call waits
+for them or takes NumPy. Free of Numba.
+
+Threads: each compiled loop is a serial, GIL-free function over a range of tasks (output
+rows); ``run_tasks`` splits the range into chunks that this thread and a pool of others
+take in turn. (Numba's ``parallel=True`` ran no faster here and tripled compile time: 10.9 s
+against 4.1 s for every loop, measured with an empty cache on 2 cores.)
+
+NumPy or compiled: ``use_numpy`` decides for one call, from NumPy's estimated time. NumPy
+takes a call when it costs less than starting Numba (a one-image run of a small photo),
+and, when this process compiles in the background (``compile_in_background``: the CLI),
+every call that NumPy finishes sooner than a compile would while the loops are not yet in
+the cache: a background ``convcli warmup`` fills it, and the first call after that loads
+the compiled loops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+from . import _cache
+
+__all__ = ["set_threads", "thread_count", "run_tasks", "compile_in_background", "use_numpy",
+           "expect_many_calls", "numba_loaded"]
+
+CHUNKS_PER_THREAD = 8  # chunks of rows per thread: uneven rows (borders) even out
+# NumPy (512^2 RGB) takes ~0.5 ns per tap and pixel. Importing Numba and loading the cached
+# loops costs ~0.3 s per process, so NumPy takes calls within a sixth of that (an image needs
+# a few); while the loops compile elsewhere, every call that NumPy finishes sooner than
+# compiling them here would (4.1 s on 2 cores, idle).
+NUMPY_NS_PER_TAP = 0.5
+NUMPY_BUDGET_NS = 5e7
+COMPILE_NS = 4e9
+
+_state = {"threads": 0, "background": False, "many_calls": False, "numba": False,
+          "on_background_start": None}
+_pool: dict[int, ThreadPoolExecutor] = {}
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def set_threads(count: int) -> None:
+    """Run the engine on ``count`` threads in this process (at least 1)."""
+    _state["threads"] = max(1, int(count))
+
+
+def thread_count() -> int:
+    """Threads this process gives the engine: ``set_threads``, else every core it may use.
+    The FFT path sizes its pool with it too, so batch workers never oversubscribe."""
+    return _state["threads"] or available_cores()
+
+
+def run_tasks(function, task_count: int, *args) -> None:
+    """``function(first, last, *args)`` over the tasks [0, ``task_count``), in chunks shared
+    by this thread and ``thread_count() - 1`` pool threads; re-raises the first error."""
+    threads = min(thread_count(), task_count)
+    if threads <= 1:
+        function(0, task_count, *args)
+        return
+    chunks = min(task_count, threads * CHUNKS_PER_THREAD)
+    bounds = [task_count * index // chunks for index in range(chunks + 1)]
+    taken = itertools.count()           # next() on it is atomic under the GIL
+
+    def take_chunks() -> None:
+        for index in taken:
+            if index >= chunks:
+                return
+            function(bounds[index], bounds[index + 1], *args)
+
+    pool = _pool.get(threads - 1)
+    if pool is None:
+        pool = _pool.setdefault(threads - 1, ThreadPoolExecutor(threads - 1, "convcli-engine"))
+    helpers = [pool.submit(take_chunks) for _ in range(threads - 1)]
+    take_chunks()
+    for helper in helpers:
+        helper.result()
+
+
+def compile_in_background(enabled: bool = True, on_start=None) -> None:
+    """Let calls take NumPy while a background process compiles the loops (the CLI does;
+    ``CONVCLI_BACKGROUND_COMPILE=0`` turns it off, so the first call compiles and waits).
+    ``on_start()`` is called if this process starts that compile."""
+    _state["background"] = enabled and os.environ.get("CONVCLI_BACKGROUND_COMPILE", "1") != "0"
+    _state["on_background_start"] = on_start
+
+
+def expect_many_calls() -> None:
+    """This process will filter many images: once the loops are cached, load them rather
+    than take NumPy for small calls (their ~0.3 s start pays back)."""
+    _state["many_calls"] = True
+
+
+@contextlib.contextmanager
+def settings_restored():
+    """Put this process's engine settings back afterwards (a CLI run inside another
+    program, such as the tests); whether the loops are loaded stays a fact."""
+    saved = {key: value for key, value in _state.items() if key != "numba"}
+    try:
+        yield
+    finally:
+        _state.update(saved)
+
+
+def numba_loaded() -> None:
+    """Called when the compiled loops are imported: from then on every call uses them."""
+    _state["numba"] = True
+
+
+def use_numpy(taps_times_pixels: float) -> bool:
+    """Should NumPy do a call of ``taps_times_pixels`` multiply-adds that a compiled loop
+    could do? (See the module's docstring.)"""
+    if _state["numba"]:
+        return False
+    numpy_ns = NUMPY_NS_PER_TAP * taps_times_pixels
+    if numpy_ns < NUMPY_BUDGET_NS and not _state["many_calls"]:
+        return True
+    if not _state["background"] or _cache.loops_ready():
+        return False
+    return numpy_ns < COMPILE_NS and _cache.start_background_warmup(_state["on_background_start"])
