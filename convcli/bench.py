@@ -82,16 +82,9 @@ def _run_quietly(arguments: list[str], env: dict | None = None) -> subprocess.Co
 
 def batch_case(repeat: int) -> list[Measurement]:
     """200 RGB 512x512 PNGs, 3x3 box, PNG out: one batch call vs one process per image."""
-    from PIL import Image
-
     images, loop_images = 200, 20
     with tempfile.TemporaryDirectory(prefix="convcli-bench-") as folder:
-        inputs = Path(folder) / "in"
-        inputs.mkdir()
-        base = _test_photo((512, 512))
-        for index in range(images):
-            Image.fromarray(base.take(range(index, index + 512), axis=1, mode="wrap")).save(
-                inputs / f"{index:03d}.png", compress_level=1)
+        inputs = _batch_inputs(Path(folder), images)
         outputs = Path(folder) / "out"
 
         def batch() -> None:
@@ -112,6 +105,20 @@ def batch_case(repeat: int) -> list[Measurement]:
                         "whole process, default --jobs"),
             Measurement(name, "convcli once per image (shell loop)", loop_ms, "ms/image",
                         batch_ms / loop_ms, f"first {loop_images} images")]
+
+
+def _batch_inputs(folder: Path, images: int = 200, size: int = 512) -> Path:
+    """``images`` RGB size x size PNGs in ``folder / "in"`` (the test photo, rolled one column
+    further each); returns that folder."""
+    from PIL import Image
+
+    inputs = folder / "in"
+    inputs.mkdir()
+    base = _test_photo((size, size))
+    for index in range(images):
+        Image.fromarray(base.take(range(index, index + size), axis=1, mode="wrap")).save(
+            inputs / f"{index:03d}.png", compress_level=1)
+    return inputs
 
 
 def _test_photo(size: tuple[int, int]):
@@ -416,7 +423,7 @@ def _wall_ms(arguments: list[str], repeat: int, env: dict | None = None) -> floa
 
 def end_to_end_case(repeat: int) -> list[Measurement]:
     """`convcli --help`; apply on a 512x512 PNG (warm cache); apply on a 4096x4096 RGB PNG
-    (Sobel) with its load/convolve/write split and peak memory; a first run, empty cache."""
+    (Sobel) with its load/convolve/write split and peak memory (empty caches: ``cold-start``)."""
     import json
 
     from PIL import Image
@@ -446,12 +453,6 @@ def end_to_end_case(repeat: int) -> list[Measurement]:
         image_mb = 4096 * 4096 * 3 * 4 / 2**20
         rows.append(Measurement("end to end", "peak memory, 4096x4096 RGB apply", peak_mb, "MB",
                                 peak_mb / image_mb, "ratio: peak / float32 image size"))
-        cold_env = {**os.environ, "NUMBA_CACHE_DIR": str(folder / "empty-cache")}
-        started = time.perf_counter()
-        _run_quietly(apply + [str(small), "--engine", "separable"], cold_env)
-        rows.append(Measurement("end to end", "first run, empty JIT cache (512x512 Sobel)",
-                                (time.perf_counter() - started) * 1e3,
-                                note="compiles the separable loops (auto would take NumPy)"))
     return rows
 
 
@@ -463,6 +464,119 @@ def _peak_rss_mb(arguments: list[str]) -> float:
     result = subprocess.run([sys.executable, "-c", probe, *arguments], capture_output=True,
                             text=True, check=True)
     return int(result.stdout) / 1024  # Linux reports KiB
+
+
+# --- cold start: the same commands with an empty JIT cache and a warmed one (#14) ----------
+
+_SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+_BACKGROUND_TIMEOUT_S = 300
+
+
+def cold_start_case(repeat: int) -> list[Measurement]:
+    """Whole commands with an empty JIT cache (a new one per run) against the same commands
+    with a cache ``convcli warmup`` filled, and the compile time of everything (#14)."""
+    from PIL import Image
+
+    name = "cold start (whole process; ratio: empty cache / warmed cache)"
+    with tempfile.TemporaryDirectory(prefix="convcli-bench-") as folder:
+        folder = Path(folder)
+        warm_cache = folder / "warm-cache"
+        seconds = _warmup_seconds(_cache_env(warm_cache))      # fills the warm cache, from empty
+        large = folder / "large.png"
+        Image.fromarray(_test_photo((4096, 4096))).save(large, compress_level=1)
+        commands = [("apply 4096x4096 RGB PNG, Sobel", 1.3,
+                     ["apply", str(large), "-k", "sobel", "-o", str(folder / "out-large")]),
+                    ("batch 200 x RGB 512x512 PNG, 3x3 box (a folder)", 1.2,
+                     ["apply", str(_batch_inputs(folder)), "-k", "box", "-o",
+                      str(folder / "out-batch")])]
+        samples = sorted(_SAMPLES.glob("*.png")) + sorted(_SAMPLES.glob("*.jpg"))
+        if samples:                     # an installed wheel has no samples: that row is left out
+            commands.insert(0, ("README command 1 (samples, -k sobel -k gaussian:sigma=2)", 1.5,
+                                ["apply", *map(str, samples), "-k", "sobel", "-k",
+                                 "gaussian:sigma=2", "-o", str(folder / "out-readme")]))
+        rows = []
+        for tool, target, arguments in commands:
+            command = _convcli_command() + arguments + ["--overwrite"]
+            cold, warm, runs = _cold_and_warm(command, repeat, folder, warm_cache)
+            rows.append(Measurement(name, f"{tool}, empty cache", cold, ratio=cold / warm,
+                                    note=f"warm {warm:.0f} ms; target <= {target}x; "
+                                         f"{runs} cold runs, {repeat} warm"))
+    total = sum(seconds.values())
+    rows.append(Measurement(name, "compile everything (convcli warmup, empty cache)", total * 1e3,
+                            note=", ".join(f"{function} {taken:.1f} s"
+                                           for function, taken in seconds.items())))
+    return rows
+
+
+def _cold_and_warm(command: list[str], repeat: int, folder: Path,
+                   warm_cache: Path) -> tuple[float, float, int]:
+    """(cold ms, warm ms, cold runs): medians of the whole ``command``, each cold run in a new
+    empty cache folder under ``folder`` (its background compile awaited, untimed), each warm
+    run with ``warm_cache``; taken in turn, after one untimed warm run."""
+    cold_runs, warm_env = max(2, repeat // 2), _cache_env(warm_cache)
+    _run_quietly(command, warm_env)
+    cold, warm = [], []
+    for round_ in range(max(repeat, cold_runs)):
+        if round_ < repeat:
+            warm.append(_timed_ms(command, warm_env))
+            _wait_for_background(warm_cache)
+        if round_ < cold_runs:
+            cache = Path(tempfile.mkdtemp(prefix="empty-cache-", dir=folder))
+            cold.append(_timed_ms(command, _cache_env(cache)))
+            _wait_for_background(cache)
+    return statistics.median(cold), statistics.median(warm), cold_runs
+
+
+def _cache_env(cache: Path) -> dict[str, str]:
+    return {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
+
+
+def _timed_ms(command: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    _run_quietly(command, env)
+    return (time.perf_counter() - started) * 1e3
+
+
+def _wait_for_background(cache: Path) -> None:
+    """Wait, untimed, until no background compile a cold run started fills ``cache``, so it
+    takes no cores from the next timed run."""
+    try:
+        from .engine._cache import wait_for_background
+    except ImportError:                 # a convcli without background compiles: nothing to wait for
+        return
+    if not wait_for_background(cache, timeout=_BACKGROUND_TIMEOUT_S):
+        raise RuntimeError(f"a background compile into {cache} still runs after "
+                           f"{_BACKGROUND_TIMEOUT_S} s")
+
+
+def _warmup_seconds(env: dict[str, str]) -> dict[str, float]:
+    """{function: seconds compiling it} from one ``convcli warmup`` with ``env``: its --json,
+    else its text (a convcli without --json)."""
+    import json
+
+    result = subprocess.run(_convcli_command() + ["warmup", "--json"], capture_output=True,
+                            text=True, env=env)
+    if "No such option: --json" in result.stderr:
+        seconds = _parse_warmup_text(_run_quietly(_convcli_command() + ["warmup"], env).stdout)
+    elif result.returncode != 0:
+        raise RuntimeError(f"convcli warmup --json failed: {result.stderr.strip()}")
+    else:
+        seconds = json.loads(result.stdout)["seconds"]
+    _wait_for_background(Path(env["NUMBA_CACHE_DIR"]))
+    return seconds
+
+
+def _parse_warmup_text(text: str) -> dict[str, float]:
+    """{function: seconds} from ``convcli warmup``'s lines ``NAME compiled in X s`` (``NAME
+    cached``: 0)."""
+    seconds = {}
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) == 2 and words[1] == "cached":
+            seconds[words[0]] = 0.0
+        elif len(words) == 5 and words[1:3] == ["compiled", "in"] and words[4] == "s":
+            seconds[words[0]] = float(words[3])
+    return seconds
 
 
 CASES: dict[str, Callable[[int], list[Measurement]]] = {
@@ -477,6 +591,7 @@ CASES: dict[str, Callable[[int], list[Measurement]]] = {
     "conv3d": conv3d_case,
     "end-to-end": end_to_end_case,
     "batch": batch_case,
+    "cold-start": cold_start_case,
 }
 
 

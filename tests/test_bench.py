@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -23,7 +24,8 @@ def test_a_case_reports_convcli_first_and_ratios_against_the_others():
 def test_unknown_case_lists_the_cases():
     with pytest.raises(UsageError, match="dense3"):
         run_cases(["dense4"], repeat=1)
-    assert {"dense3", "dense31", "separable", "channels", "end-to-end", "batch"} <= set(CASES)
+    assert {"dense3", "dense31", "separable", "channels", "end-to-end", "batch",
+            "cold-start"} <= set(CASES)
 
 
 def test_the_help_names_every_case_in_order():
@@ -61,3 +63,65 @@ def test_missing_reference_libraries_are_named_before_the_run(monkeypatch, capsy
         "convcli: note: torch is not installed: the torch rows are left out (pip install "
         "torch==2.13.0, its CPU build)"]
     assert ran == [["stride"]] and "3x3 stride 2" in out
+
+
+# --- the cold-start case's helpers (the case itself takes minutes: run it with `convcli bench`) --
+
+def test_cold_runs_each_get_a_new_empty_cache_and_wait_for_its_background_compile(
+        tmp_path, monkeypatch):
+    """A stand-in command logs the cache it was given and whether it was empty, then fills it."""
+    import convcli.bench as bench
+
+    log, warm_cache = tmp_path / "log", tmp_path / "warm-cache"
+    warm_cache.mkdir()
+    command = [sys.executable, "-c",
+               "import os, sys; cache = os.environ['NUMBA_CACHE_DIR']; "
+               "open(sys.argv[1], 'a').write(f'{cache} {len(os.listdir(cache))}\\n'); "
+               "open(os.path.join(cache, 'compiled'), 'w').close()", str(log)]
+    awaited = []
+    monkeypatch.setattr(bench, "_wait_for_background", awaited.append)
+    cold, warm, runs = bench._cold_and_warm(command, 3, tmp_path, warm_cache)
+    assert runs == 2 and cold > 0 and warm > 0
+    seen = [line.rsplit(" ", 1) for line in log.read_text().splitlines()]
+    warm_runs = [entries for cache, entries in seen if cache == str(warm_cache)]
+    cold_runs = [(cache, entries) for cache, entries in seen if cache != str(warm_cache)]
+    assert len(warm_runs) == 1 + 3                   # one untimed, then `repeat` timed
+    assert len({cache for cache, _ in cold_runs}) == 2 and all(
+        entries == "0" and Path(cache).parent == tmp_path for cache, entries in cold_runs)
+    assert {str(cache) for cache in awaited} >= {cache for cache, _ in cold_runs}
+
+
+def test_warmup_seconds_come_from_the_json_or_else_the_text(tmp_path, monkeypatch):
+    """A stand-in `convcli` with and without `warmup --json`."""
+    import convcli.bench as bench
+
+    fake = tmp_path / "fake_convcli.py"
+    fake.write_text(
+        "import json, os, sys\n"
+        "if '--json' in sys.argv:\n"
+        "    if not os.environ.get('FAKE_JSON'):\n"
+        "        sys.exit('convcli: error: No such option: --json')\n"
+        "    print(json.dumps({'seconds': {'direct_conv': 4.25, 'pool_axis': 0.0},\n"
+        "                      'total': 4.25, 'cache': 'x'}))\n"
+        "else:\n"
+        "    print('direct_conv      compiled in 4.3 s')\n"
+        "    print('pool_axis        cached')\n"
+        "    print('total compile time: 4.3 s; cache: x')\n")
+    monkeypatch.setattr(bench, "_convcli_command", lambda: [sys.executable, str(fake)])
+    monkeypatch.setattr(bench, "_wait_for_background", lambda cache: None)
+    env = bench._cache_env(tmp_path / "cache")
+    assert bench._warmup_seconds(env) == {"direct_conv": 4.3, "pool_axis": 0.0}
+    assert bench._warmup_seconds({**env, "FAKE_JSON": "1"}) == {"direct_conv": 4.25,
+                                                                "pool_axis": 0.0}
+
+
+@pytest.mark.slow
+def test_warmup_seconds_read_the_real_warmup(tmp_path):
+    """Whichever output this convcli's warmup has, every compiled loop is read, from empty."""
+    from conftest import subprocess_env
+    from convcli.bench import _warmup_seconds
+    from convcli.engine.warmup import COMPILED_FUNCTIONS
+
+    seconds = _warmup_seconds(subprocess_env(tmp_path,
+                                             NUMBA_CACHE_DIR=str(tmp_path / "empty-cache")))
+    assert set(seconds) == set(COMPILED_FUNCTIONS) and all(s > 0 for s in seconds.values())
