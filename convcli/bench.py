@@ -540,43 +540,20 @@ def _timed_ms(command: list[str], env: dict[str, str]) -> float:
 def _wait_for_background(cache: Path) -> None:
     """Wait, untimed, until no background compile a cold run started fills ``cache``, so it
     takes no cores from the next timed run."""
-    try:
-        from .engine._cache import wait_for_background
-    except ImportError:                 # a convcli without background compiles: nothing to wait for
-        return
+    from .engine._cache import wait_for_background
+
     if not wait_for_background(cache, timeout=_BACKGROUND_TIMEOUT_S):
         raise RuntimeError(f"a background compile into {cache} still runs after "
                            f"{_BACKGROUND_TIMEOUT_S} s")
 
 
 def _warmup_seconds(env: dict[str, str]) -> dict[str, float]:
-    """{function: seconds compiling it} from one ``convcli warmup`` with ``env``: its --json,
-    else its text (a convcli without --json)."""
+    """{function: seconds compiling it} from one ``convcli warmup --json`` with ``env``."""
     import json
 
-    result = subprocess.run(_convcli_command() + ["warmup", "--json"], capture_output=True,
-                            text=True, env=env)
-    if "No such option: --json" in result.stderr:
-        seconds = _parse_warmup_text(_run_quietly(_convcli_command() + ["warmup"], env).stdout)
-    elif result.returncode != 0:
-        raise RuntimeError(f"convcli warmup --json failed: {result.stderr.strip()}")
-    else:
-        seconds = json.loads(result.stdout)["seconds"]
+    result = _run_quietly(_convcli_command() + ["warmup", "--json"], env)
     _wait_for_background(Path(env["NUMBA_CACHE_DIR"]))
-    return seconds
-
-
-def _parse_warmup_text(text: str) -> dict[str, float]:
-    """{function: seconds} from ``convcli warmup``'s lines ``NAME compiled in X s`` (``NAME
-    cached``: 0)."""
-    seconds = {}
-    for line in text.splitlines():
-        words = line.split()
-        if len(words) == 2 and words[1] == "cached":
-            seconds[words[0]] = 0.0
-        elif len(words) == 5 and words[1:3] == ["compiled", "in"] and words[4] == "s":
-            seconds[words[0]] = float(words[3])
-    return seconds
+    return json.loads(result.stdout)["seconds"]
 
 
 CASES: dict[str, Callable[[int], list[Measurement]]] = {

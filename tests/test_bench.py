@@ -91,37 +91,12 @@ def test_cold_runs_each_get_a_new_empty_cache_and_wait_for_its_background_compil
     assert {str(cache) for cache in awaited} >= {cache for cache, _ in cold_runs}
 
 
-def test_warmup_seconds_come_from_the_json_or_else_the_text(tmp_path, monkeypatch):
-    """A stand-in `convcli` with and without `warmup --json`."""
-    import convcli.bench as bench
-
-    fake = tmp_path / "fake_convcli.py"
-    fake.write_text(
-        "import json, os, sys\n"
-        "if '--json' in sys.argv:\n"
-        "    if not os.environ.get('FAKE_JSON'):\n"
-        "        sys.exit('convcli: error: No such option: --json')\n"
-        "    print(json.dumps({'seconds': {'direct_conv': 4.25, 'pool_axis': 0.0},\n"
-        "                      'total': 4.25, 'cache': 'x'}))\n"
-        "else:\n"
-        "    print('direct_conv      compiled in 4.3 s')\n"
-        "    print('pool_axis        cached')\n"
-        "    print('total compile time: 4.3 s; cache: x')\n")
-    monkeypatch.setattr(bench, "_convcli_command", lambda: [sys.executable, str(fake)])
-    monkeypatch.setattr(bench, "_wait_for_background", lambda cache: None)
-    env = bench._cache_env(tmp_path / "cache")
-    assert bench._warmup_seconds(env) == {"direct_conv": 4.3, "pool_axis": 0.0}
-    assert bench._warmup_seconds({**env, "FAKE_JSON": "1"}) == {"direct_conv": 4.25,
-                                                                "pool_axis": 0.0}
-
-
 @pytest.mark.slow
 def test_warmup_seconds_read_the_real_warmup(tmp_path):
-    """Whichever output this convcli's warmup has, every compiled loop is read, from empty."""
+    """Every compiled loop's seconds are read from warmup --json, from an empty cache."""
     from conftest import subprocess_env
     from convcli.bench import _warmup_seconds
     from convcli.engine.warmup import COMPILED_FUNCTIONS
 
-    seconds = _warmup_seconds(subprocess_env(tmp_path,
-                                             NUMBA_CACHE_DIR=str(tmp_path / "empty-cache")))
+    seconds = _warmup_seconds(subprocess_env(NUMBA_CACHE_DIR=str(tmp_path / "empty-cache")))
     assert set(seconds) == set(COMPILED_FUNCTIONS) and all(s > 0 for s in seconds.values())
