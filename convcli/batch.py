@@ -127,8 +127,9 @@ def _announce_compiling() -> None:
 
 
 def _announce_background_compile() -> None:
-    print_note("first run on this machine: the engine's machine code is compiling in the "
-               "background (about 4 s of one core, at low priority); NumPy filters meanwhile")
+    print_note("first run on this machine: NumPy filters while the engine's machine code "
+               "compiles in the background (about 4 s of one core, at low priority, once this "
+               "run ends or after 10 s)")
 
 
 def run_batch(jobs: list[Job], options: ApplyOptions, settings: BatchSettings, *,

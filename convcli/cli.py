@@ -419,9 +419,6 @@ def bench(
 def warmup(
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print the seconds and the cache folder as JSON.")] = False,
-    background: Annotated[bool, typer.Option(
-        "--background", hidden=True,
-        help="Run as the compile a cold run starts: lowest priority, no output.")] = False,
 ) -> None:
     """Compile the engine's loops now (or find them cached), so no later run waits on them.
 
@@ -431,15 +428,10 @@ def warmup(
     machine and convcli version, shared by every environment (NUMBA_CACHE_DIR moves it).
     """
     import json
-    import os
 
     from .engine.warmup import cache_folder, warm_up
 
-    if background and hasattr(os, "nice"):
-        os.nice(19)                           # never slow the run that started it
-    seconds = warm_up(locked=background)
-    if background:
-        return
+    seconds = warm_up()
     if as_json:
         print(json.dumps({"seconds": seconds, "total": round(sum(seconds.values()), 3),
                           "cache": cache_folder()}))

@@ -70,8 +70,12 @@ def _context():
     if "forkserver" not in methods or sys.version_info < (3, 11):
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    # Import (never run) the compiled modules too: no Numba threads start before the fork.
-    context.set_forkserver_preload(["convcli.pipeline", "convcli.engine._loops"])
+    # Import the compiled loops too when they are cached (the workers will use them), never
+    # running them; while they are not, the workers filter with NumPy and need no Numba.
+    from .engine._cache import loops_ready
+
+    context.set_forkserver_preload(["convcli.pipeline"]
+                                   + (["convcli.engine._loops"] if loops_ready() else []))
     previous = os.environ.get("PYTHONSAFEPATH")
     os.environ["PYTHONSAFEPATH"] = "1"
     try:

@@ -141,13 +141,13 @@ def test_auto_uses_numpy_only_for_small_calls_before_numba_starts(rng, monkeypat
     large = rng.standard_normal((1, 1, 4096, 4096)).astype(np.float32)
     sobel = np.outer([1.0, 2, 1], [-1.0, 0, 1])[None, None].repeat(3, 0)
     dense = rng.standard_normal((3, 1, 3, 3))
-    monkeypatch.setitem(_runtime._state, "numba", False)
+    monkeypatch.setitem(_runtime._state, "compiled_in_use", False)
     monkeypatch.setitem(_runtime._state, "background", False)
     monkeypatch.setitem(_runtime._state, "many_calls", False)
     assert convolve(small, sobel, groups=3)[1] == "numpy"
     assert convolve(small, dense, groups=3)[1] == "numpy"
     assert convolve(large, dense[:1])[1] == "direct"
-    monkeypatch.setitem(_runtime._state, "numba", True)
+    monkeypatch.setitem(_runtime._state, "compiled_in_use", True)
     assert convolve(small, sobel, groups=3)[1] == "separable"
     assert convolve(small, dense, groups=3)[1] == "direct"
 
@@ -159,7 +159,7 @@ def test_a_cold_cache_sends_calls_to_numpy_while_the_loops_compile_elsewhere(rng
     image = rng.standard_normal((1, 2, 70, 90)).astype(np.float32)
     dense = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
     started, ready = [], [False]
-    monkeypatch.setitem(_runtime._state, "numba", False)
+    monkeypatch.setitem(_runtime._state, "compiled_in_use", False)
     monkeypatch.setitem(_runtime._state, "many_calls", True)
     monkeypatch.setitem(_runtime._state, "background", True)
     monkeypatch.setattr(_cache, "loops_ready", lambda: ready[0])
@@ -171,7 +171,7 @@ def test_a_cold_cache_sends_calls_to_numpy_while_the_loops_compile_elsewhere(rng
     monkeypatch.setattr(_runtime, "COMPILE_NS", 1e4)        # NumPy slower than compiling
     assert convolve(image, dense)[1] == "direct"
     monkeypatch.undo()
-    monkeypatch.setitem(_runtime._state, "numba", False)
+    monkeypatch.setitem(_runtime._state, "compiled_in_use", False)
     monkeypatch.setitem(_runtime._state, "many_calls", True)
     monkeypatch.setitem(_runtime._state, "background", True)
     monkeypatch.setattr(_cache, "loops_ready", lambda: True)

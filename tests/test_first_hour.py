@@ -294,7 +294,7 @@ def test_a_first_run_compiles_in_the_background_and_never_waits(tmp_path, rng):
         return result, [json.loads(line) for line in result.stdout.splitlines()]
 
     first, first_records = run("first")
-    assert first.stderr.count("compiling in the background") == 1, first.stderr
+    assert first.stderr.count("compiles in the background") == 1, first.stderr
     assert {r["engine"] for r in first_records} == {"numpy"}
     assert all("compile" not in r["timings_ms"] for r in first_records)
     assert wait_for_background(cache, timeout=600)

@@ -22,7 +22,7 @@ import warnings
 import numba
 from numba.core import caching, event
 
-from . import _cache, _compile_log, _runtime
+from . import _cache, _compile_log
 
 JIT_OPTIONS = {"nopython": True, "nogil": True, "fastmath": {"contract"}}
 HELPER_OPTIONS = {**JIT_OPTIONS, "inline": "always"}
@@ -105,4 +105,3 @@ class _CompileListener(event.Listener):
 
 
 event.register("numba:compile", _CompileListener())
-_runtime.numba_loaded()

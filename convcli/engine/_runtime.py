@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from . import _cache
 
 __all__ = ["set_threads", "thread_count", "run_tasks", "compile_in_background", "use_numpy",
-           "expect_many_calls", "numba_loaded"]
+           "expect_many_calls", "settings_restored"]
 
 CHUNKS_PER_THREAD = 8  # chunks of rows per thread: uneven rows (borders) even out
 # NumPy (512^2 RGB) takes ~0.5 ns per tap and pixel. Importing Numba and loading the cached
@@ -35,7 +35,7 @@ NUMPY_NS_PER_TAP = 0.5
 NUMPY_BUDGET_NS = 5e7
 COMPILE_NS = 4e9
 
-_state = {"threads": 0, "background": False, "many_calls": False, "numba": False,
+_state = {"threads": 0, "background": False, "many_calls": False, "compiled_in_use": False,
           "on_background_start": None}
 _pool: dict[int, ThreadPoolExecutor] = {}
 
@@ -102,26 +102,29 @@ def expect_many_calls() -> None:
 def settings_restored():
     """Put this process's engine settings back afterwards (a CLI run inside another
     program, such as the tests); whether the loops are loaded stays a fact."""
-    saved = {key: value for key, value in _state.items() if key != "numba"}
+    saved = {key: value for key, value in _state.items() if key != "compiled_in_use"}
     try:
         yield
     finally:
         _state.update(saved)
 
 
-def numba_loaded() -> None:
-    """Called when the compiled loops are imported: from then on every call uses them."""
-    _state["numba"] = True
+def prefer_compiled() -> None:
+    """Every call from now on uses the compiled loops (``convcli warmup`` compiles them all)."""
+    _state["compiled_in_use"] = True
 
 
 def use_numpy(taps_times_pixels: float) -> bool:
     """Should NumPy do a call of ``taps_times_pixels`` multiply-adds that a compiled loop
-    could do? (See the module's docstring.)"""
-    if _state["numba"]:
+    could do? (See the module's docstring.) Once it says no, the compiled loops are loaded,
+    and every later call uses them."""
+    if _state["compiled_in_use"]:
         return False
     numpy_ns = NUMPY_NS_PER_TAP * taps_times_pixels
     if numpy_ns < NUMPY_BUDGET_NS and not _state["many_calls"]:
         return True
-    if not _state["background"] or _cache.loops_ready():
-        return False
-    return numpy_ns < COMPILE_NS and _cache.start_background_warmup(_state["on_background_start"])
+    if (_state["background"] and not _cache.loops_ready() and numpy_ns < COMPILE_NS
+            and _cache.start_background_warmup(_state["on_background_start"])):
+        return True
+    _state["compiled_in_use"] = True
+    return False

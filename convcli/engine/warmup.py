@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _cache, _compile_log
+from . import _cache, _compile_log, _runtime
 from .api import convolve
 from .pooling import avg_pool2d, max_pool2d
 
@@ -26,8 +26,7 @@ def warm_up(*, locked: bool = False) -> dict[str, float]:
     inherits it); otherwise it waits for any other compile of the folder first."""
     lock = None if locked else _cache.hold_warmup_lock()
     try:
-        from . import _numba_config  # noqa: F401  (loads Numba: every call below is compiled)
-
+        _runtime.prefer_compiled()                      # every call below is compiled
         before = _compile_log.seconds_by_function()
         image = np.random.default_rng(0).random((1, 2, 24, 20), dtype=np.float32)
         square = np.arange(9, dtype=np.float32).reshape(1, 1, 3, 3) - 4      # rank 2: direct
