@@ -107,10 +107,9 @@ def _trace() -> str:
 
 def _prepare_process(threads: int | None, quiet: bool) -> None:
     """Set up a process that runs tasks (a worker, or this one): its share of the cores
-    (None: one image, where small calls take NumPy rather than start Numba), the engine's
-    loops compiled in the background on a first run, warnings as convcli's own lines, and
-    (unless quiet) a note when compiling starts."""
-    from .engine import compile_in_background, expect_many_calls, on_first_compile, set_threads
+    (None: all of them), the engine's loops compiled in the background on a first run,
+    warnings as convcli's own lines, and (unless quiet) a note when compiling starts."""
+    from .engine import compile_in_background, on_first_compile, set_threads
 
     route_warnings()
     compile_in_background(on_start=None if quiet else _announce_background_compile)
@@ -118,7 +117,6 @@ def _prepare_process(threads: int | None, quiet: bool) -> None:
         on_first_compile(_announce_compiling)
     if threads is not None:
         set_threads(threads)
-        expect_many_calls()
 
 
 def _announce_compiling() -> None:
@@ -226,9 +224,7 @@ def _execute(tasks: list[Task], settings: BatchSettings, tally: Tally, report) -
                 outcomes = ((r.task, _worker_died(r.task, r.died) if r.died else r.value)
                             for r in pool.run(tasks))
             else:
-                # Several images repay Numba's start-up, and each image then takes the path
-                # it would take in a worker (a single small image uses NumPy).
-                _prepare_process(cores if len(tasks) > 1 else None, settings.quiet)
+                _prepare_process(None, settings.quiet)
                 outcomes = ((task, process_task(task)) for task in tasks)
             for task, (status, value) in outcomes:
                 _record(task, status, value, tally, report)

@@ -5,9 +5,16 @@ from __future__ import annotations
 import os
 import zlib
 
-import numba  # noqa: F401  -- in-process tests run warm: auto never picks the cold-start NumPy path
+from pathlib import Path
+
 import numpy as np
 import pytest
+
+from convcli.engine import _runtime
+
+# In-process tests run as a warm process: "auto" takes the compiled paths, never NumPy for a
+# small call (subprocess tests see the real choice).
+_runtime.prefer_compiled()
 
 # Rich wraps tables to the terminal; tests read the text, so fix the width.
 os.environ.setdefault("COLUMNS", "120")
@@ -51,3 +58,23 @@ def photo(tmp_path, rng):
     path.parent.mkdir()
     Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(path)
     return path
+
+
+def images_past_the_numpy_budget(folder: Path, count: int, taps_per_pixel: int) -> list[Path]:
+    """``count`` gray PNGs in ``folder``, each sized so NumPy's estimated time with a kernel of
+    ``taps_per_pixel`` taps is 0.6 of Numba's start-up: in one process the first image takes
+    NumPy and the second the compiled loops (or NumPy while they compile in the background)."""
+    import math
+
+    from PIL import Image
+
+    from convcli.engine import _runtime
+
+    side = int(math.sqrt(0.6 * _runtime.NUMBA_START_NS
+                         / (_runtime.NUMPY_NS_PER_TAP * taps_per_pixel)))
+    rng = np.random.default_rng(side)
+    paths = []
+    for index in range(count):
+        paths.append(folder / f"{index}.png")
+        Image.fromarray(rng.integers(0, 256, (side, side), dtype=np.uint8)).save(paths[-1])
+    return paths

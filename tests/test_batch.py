@@ -226,13 +226,13 @@ def _wait_for_two_workers(process: subprocess.Popen) -> None:
 
 @pytest.fixture
 def slow_inputs(tmp_path, rng) -> Path:
-    """Three images that each take seconds: 2600x2600 gray under a dense 41x41 kernel on the
-    direct path (the FFT path would make them quick)."""
+    """Three images that each take seconds: 2600x2600 gray under a dense 61x61 kernel on the
+    direct path (about 2 s each on one thread; the FFT path would make them quick)."""
     folder = tmp_path / "big"
     for index in range(3):
         write_image(folder / f"{index}.png", rng, (2600, 2600))
     spec = tmp_path / "dense.yaml"
-    spec.write_text(json.dumps({"weights": (rng.random((41, 41)) / 841).round(6).tolist()}))
+    spec.write_text(json.dumps({"weights": (rng.random((61, 61)) / 1860).round(6).tolist()}))
     return folder
 
 
@@ -245,7 +245,7 @@ def test_a_killed_worker_fails_only_its_file_and_leaves_nothing_half_written(tmp
          "--engine", "direct", "-o", out,
          "-j", "2", "--report", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     _wait_for_two_workers(process)
-    time.sleep(1.5)                                  # both workers are inside their first image
+    time.sleep(0.5)                                  # both workers are inside their first image
     victim = _workers(process.pid)[0]
     os.kill(victim, signal.SIGKILL)
     stdout, stderr = process.communicate(timeout=300)

@@ -136,20 +136,26 @@ def test_auto_path_matches_reference(problem):
                              **reference_for(problem))
 
 
-def test_auto_uses_numpy_only_for_small_calls_before_numba_starts(rng, monkeypatch):
+def test_numpy_takes_calls_until_they_would_have_paid_for_starting_numba(rng, monkeypatch):
+    """Small calls take NumPy while their estimated total stays below Numba's start-up;
+    after that (or for a call too big from the start) the compiled loops, for good."""
     small = rng.standard_normal((1, 3, 512, 512)).astype(np.float32)
     large = rng.standard_normal((1, 1, 4096, 4096)).astype(np.float32)
     sobel = np.outer([1.0, 2, 1], [-1.0, 0, 1])[None, None].repeat(3, 0)
     dense = rng.standard_normal((3, 1, 3, 3))
     monkeypatch.setitem(_runtime._state, "compiled_in_use", False)
     monkeypatch.setitem(_runtime._state, "background", False)
-    monkeypatch.setitem(_runtime._state, "many_calls", False)
+    monkeypatch.setitem(_runtime._state, "numpy_ns_spent", 0.0)
+    seven = rng.standard_normal((1, 1, 7, 7))
+    assert convolve(large, seven)[1] == "direct"                # too big: compiled at once
+    monkeypatch.setitem(_runtime._state, "compiled_in_use", False)
     assert convolve(small, sobel, groups=3)[1] == "numpy"
-    assert convolve(small, dense, groups=3)[1] == "numpy"
-    assert convolve(large, dense[:1])[1] == "direct"
-    monkeypatch.setitem(_runtime._state, "compiled_in_use", True)
+    paths = [convolve(small, dense, groups=3)[1] for _ in range(200)]
+    switch = paths.index("direct")
+    assert set(paths[:switch]) == {"numpy"} and set(paths[switch:]) == {"direct"}
+    per_call = _runtime.NUMPY_NS_PER_TAP * 3 * 9 * 512 * 512
+    assert switch == int((_runtime.NUMBA_START_NS - per_call * 6 / 9) // per_call)
     assert convolve(small, sobel, groups=3)[1] == "separable"
-    assert convolve(small, dense, groups=3)[1] == "direct"
 
 
 def test_a_cold_cache_sends_calls_to_numpy_while_the_loops_compile_elsewhere(rng, monkeypatch):
@@ -159,9 +165,13 @@ def test_a_cold_cache_sends_calls_to_numpy_while_the_loops_compile_elsewhere(rng
     image = rng.standard_normal((1, 2, 70, 90)).astype(np.float32)
     dense = rng.standard_normal((3, 2, 3, 3)).astype(np.float32)
     started, ready = [], [False]
-    monkeypatch.setitem(_runtime._state, "compiled_in_use", False)
-    monkeypatch.setitem(_runtime._state, "many_calls", True)
-    monkeypatch.setitem(_runtime._state, "background", True)
+
+    def fresh_process(spent: float = _runtime.NUMBA_START_NS):        # past the NumPy budget
+        monkeypatch.setitem(_runtime._state, "compiled_in_use", False)
+        monkeypatch.setitem(_runtime._state, "numpy_ns_spent", spent)
+        monkeypatch.setitem(_runtime._state, "background", True)
+
+    fresh_process()
     monkeypatch.setattr(_cache, "loops_ready", lambda: ready[0])
     monkeypatch.setattr(_cache, "start_background_warmup",
                         lambda on_start=None: started.append(1) or True)
@@ -170,11 +180,9 @@ def test_a_cold_cache_sends_calls_to_numpy_while_the_loops_compile_elsewhere(rng
     assert_matches_reference(out, image, dense, None, padding=(1, 2, 0, 1), mode="reflect")
     monkeypatch.setattr(_runtime, "COMPILE_NS", 1e4)        # NumPy slower than compiling
     assert convolve(image, dense)[1] == "direct"
-    monkeypatch.undo()
-    monkeypatch.setitem(_runtime._state, "compiled_in_use", False)
-    monkeypatch.setitem(_runtime._state, "many_calls", True)
-    monkeypatch.setitem(_runtime._state, "background", True)
-    monkeypatch.setattr(_cache, "loops_ready", lambda: True)
+    monkeypatch.setattr(_runtime, "COMPILE_NS", 4e9)
+    fresh_process()
+    ready[0] = True
     assert convolve(image, dense)[1] == "direct"
 
 

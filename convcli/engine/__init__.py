@@ -7,7 +7,7 @@ PyTorch's names, arguments and results.
 """
 
 from ._compile_log import compile_seconds, on_first_compile
-from ._runtime import compile_in_background, expect_many_calls, set_threads, settings_restored
+from ._runtime import compile_in_background, set_threads, settings_restored
 from .activations import channel_shuffle, leaky_relu, relu, sigmoid, tanh
 from .api import ENGINE_PATHS, PADDING_MODES, conv2d, convolve, border_map, rank_one_factors
 from .layers import (conv1d, conv3d, conv_transpose1d, conv_transpose2d, conv_transpose3d,
@@ -18,6 +18,6 @@ from .. import ENGINE_FUNCTIONS
 
 __all__ = [*ENGINE_FUNCTIONS, "convolve", "convolve_nd", "compile_seconds", "on_first_compile",
            "border_map", "rank_one_factors", "set_threads", "compile_in_background",
-           "expect_many_calls", "settings_restored",
+           "settings_restored",
            "ENGINE_PATHS", "PADDING_MODES"]
 

@@ -7,11 +7,12 @@ take in turn. (Numba's ``parallel=True`` ran no faster here and tripled compile 
 against 4.1 s for every loop, measured with an empty cache on 2 cores.)
 
 NumPy or compiled: ``use_numpy`` decides for one call, from NumPy's estimated time. NumPy
-takes a call when it costs less than starting Numba (a one-image run of a small photo),
-and, when this process compiles in the background (``compile_in_background``: the CLI),
-every call that NumPy finishes sooner than a compile would while the loops are not yet in
-the cache: a background ``convcli warmup`` fills it, and the first call after that loads
-the compiled loops.
+takes calls while their total stays below what starting Numba costs (as renting skis until
+the rent would have bought them: never more than twice the better choice), so a run of a
+few small photos never starts Numba. And when this process compiles in the background
+(``compile_in_background``: the CLI) and the loops are not cached yet, NumPy takes every
+call it finishes sooner than a compile would; the first call after the background compile
+ends loads the compiled loops.
 """
 
 from __future__ import annotations
@@ -24,18 +25,16 @@ from concurrent.futures import ThreadPoolExecutor
 from . import _cache
 
 __all__ = ["set_threads", "thread_count", "run_tasks", "compile_in_background", "use_numpy",
-           "expect_many_calls", "settings_restored"]
+           "prefer_compiled", "settings_restored"]
 
 CHUNKS_PER_THREAD = 8  # chunks of rows per thread: uneven rows (borders) even out
 # NumPy (512^2 RGB) takes ~0.5 ns per tap and pixel. Importing Numba and loading the cached
-# loops costs ~0.3 s per process, so NumPy takes calls within a sixth of that (an image needs
-# a few); while the loops compile elsewhere, every call that NumPy finishes sooner than
-# compiling them here would (4.1 s on 2 cores, idle).
+# loops costs ~0.3 s per process; compiling them all, 4.1 s on 2 cores (idle).
 NUMPY_NS_PER_TAP = 0.5
-NUMPY_BUDGET_NS = 5e7
+NUMBA_START_NS = 3e8
 COMPILE_NS = 4e9
 
-_state = {"threads": 0, "background": False, "many_calls": False, "compiled_in_use": False,
+_state = {"threads": 0, "background": False, "compiled_in_use": False, "numpy_ns_spent": 0.0,
           "on_background_start": None}
 _pool: dict[int, ThreadPoolExecutor] = {}
 
@@ -92,17 +91,12 @@ def compile_in_background(enabled: bool = True, on_start=None) -> None:
     _state["on_background_start"] = on_start
 
 
-def expect_many_calls() -> None:
-    """This process will filter many images: once the loops are cached, load them rather
-    than take NumPy for small calls (their ~0.3 s start pays back)."""
-    _state["many_calls"] = True
-
-
 @contextlib.contextmanager
 def settings_restored():
     """Put this process's engine settings back afterwards (a CLI run inside another
-    program, such as the tests); whether the loops are loaded stays a fact."""
-    saved = {key: value for key, value in _state.items() if key != "compiled_in_use"}
+    program, such as the tests); what the process has run stays a fact."""
+    saved = {key: value for key, value in _state.items()
+             if key not in ("compiled_in_use", "numpy_ns_spent")}
     try:
         yield
     finally:
@@ -121,10 +115,10 @@ def use_numpy(taps_times_pixels: float) -> bool:
     if _state["compiled_in_use"]:
         return False
     numpy_ns = NUMPY_NS_PER_TAP * taps_times_pixels
-    if numpy_ns < NUMPY_BUDGET_NS and not _state["many_calls"]:
-        return True
-    if (_state["background"] and not _cache.loops_ready() and numpy_ns < COMPILE_NS
-            and _cache.start_background_warmup(_state["on_background_start"])):
+    if (_state["numpy_ns_spent"] + numpy_ns < NUMBA_START_NS
+            or (_state["background"] and not _cache.loops_ready() and numpy_ns < COMPILE_NS
+                and _cache.start_background_warmup(_state["on_background_start"]))):
+        _state["numpy_ns_spent"] += numpy_ns
         return True
     _state["compiled_in_use"] = True
     return False
