@@ -14,7 +14,7 @@ import pytest
 from hypothesis import assume, given, settings, strategies as st
 
 from convcli import UsageError, conv2d
-from convcli.engine import _cache, _runtime, convolve, rank_one_factors
+from convcli.engine import _cache, _fft, _numpy, _runtime, convolve, rank_one_factors
 from convcli.geometry import Padding
 from reference import reference_conv2d
 
@@ -34,9 +34,10 @@ def assert_matches_reference(result, x, weight, bias=None, **geometry):
 
 
 @st.composite
-def problems(draw, depthwise_rank_one=False, wide=False):
+def problems(draw, depthwise_rank_one=False, wide=False, tall=False):
     """A random convolution: shapes, groups, stride, per-side padding, dilation, border mode.
-    ``wide`` rows are long enough for the vectorised loop bodies, not only their tails."""
+    ``wide`` rows are long enough for the vectorised loop bodies, not only their tails;
+    ``tall`` images have enough rows for several strips of the NumPy path."""
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
     kernel = (draw(st.integers(1, 5)), draw(st.integers(1, 5)))
@@ -55,7 +56,8 @@ def problems(draw, depthwise_rank_one=False, wide=False):
         out_channels = groups * draw(st.integers(1, 3))
         weight = rng.standard_normal((out_channels, channels // groups) + kernel)
     # Large enough for at least one output pixel.
-    height = max(dilation[0] * (kernel[0] - 1) + 1 - padding[0] - padding[1], 1) + draw(st.integers(0, 12))
+    height = (max(dilation[0] * (kernel[0] - 1) + 1 - padding[0] - padding[1], 1)
+              + draw(st.integers(0, 40) if tall else st.integers(0, 12)))
     width = (max(dilation[1] * (kernel[1] - 1) + 1 - padding[2] - padding[3], 1)
              + draw(st.integers(40, 300) if wide else st.integers(0, 12)))
     x = rng.standard_normal((draw(st.integers(1, 2)), channels, height, width)).astype(np.float32)
@@ -107,6 +109,43 @@ def test_separable_path_matches_reference(engine, problem, carry_factors):
     assert path == engine
     assert_matches_reference(result, problem["x"], problem["weight"], problem["bias"],
                              **reference_for(problem))
+
+
+@pytest.mark.parametrize("strip_bytes, multiply_adds", [(1, 1), (20_000, 50)])
+@pytest.mark.parametrize("rank_one", [False, True])
+@SETTINGS
+@given(data=st.data())
+def test_numpy_path_in_strips_matches_reference(strip_bytes, multiply_adds, rank_one, data):
+    """Strips of one output row, taps stacked one at a time, matrix products one pixel wide;
+    or strips of a few rows, chunks of a few taps, products of a few pixels: every strip
+    border and chunk boundary on small inputs."""
+    problem = data.draw(problems(depthwise_rank_one=rank_one, tall=True))
+    factors = rank_one_factors(problem["weight"]) if rank_one else None
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_numpy, "STRIP_BYTES", strip_bytes)
+        patch.setattr(_numpy, "BLAS_SERIAL_MULTIPLY_ADDS", multiply_adds)
+        result, path = run_engine(problem, "numpy", factors)
+    assert path == "numpy"
+    assert_matches_reference(result, problem["x"], problem["weight"], problem["bias"],
+                             **reference_for(problem))
+
+
+@SETTINGS
+@given(st.data())
+def test_tiles_gather_through_border_maps(data):
+    """``_fft._tile`` (FFT tiles; its ``_take`` gathers the NumPy strips' rows) equals
+    indexing every entry, -1 reading zero."""
+    height, width = data.draw(st.integers(1, 9)), data.draw(st.integers(1, 9))
+    rows = np.array(data.draw(st.lists(st.integers(-1, height - 1), min_size=1, max_size=12)))
+    cols = np.array(data.draw(st.lists(st.integers(-1, width - 1), min_size=1, max_size=12)))
+    if data.draw(st.booleans()):                                 # a run inside the image
+        start = data.draw(st.integers(0, width - 1))
+        cols = np.r_[cols, np.arange(start, width), cols]
+    channels = np.arange(2 * height * width, dtype=np.float32).reshape(2, height, width) + 1
+    expected = channels[:, np.maximum(rows, 0)][:, :, np.maximum(cols, 0)]
+    expected[:, rows < 0] = 0
+    expected[:, :, cols < 0] = 0
+    np.testing.assert_array_equal(_fft._tile(channels, rows, cols), expected)
 
 
 def test_fft_path_on_tiles_larger_than_one(rng):

@@ -72,13 +72,57 @@ def fft_conv(x, weight, bias, row_map, col_map, pad_left, stride_h, stride_w, di
 
 def _tile(channels: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """The padded image's pixels at ``rows`` x ``cols`` (map entries; -1 reads zero): a view
-    when the tile lies inside the image, else gathered."""
-    if _consecutive(rows) and _consecutive(cols):
-        return channels[:, rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
-    block = channels[:, np.maximum(rows, 0)[:, None], np.maximum(cols, 0)[None, :]]
-    block[:, rows < 0, :] = 0.0
-    block[:, :, cols < 0] = 0.0
-    return block
+    when the tile lies inside the image, else gathered (``_take``) from the part it reads."""
+    part, rows = _part_read(channels, rows, axis=1)
+    part, cols = _part_read(part, cols, axis=2)
+    return _take(_take(part, rows, axis=1), cols, axis=2)
+
+
+def _part_read(array: np.ndarray, indices: np.ndarray, axis: int):
+    """The slab of ``array`` along ``axis`` between the least and greatest map entries (a
+    view), and the entries shifted into it."""
+    read = indices[indices >= 0]
+    if read.size == 0:
+        return array, indices
+    low = int(read.min())
+    return (array[_along(axis, slice(low, int(read.max()) + 1))],
+            np.where(indices >= 0, indices - low, -1))
+
+
+def _take(array: np.ndarray, indices: np.ndarray, axis: int) -> np.ndarray:
+    """``array`` at map entries ``indices`` along ``axis`` (-1 reads zero): a view when they
+    are consecutive; else a copy whose longest consecutive run (the inside of the image) is
+    copied as one slice and the other entries (the borders) by index. (Indexing every entry
+    took 20x longer than a slice copy on a 4096-wide image.)"""
+    if _consecutive(indices):
+        return array[_along(axis, slice(indices[0], indices[-1] + 1))]
+    shape = list(array.shape)
+    shape[axis] = indices.shape[0]
+    result = np.empty(shape, array.dtype)
+    start, stop = _longest_run(indices)
+    result[_along(axis, slice(start, stop))] = \
+        array[_along(axis, slice(indices[start], indices[start] + stop - start))]
+    rest = np.r_[0:start, stop:indices.shape[0]]
+    result[_along(axis, rest)] = array[_along(axis, np.maximum(indices[rest], 0))]
+    result[_along(axis, rest[indices[rest] < 0])] = 0.0
+    return result
+
+
+def _longest_run(indices: np.ndarray) -> tuple[int, int]:
+    """The positions [start, stop) of the longest run of consecutive entries >= 0 (empty
+    when there are none)."""
+    inside = indices >= 0
+    continues = (np.diff(indices) == 1) & inside[:-1]
+    breaks = np.flatnonzero(~continues) + 1                     # where a new run starts
+    starts = np.r_[0, breaks]
+    stops = np.r_[breaks, indices.shape[0]]
+    lengths = np.where(inside[starts], stops - starts, 0)
+    best = int(np.argmax(lengths))
+    return int(starts[best]), int(starts[best] + lengths[best])
+
+
+def _along(axis: int, index) -> tuple:
+    return (slice(None),) * axis + (index,)
 
 
 def _consecutive(indices: np.ndarray) -> bool:

@@ -91,16 +91,13 @@ def convolve(x, weight, bias=None, *, stride=(1, 1), padding=geometry.Padding(0,
     if path == "numpy":
         from ._numpy import numpy_conv
 
-        numpy_conv(x, weight, bias, factors, (padding.rows, padding.cols),
-                   PADDING_MODES[padding_mode], stride, dilation, groups, out)
+        numpy_conv(x, weight, bias, _factor_rows(factors, weight.shape[0]), *geometry_args,
+                   groups, out)
     elif path == "separable":
         from ._loops import separable_conv
 
-        column, row = (_as_float32(f, "factors") for f in factors)
         run_tasks(separable_conv, out.shape[0] * out.shape[1] * out.shape[2], x,
-                  np.ascontiguousarray(column.reshape(weight.shape[0], -1)),
-                  np.ascontiguousarray(row.reshape(weight.shape[0], -1)), bias,
-                  *geometry_args, out)
+                  *_factor_rows(factors, weight.shape[0]), bias, *geometry_args, out)
     elif path == "fft":
         from ._fft import fft_conv
 
@@ -203,6 +200,14 @@ def _choose_path(weight: np.ndarray, groups: int, factors, engine: str, *, out_p
     if engine == "numpy" or (path != "fft" and use_numpy(taps * out_pixels)):
         return "numpy", (factors if separable else None)
     return path, factors
+
+
+def _factor_rows(factors, out_channels: int):
+    """Separable factors as contiguous float32 (column (C_out, kH), row (C_out, kW)), or None."""
+    if factors is None:
+        return None
+    return tuple(np.ascontiguousarray(_as_float32(f, "factors").reshape(out_channels, -1))
+                 for f in factors)
 
 
 def _as_float32(array, name: str) -> np.ndarray:
