@@ -185,14 +185,14 @@ def test_numpy_takes_calls_until_they_would_have_paid_for_starting_numba(rng, mo
     monkeypatch.setitem(_runtime._state, "compiled_in_use", False)
     monkeypatch.setitem(_runtime._state, "background", False)
     monkeypatch.setitem(_runtime._state, "numpy_ns_spent", 0.0)
-    seven = rng.standard_normal((1, 1, 7, 7))
-    assert convolve(large, seven)[1] == "direct"                # too big: compiled at once
+    nine = rng.standard_normal((1, 1, 9, 9))
+    assert convolve(large, nine)[1] == "direct"                 # too big: compiled at once
     monkeypatch.setitem(_runtime._state, "compiled_in_use", False)
     assert convolve(small, sobel, groups=3)[1] == "numpy"
     paths = [convolve(small, dense, groups=3)[1] for _ in range(200)]
     switch = paths.index("direct")
     assert set(paths[:switch]) == {"numpy"} and set(paths[switch:]) == {"direct"}
-    per_call = _runtime.NUMPY_NS_PER_TAP * 3 * 9 * 512 * 512
+    per_call = _runtime.NUMPY_NS_PER_TAP * 3 * 9 * 510 * 510           # no padding: 510^2 out
     assert switch == int((_runtime.NUMBA_START_NS - per_call * 6 / 9) // per_call)
     assert convolve(small, sobel, groups=3)[1] == "separable"
 

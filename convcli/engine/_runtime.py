@@ -28,9 +28,11 @@ __all__ = ["set_threads", "thread_count", "run_tasks", "compile_in_background", 
            "prefer_compiled", "settings_restored"]
 
 CHUNKS_PER_THREAD = 8  # chunks of rows per thread: uneven rows (borders) even out
-# NumPy (512^2 RGB) takes ~0.5 ns per tap and pixel. Importing Numba and loading the cached
-# loops costs ~0.3 s per process; compiling them all, 4.1 s on 2 cores (idle).
-NUMPY_NS_PER_TAP = 0.5
+# NumPy (``_numpy``, 2 threads) takes ~0.35 ns per tap and pixel: 0.37 / 0.31 on 512^2 /
+# 4096^2 RGB with a 3x3 depthwise kernel, 0.33 / 0.22 with a 13 x 13 separable one (and 0.07
+# with dense 3 -> 16 channels, one matrix product per tap chunk). Importing Numba and loading
+# the cached loops costs ~0.3 s per process; compiling them all, 4.1 s on 2 cores (idle).
+NUMPY_NS_PER_TAP = 0.35
 NUMBA_START_NS = 3e8
 COMPILE_NS = 4e9
 
@@ -108,13 +110,13 @@ def prefer_compiled() -> None:
     _state["compiled_in_use"] = True
 
 
-def use_numpy(taps_times_pixels: float) -> bool:
+def use_numpy(taps_times_pixels: float, ns_per_tap: float | None = None) -> bool:
     """Should NumPy do a call of ``taps_times_pixels`` multiply-adds that a compiled loop
-    could do? (See the module's docstring.) Once it says no, the compiled loops are loaded,
-    and every later call uses them."""
+    could do, at ``ns_per_tap`` (default ``NUMPY_NS_PER_TAP``)? (See the module's docstring.)
+    Once it says no, the compiled loops are loaded, and every later call uses them."""
     if _state["compiled_in_use"]:
         return False
-    numpy_ns = NUMPY_NS_PER_TAP * taps_times_pixels
+    numpy_ns = (NUMPY_NS_PER_TAP if ns_per_tap is None else ns_per_tap) * taps_times_pixels
     if (_state["numpy_ns_spent"] + numpy_ns < NUMBA_START_NS
             or (_state["background"] and not _cache.loops_ready() and numpy_ns < COMPILE_NS
                 and _cache.start_background_warmup(_state["on_background_start"]))):

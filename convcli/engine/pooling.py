@@ -20,6 +20,11 @@ __all__ = ["max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d",
 
 LAYOUTS = {1: "(C, L) or (N, C, L)", 2: "(C, H, W) or (N, C, H, W)",
            3: "(C, D, H, W) or (N, C, D, H, W)"}
+# The NumPy time per tap and pixel that ``_runtime.use_numpy`` assumed for every call before
+# the convolutions' NumPy path was rewritten; pooling's twin (``pool_axis_numpy``) was not,
+# so it keeps the figure. (It measures 2.5-4.8 ns per x.size * sum(kernel) on 512^2 and
+# 2048^2 RGB, 3x3 stride 2: the figure is low for it.)
+NUMPY_NS_PER_TAP = 0.5
 
 
 def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False) -> np.ndarray:
@@ -134,7 +139,7 @@ def _arguments(axes, x, kernel_size, stride, padding):
 def _separable(x, out_shape, kernel, stride, padding, dilation, take_max, scales):
     """One pooling pass per spatial axis, outermost first: the compiled ``pool_axis``, or
     its NumPy twin when ``_runtime.use_numpy`` says so (the conv path's rule)."""
-    use_numpy = _runtime.use_numpy(x.size * sum(kernel))
+    use_numpy = _runtime.use_numpy(x.size * sum(kernel), NUMPY_NS_PER_TAP)
     if not use_numpy:
         from ._pool_loops import pool_axis
     axes = len(out_shape)
