@@ -94,7 +94,7 @@ class RowFilter:
         the in-memory run's. ``read_rows(rows)`` returns the image's rows ``rows`` (a sorted
         index array) as (C, len(rows), W); it is called once."""
         needed = self.rows_read(first, stop)
-        x = np.ascontiguousarray(read_rows(needed[0]), dtype=np.float32)
+        x = np.asarray(read_rows(needed[0]), dtype=np.float32)    # the engine copies as needed
         expected = (self.shape[0], needed[0].size, self.shape[2])
         if x.shape != expected:
             raise ValueError(f"read_rows gave shape {x.shape} for {needed[0].size} rows; "
