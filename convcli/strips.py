@@ -8,8 +8,10 @@ bottom rows), down to the image. Run forwards: each layer computes only the rows
 one reads, from the rows it holds (``stacks.run_layer`` with ``rows``). Strips are whole
 rows wide. Every convolution takes the engine path the whole image would take, decided
 once per ``RowFilter`` (``stacks.engine_paths``), so a strip's numbers are the in-memory
-run's: bitwise on the direct, separable and NumPy paths, where each output row is
-computed on its own, and to float32 rounding on the FFT path, whose tiles fall elsewhere.
+run's: bitwise where each output row is computed on its own (the direct and separable
+loops, NumPy's per-tap passes for depthwise and separable kernels), to float32 rounding
+on the FFT path (its tiles fall elsewhere) and in NumPy's matrix products for kernels
+that mix channels (BLAS sums in an order that depends on the product's width).
 
 Conv layers (weights or kernel specs, any stride, dilation, padding and border mode),
 pooling, activations, bias and shuffle stream; transposed convolutions (and fc, which only
