@@ -47,6 +47,10 @@ __all__ = [
     "pool_output_shape",
     "check_pool_padding",
     "avg_pool_divisors",
+    "padded_span",
+    "padded_positions",
+    "pool_padded_size",
+    "pool_input_rows",
 ]
 
 PaddingSpec = Union[int, tuple[int, int], str]
@@ -367,3 +371,37 @@ def avg_pool_divisors(size: int, kernel: int, stride: int, padding: int = 0,
         end = min(start + kernel, size + padding)
         divisors.append(end - start if count_include_pad else min(end, size) - max(start, 0))
     return divisors
+
+
+# --- strips: the padded positions a range of outputs reads (``convcli.strips``) ----------------
+
+def padded_span(first_out: int, stop_out: int, kernel: int, stride: int = 1,
+                dilation: int = 1) -> tuple[int, int]:
+    """The positions [start, stop) of the padded axis that outputs [first_out, stop_out) read:
+    ``first_out*S`` to ``(stop_out - 1)*S + D(K-1) + 1``."""
+    return first_out * stride, (stop_out - 1) * stride + effective_kernel_size(kernel, dilation)
+
+
+def padded_positions(outputs, kernel: int, stride: int = 1, dilation: int = 1):
+    """The positions of the padded axis that the outputs ``outputs`` (an array of indices)
+    read, ``o*S + k*D`` for every tap k < K: a sorted NumPy array without repeats."""
+    import numpy as np      # here, not at the top: ``convcli --help`` imports no NumPy
+
+    taps = np.arange(kernel, dtype=np.int64) * dilation
+    return np.unique((np.asarray(outputs, np.int64)[:, None] * stride + taps).ravel())
+
+
+def pool_padded_size(size: int, kernel: int, stride: int, padding: int = 0, dilation: int = 1,
+                     ceil_mode: bool = False) -> int:
+    """Length of the padded axis a pooling layer's windows span: ``size + 2P``, or more when
+    ``ceil_mode`` lets the last window run past the padding (those taps read nothing)."""
+    out = pool_output_size(size, kernel, stride, padding, dilation, ceil_mode)
+    return max(size + 2 * padding, (out - 1) * stride + effective_kernel_size(kernel, dilation))
+
+
+def pool_input_rows(first_out: int, stop_out: int, size: int, kernel: int, stride: int,
+                    padding: int = 0, dilation: int = 1) -> tuple[int, int]:
+    """The input rows [first, stop) that pooling outputs [first_out, stop_out) read (their
+    windows clipped to the input: the padding is never read)."""
+    start, stop = padded_span(first_out, stop_out, kernel, stride, dilation)
+    return max(start - padding, 0), min(stop - padding, size)

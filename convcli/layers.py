@@ -82,6 +82,12 @@ class Layer:
             return f"bias {self.bias_values[0]:g}"
         return self.kind
 
+    def border_mode(self, default: str) -> str:
+        """What this conv layer's padding holds: its own ``pad_mode``, else ``default`` (the
+        run's ``--pad-mode``) for a kernel spec, as ``-k`` runs it, and zeros for weights, as
+        PyTorch's layer."""
+        return self.pad_mode or (default if self.operation is not None else "zeros")
+
     def for_axes(self, count: int, where: str = "layer") -> "Layer":
         """This layer with every spatial value spread to ``count`` axes (1, 2 or 3)."""
         if self.kind not in WINDOW_KINDS:

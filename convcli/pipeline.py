@@ -573,10 +573,9 @@ def _one_layer_geometry(stack: Stack, explanation, pad_mode: str) -> dict:
         return dict.fromkeys(("kernel_shape", "stride", "padding", "dilation", "pad_mode"))
     row = explanation.layers[0]
     layer = stack.layers[0].for_axes(len(row.input_shape) - 1)
-    default_mode = pad_mode if layer.operation is not None else "zeros"
     return {"kernel_shape": [row.output_shape[0], row.input_shape[0] // row.groups, *layer.kernel],
             "stride": list(layer.stride), "padding": row.padding_dict(),
-            "dilation": list(layer.dilation), "pad_mode": layer.pad_mode or default_mode}
+            "dilation": list(layer.dilation), "pad_mode": layer.border_mode(pad_mode)}
 
 
 def _alpha_at_outputs(alpha: np.ndarray, out_hw: tuple[int, int], kernel_hw: tuple[int, int],

@@ -15,7 +15,8 @@ from ..choices import ENGINE_CHOICES, ENGINE_PATHS, PADDING_MODES
 from ..errors import UsageError, check_choice
 from ._runtime import run_tasks, use_numpy
 
-__all__ = ["conv2d", "convolve", "border_map", "rank_one_factors", "ENGINE_PATHS", "PADDING_MODES"]
+__all__ = ["conv2d", "convolve", "choose_path", "fft_only_if_finite", "border_map",
+           "rank_one_factors", "ENGINE_PATHS", "PADDING_MODES"]
 
 RANK_ONE_TOLERANCE = 1e-6  # second singular value relative to the first
 # Above this many taps an SVD takes seconds to hours (O(n^3): a 6001^2 kernel, hours); larger
@@ -62,32 +63,38 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
 
 def convolve(x, weight, bias=None, *, stride=(1, 1), padding=geometry.Padding(0, 0, 0, 0),
              dilation=(1, 1), groups=1, padding_mode="zeros", factors=None,
-             engine="auto") -> tuple[np.ndarray, str]:
+             engine="auto", row_map=None) -> tuple[np.ndarray, str]:
     """Convolve a batch ``x`` (N, C, H, W) with explicit per-side ``padding``.
 
     ``factors`` optionally gives (column (C_out, kH), row (C_out, kW)) with
     ``outer(column[c], row[c]) == weight[c, 0]``, as a separable kernel carries them;
-    without them ``auto`` detects rank-1 kernels itself. Returns (output, engine path).
+    without them ``auto`` detects rank-1 kernels itself. ``row_map``, if given, replaces
+    the padded rows: padded row p reads row ``row_map[p]`` of ``x`` (-1: a zero), and the
+    output is as high as ``len(row_map)`` allows (``padding.top``/``bottom`` are unused);
+    that is how a strip of an image is filtered (``convcli.strips``). Returns (output,
+    engine path).
     """
     x, weight = _as_float32(x, "x"), _as_float32(weight, "weight")
     bias = _check_shapes(x, weight, bias, groups)
     check_choice("engine", engine, ENGINE_CHOICES)
-    out_hw = geometry.conv_output_hw(x.shape[2:], weight.shape[2:], padding, stride_hw=stride,
-                                     dilation_hw=dilation)
+    if row_map is None:
+        row_map = border_map(x.shape[2], padding.rows, padding_mode)
+        size_hw = x.shape[2:]
+    else:
+        row_map = _checked_row_map(row_map, x.shape[2])
+        size_hw, padding = (row_map.size, x.shape[3]), geometry.Padding(0, 0, *padding.cols)
+    out_hw, full_hw = _output_sizes(size_hw, weight, padding, stride, dilation)
     # Fresh zero pages from the kernel, faulted in by the threads that write them; every path
     # overwrites each output pixel. (A fill(0) here cost a third of a 3x3 call.)
     out = np.zeros((x.shape[0], weight.shape[0]) + out_hw, dtype=np.float32)
-    row_map = border_map(x.shape[2], padding.rows, padding_mode)
     col_map = border_map(x.shape[3], padding.cols, padding_mode)
     geometry_args = (row_map, col_map, padding.left, stride[0], stride[1], dilation[0], dilation[1])
-    full_hw = geometry.conv_output_hw(x.shape[2:], weight.shape[2:], padding,
-                                      dilation_hw=dilation)          # at stride 1 (FFT's work)
     path, factors = _choose_path(weight, groups, factors, engine,
                                  out_pixels=x.shape[0] * out_hw[0] * out_hw[1],
                                  full_pixels=x.shape[0] * full_hw[0] * full_hw[1],
                                  in_channels=x.shape[1])
-    if path == "fft" and engine == "auto" and not np.isfinite(x).all():
-        path = "direct"  # a NaN or inf would spread over its whole FFT tile, not just its windows
+    if engine == "auto":
+        path = fft_only_if_finite(path, x)
     if path == "numpy":
         from ._numpy import numpy_conv
 
@@ -108,6 +115,45 @@ def convolve(x, weight, bias=None, *, stride=(1, 1), padding=geometry.Padding(0,
         run_tasks(direct_conv, out.shape[0] * out.shape[1] * out.shape[2], x, weight, bias,
                   *geometry_args, groups, out)
     return out, path
+
+
+def choose_path(x_shape, weight, *, stride=(1, 1), padding=geometry.Padding(0, 0, 0, 0),
+                dilation=(1, 1), groups=1, factors=None, engine="auto") -> str:
+    """The path ``convolve`` takes on an input of ``x_shape`` (N, C, H, W) before it looks at
+    the pixels (then ``fft_only_if_finite``, for ``auto``). Deciding it once for a whole
+    image and forcing it on every strip keeps a strip on the path the whole image takes."""
+    weight = _as_float32(weight, "weight")
+    check_choice("engine", engine, ENGINE_CHOICES)
+    out_hw, full_hw = _output_sizes(tuple(x_shape[2:]), weight, padding, stride, dilation)
+    return _choose_path(weight, groups, factors, engine,
+                        out_pixels=x_shape[0] * out_hw[0] * out_hw[1],
+                        full_pixels=x_shape[0] * full_hw[0] * full_hw[1],
+                        in_channels=x_shape[1])[0]
+
+
+def fft_only_if_finite(path: str, x: np.ndarray) -> str:
+    """``path``, or ``direct`` instead of ``fft`` when ``x`` holds a NaN or inf: on an FFT tile
+    it would spread over the whole tile, not just the windows that cover it. (For paths
+    chosen automatically; a forced ``fft`` is taken as asked.)"""
+    return "direct" if path == "fft" and not np.isfinite(x).all() else path
+
+
+def _output_sizes(size_hw, weight, padding, stride, dilation):
+    """(output (H, W), output (H, W) at stride 1: the FFT path's work)."""
+    out_hw = geometry.conv_output_hw(size_hw, weight.shape[2:], padding, stride_hw=stride,
+                                     dilation_hw=dilation)
+    full_hw = geometry.conv_output_hw(size_hw, weight.shape[2:], padding, dilation_hw=dilation)
+    return out_hw, full_hw
+
+
+def _checked_row_map(row_map, height: int) -> np.ndarray:
+    """An explicit row map as int64, every entry -1 or a row of ``x``."""
+    row_map = np.ascontiguousarray(row_map, dtype=np.int64)
+    if row_map.ndim != 1 or (row_map.size and (row_map.min() < -1 or row_map.max() >= height)):
+        raise ValueError(f"row_map must be 1-D with entries in [-1, {height}); got "
+                         f"{row_map.size} entries from {row_map.min(initial=0)} to "
+                         f"{row_map.max(initial=0)}")                 # a programming error
+    return row_map
 
 
 def border_map(size: int, pads: tuple[int, int], mode: str) -> np.ndarray:

@@ -142,11 +142,14 @@ def _convolution(axes, x, weight, bias, stride, padding, dilation, groups, paddi
 
 
 def convolve_nd(x, weight, bias, *, stride, pads, dilation, groups=1, padding_mode="zeros",
-                engine="auto", factors=None) -> tuple[np.ndarray, str]:
+                engine="auto", factors=None, row_map=None) -> tuple[np.ndarray, str]:
     """(output, engine path) of ``x`` (N, C, *spatial) with 1 to 3 spatial axes, checked
     arguments and explicit ``pads``, (before, after) per axis, through ``convolve``.
-    ``factors`` (the separable column and row of a 2-D depthwise kernel) go to ``convolve``."""
+    ``factors`` (the separable column and row of a 2-D depthwise kernel) and ``row_map``
+    (explicit padded rows of an image) go to ``convolve``."""
     axes = x.ndim - 2
+    if row_map is not None and axes != 2:
+        raise ValueError("row_map is for images (N, C, H, W)")      # a programming error
     if axes == 1:
         out, path = convolve(x[:, :, np.newaxis], weight[:, :, np.newaxis], bias,
                              stride=(1, stride[0]), padding=geometry.Padding(0, 0, *pads[0]),
@@ -156,7 +159,8 @@ def convolve_nd(x, weight, bias, *, stride, pads, dilation, groups=1, padding_mo
     if axes == 2:
         return convolve(x, weight, bias, stride=tuple(stride),
                         padding=geometry.Padding(*pads[0], *pads[1]), dilation=tuple(dilation),
-                        groups=groups, padding_mode=padding_mode, factors=factors, engine=engine)
+                        groups=groups, padding_mode=padding_mode, factors=factors, engine=engine,
+                        row_map=row_map)
     return _depth_folded(x, weight, bias, stride, pads, dilation, groups, padding_mode, engine)
 
 

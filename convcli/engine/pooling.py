@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import geometry
-from ..errors import UsageError
+from ..choices import POOL_MODES
+from ..errors import UsageError, check_choice
 from . import _runtime
 from .api import _as_float32
 
@@ -88,26 +89,46 @@ def avg_pool3d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
                      divisor_override)
 
 
-def _max_pool(axes, x, kernel_size, stride, padding, dilation, ceil_mode):
+def pool_rows(x, mode, kernel_size, stride=None, padding=0, dilation=1, *, ceil_mode=False,
+              count_include_pad=True, height, out_rows, first_row=0) -> np.ndarray:
+    """The output rows ``out_rows`` = (start, stop) of ``max_pool2d`` (``mode`` 'max') or
+    ``avg_pool2d`` ('avg', no dilation) on an image ``height`` rows high, the same numbers as
+    those rows of the whole image's result.
+
+    ``x`` (C, n, W) holds the image's rows [first_row, first_row + n), at least every row
+    those outputs read (``geometry.pool_input_rows``). Used to pool an image in strips.
+    """
+    check_choice("mode", mode, POOL_MODES)
+    rows = (height, *out_rows, first_row)
+    if mode == "max":
+        return _max_pool(2, x, kernel_size, stride, padding, dilation, ceil_mode, rows)
+    if geometry.ntuple(dilation, 2, "dilation") != (1, 1):
+        raise UsageError("average pooling has no dilation (as in PyTorch)")
+    return _avg_pool(2, x, kernel_size, stride, padding, ceil_mode, count_include_pad, None, rows)
+
+
+def _max_pool(axes, x, kernel_size, stride, padding, dilation, ceil_mode, rows=None):
     x, kernel, stride, padding = _arguments(axes, x, kernel_size, stride, padding)
     dilation = geometry.ntuple(dilation, axes, "dilation")
-    out_shape = geometry.pool_output_shape(x.shape[-axes:], kernel, stride=stride,
+    out_shape = geometry.pool_output_shape(_input_sizes(x, axes, rows), kernel, stride=stride,
                                            padding=padding, dilation=dilation,
                                            ceil_mode=bool(ceil_mode))
     no_scale = np.ones(0, np.float32)
-    return _separable(x, out_shape, kernel, stride, padding, dilation, True,
-                      [no_scale] * axes)
+    out_shape, padding, scales = _rows_asked(out_shape, kernel, stride, padding, dilation,
+                                             [no_scale] * axes, x.shape[-axes], rows)
+    return _separable(x, out_shape, kernel, stride, padding, dilation, True, scales)
 
 
 def _avg_pool(axes, x, kernel_size, stride, padding, ceil_mode, count_include_pad,
-              divisor_override):
+              divisor_override, rows=None):
     x, kernel, stride, padding = _arguments(axes, x, kernel_size, stride, padding)
     if axes == 3:                       # PyTorch's avg_pool3d (only) checks this, padding aside
         for axis, size, k in zip(geometry.AXIS_NAMES[3], x.shape[-3:], kernel):
             if size < k:
                 raise UsageError(f"input {axis} {size} is smaller than the kernel ({k}); "
                                  f"avg_pool3d needs at least {k}, as in PyTorch")
-    out_shape = geometry.pool_output_shape(x.shape[-axes:], kernel, stride=stride,
+    sizes = _input_sizes(x, axes, rows)
+    out_shape = geometry.pool_output_shape(sizes, kernel, stride=stride,
                                            padding=padding, dilation=(1,) * axes,
                                            ceil_mode=bool(ceil_mode))
     if divisor_override is not None:
@@ -120,9 +141,38 @@ def _avg_pool(axes, x, kernel_size, stride, padding, ceil_mode, count_include_pa
     else:
         scales = [1.0 / np.array(geometry.avg_pool_divisors(
             size, k, s, p, bool(ceil_mode), bool(count_include_pad)), np.float64)
-            for size, k, s, p in zip(x.shape[-axes:], kernel, stride, padding)]
-    return _separable(x, out_shape, kernel, stride, padding, (1,) * axes, False,
-                      [scale.astype(np.float32) for scale in scales])
+            for size, k, s, p in zip(sizes, kernel, stride, padding)]
+    out_shape, padding, scales = _rows_asked(out_shape, kernel, stride, padding, (1,) * axes,
+                                             [scale.astype(np.float32) for scale in scales],
+                                             x.shape[-axes], rows)
+    return _separable(x, out_shape, kernel, stride, padding, (1,) * axes, False, scales)
+
+
+def _input_sizes(x, axes, rows) -> tuple[int, ...]:
+    """The spatial sizes of the whole input: ``x``'s, or the image's height for ``rows``."""
+    return tuple(x.shape[-axes:]) if rows is None else (rows[0],) + tuple(x.shape[-axes + 1:])
+
+
+def _rows_asked(out_shape, kernel, stride, padding, dilation, scales, held, rows):
+    """(output shape, padding, scales) for ``_separable``: the whole output's, or, for
+    ``rows`` = (height, start, stop, first), those of output rows [start, stop) from the
+    ``held`` rows of ``x``, image rows from ``first`` on. Window ``o`` of these outputs
+    starts at image row ``(start + o)*S - P``, which is row ``o*S - (P + first - start*S)``
+    of ``x``: that is the padding along the rows (below 0 when ``x`` starts before it).
+    """
+    if rows is None:
+        return out_shape, padding, scales
+    height, start, stop, first = rows
+    needed = geometry.pool_input_rows(start, stop, height, kernel[0], stride[0], padding[0],
+                                      dilation[0])
+    if not (0 <= start < stop <= out_shape[0] and first <= needed[0]
+            and needed[1] <= first + held <= height):
+        raise ValueError(f"output rows [{start}, {stop}) of {out_shape[0]} read the input rows "
+                         f"[{needed[0]}, {needed[1]}); given [{first}, {first + held}) of "
+                         f"{height}")                                # a programming error
+    return ((stop - start,) + tuple(out_shape[1:]),
+            (padding[0] + first - start * stride[0],) + tuple(padding[1:]),
+            [scales[0][start:stop]] + list(scales[1:]))
 
 
 def _arguments(axes, x, kernel_size, stride, padding):
