@@ -171,6 +171,13 @@ def apply(
     max_pixels: Annotated[Optional[int], typer.Option(
         "--max-pixels", help="Fail inputs with more pixels (or voxels) than this; 0: no limit. "
                              "Default: 250,000,000.", metavar="N", show_default=False)] = None,
+    max_memory: Annotated[Optional[str], typer.Option(
+        "--max-memory", help="Stream single-page TIFFs larger than this as float32 (strips in, "
+                             "tiled BigTIFF out, with --format tiff); larger inputs that cannot "
+                             "stream fail. Bytes or K/M/G; 0: never stream. Default: 1G.",
+        metavar="SIZE", show_default=False)] = None,
+    stream: Annotated[bool, typer.Option(
+        "--stream", help="Stream every single-page TIFF that can be (see --max-memory).")] = False,
     max_kernel: Annotated[int, typer.Option(
         "--max-kernel", help="Refuse kernels with a side larger than this; 0: no limit.",
         metavar="N")] = 1025,
@@ -245,7 +252,8 @@ def apply(
         dilation=parse_sizes(dilation, "--dilation"), flip=flip, normalize=normalize,
         fmt=pipeline.output_format(output, fmt), bit_depth=bit_depth, overwrite=overwrite,
         gray=gray, engine=engine, save_stages=save_stages, split=split, quality=quality,
-        scale=scale, bias=bias, **({} if max_pixels is None else {"max_pixels": max_pixels}))
+        scale=scale, bias=bias, **({} if max_pixels is None else {"max_pixels": max_pixels}),
+        max_memory=_max_memory(max_memory), stream=stream)
     settings = batch.BatchSettings(
         jobs=jobs, fail_fast=fail_fast, skip_existing=skip_existing, dry_run=dry_run, quiet=quiet,
         report=report, report_file=report_file, debug=ctx.find_root().params.get("debug", False))
@@ -277,6 +285,12 @@ def apply(
                            failed_before=failures)
     if code:
         raise typer.Exit(code)
+
+
+def _max_memory(text: Optional[str]) -> int:
+    from .stream import parse_memory
+
+    return parse_memory(text)
 
 
 def _stack_from_options(specs: list[str]):

@@ -65,6 +65,8 @@ class ApplyOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS
     scale: float = 1.0      # multiplies every -k kernel's weights
     bias: float = 0.0       # added to every -k output, after the responses are combined
+    max_memory: int = 1 << 30   # a TIFF whose float32 pixels pass this is streamed (0: never)
+    stream: bool = False        # stream every TIFF that can be (--stream)
 
     def __post_init__(self) -> None:
         check_choice("--pad-mode", self.pad_mode, PAD_MODES)
@@ -77,6 +79,8 @@ class ApplyOptions:
             raise UsageError(f"--bit-depth 16 needs png; {self.fmt} holds 8 bits per channel")
         if not 1 <= self.quality <= 100:
             raise UsageError(f"--quality must be 1 to 100; got {self.quality}")
+        if self.max_memory < 0:
+            raise UsageError(f"--max-memory must be >= 0 (0: never stream); got {self.max_memory}")
         if self.max_pixels < 0:
             raise UsageError(f"--max-pixels must be >= 0 (0: no limit); got {self.max_pixels}")
         from .engine.api import ENGINE_CHOICES
@@ -117,6 +121,8 @@ class OutputRecord:
     megapixels_per_s: float = 0.0
     layers: list[dict] = field(default_factory=list)
     clipped_fraction: float = 0.0
+    peak_memory_mb: float | None = None   # the process's peak resident memory after this output
+    strips: int | None = None             # strips it was filtered in (None: in memory)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -355,6 +361,10 @@ def apply_to_image(source: Source, jobs: list[Job], options: ApplyOptions, *,
                 raise FileFailure(f"{job.destination}: already exists; use --overwrite to replace it")
         if sheet is not None and sheet.exists():
             raise FileFailure(f"{sheet}: already exists; use --overwrite to replace it")
+    if _streamed(source, jobs, options, data):
+        from .stream import stream_image
+
+        return stream_image(source, jobs, options)
     started = time.perf_counter()
     if data is None:               # refused from the header, before any pixel is decoded
         _check_size(source.path, images.read_header(source.path, gray=options.gray), options)
@@ -383,12 +393,45 @@ def apply_to_image(source: Source, jobs: list[Job], options: ApplyOptions, *,
             tiles.append(_sheet_tile(filtered.maps, _normalize(job, filtered.maps, options)))
         with np.errstate(all="ignore"):
             records.append(_write_job(job, filtered, load_ms, options))
+        records[-1].peak_memory_mb = _peak_memory_mb()
     if sheet:
         from .pictures import compare_sheet
 
         labels = [f"{source.path.name} (input)"] + [_sheet_label(job.operation) for job in jobs]
         images.save_picture(sheet, compare_sheet(tiles, labels), overwrite=options.overwrite)
     return records
+
+
+def _streamed(source: Source, jobs: list[Job], options: ApplyOptions,
+              data: bytes | None) -> bool:
+    """Stream this input (``stream``): with ``--stream``, or when its float32 pixels pass
+    ``--max-memory``, if it can be; an input too large that cannot be streamed fails here,
+    from its header, with what would work."""
+    if not options.stream and not options.max_memory:
+        return False
+    from .stream import float_bytes, why_not_streamed, _size_text
+
+    if data is not None:               # standard input: in memory, as --max-pixels allows
+        return False
+    size = float_bytes(images.read_header(source.path, gray=options.gray))
+    too_big = bool(options.max_memory) and size > options.max_memory
+    if not too_big and not options.stream:
+        return False
+    reason = why_not_streamed(source, jobs, options, data)
+    if reason is None:
+        return True
+    if too_big:
+        raise FileFailure(f"{source.path}: {_size_text(size)} as float32 is more than "
+                          f"--max-memory {_size_text(options.max_memory)} and it cannot be "
+                          f"streamed ({reason}); stream a single-page TIFF to --format tiff, "
+                          "or raise --max-memory (0: no limit) if the machine has the memory")
+    return False
+
+
+def _peak_memory_mb() -> float:
+    from .stream import peak_memory_mb
+
+    return peak_memory_mb()
 
 
 def _sheet_tile(maps: np.ndarray, normalize: str) -> np.ndarray:
