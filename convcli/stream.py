@@ -33,6 +33,8 @@ BUDGET_SHARE = 0.25        # of --max-memory for one strip's rows (the rest: dec
 #                            encoding, the engine's scratch and the interpreter itself)
 UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 STREAMED_BITS = (8, 16, 32, 64)
+ZLIB_LEVEL = 1             # float32 noise barely compresses: level 6 took 8 times as long
+ENCODE_THREADS = 1         # tifffile encodes tiles in this many threads (2 doubled the peak)
 
 
 def parse_memory(text: str | int | None) -> int:
@@ -54,7 +56,16 @@ def parse_memory(text: str | int | None) -> int:
 
 
 def peak_memory_mb() -> float:
-    """This process's peak resident memory so far, in MB (Linux reports KiB)."""
+    """This process's peak resident memory so far, in MB: Linux's VmHWM, else ru_maxrss
+    (KiB on Linux). ru_maxrss is not used where VmHWM is: Linux carries the parent's peak
+    into it across fork and exec, so a child of a large process would report the parent's."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        pass
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
@@ -376,7 +387,8 @@ def _tile_writer(row_filter, reader: TiffRows, height: int, timing: dict):
     def write(file) -> None:
         with tifffile.TiffWriter(file, bigtiff=True) as tif:
             tif.write(tiles(), shape=shape, dtype=np.float32, tile=(TILE, TILE),
-                      compression="zlib", photometric=photometric, **extra)
+                      compression="zlib", compressionargs={"level": ZLIB_LEVEL},
+                      maxworkers=ENCODE_THREADS, photometric=photometric, **extra)
 
     return write
 
