@@ -34,7 +34,8 @@ BUDGET_SHARE = 0.25        # of --max-memory for one strip's rows (the rest: dec
 UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 STREAMED_BITS = (8, 16, 32, 64)
 ZLIB_LEVEL = 1             # float32 noise barely compresses: level 6 took 8 times as long
-ENCODE_THREADS = 1         # tifffile encodes tiles in this many threads (2 doubled the peak)
+ENCODE_THREADS = 2         # tifffile encodes this many tiles at once, ENCODE_BUFFER bytes at a time
+ENCODE_BUFFER = 16 << 20   # (its default, 256 MB of tiles, doubled the streamed peak)
 
 
 def parse_memory(text: str | int | None) -> int:
@@ -388,7 +389,8 @@ def _tile_writer(row_filter, reader: TiffRows, height: int, timing: dict):
         with tifffile.TiffWriter(file, bigtiff=True) as tif:
             tif.write(tiles(), shape=shape, dtype=np.float32, tile=(TILE, TILE),
                       compression="zlib", compressionargs={"level": ZLIB_LEVEL},
-                      maxworkers=ENCODE_THREADS, photometric=photometric, **extra)
+                      maxworkers=ENCODE_THREADS, buffersize=ENCODE_BUFFER,
+                      photometric=photometric, **extra)
 
     return write
 
