@@ -174,7 +174,8 @@ def apply(
     max_memory: Annotated[Optional[str], typer.Option(
         "--max-memory", help="Stream single-page TIFFs larger than this as float32 (strips in, "
                              "tiled BigTIFF out, with --format tiff); larger inputs that cannot "
-                             "stream fail. Bytes or K/M/G; 0: never stream. Default: 1G.",
+                             "stream fail. Bytes or K/M/G; 0: no limit (stream only with --stream). "
+                             "Default: 1G.",
         metavar="SIZE", show_default=False)] = None,
     stream: Annotated[bool, typer.Option(
         "--stream", help="Stream every single-page TIFF that can be (see --max-memory).")] = False,

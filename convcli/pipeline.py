@@ -65,7 +65,7 @@ class ApplyOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS
     scale: float = 1.0      # multiplies every -k kernel's weights
     bias: float = 0.0       # added to every -k output, after the responses are combined
-    max_memory: int = 1 << 30   # a TIFF whose float32 pixels pass this is streamed (0: never)
+    max_memory: int = 1 << 30   # a TIFF whose float32 pixels pass this is streamed (0: no limit)
     stream: bool = False        # stream every TIFF that can be (--stream)
 
     def __post_init__(self) -> None:
@@ -80,7 +80,7 @@ class ApplyOptions:
         if not 1 <= self.quality <= 100:
             raise UsageError(f"--quality must be 1 to 100; got {self.quality}")
         if self.max_memory < 0:
-            raise UsageError(f"--max-memory must be >= 0 (0: never stream); got {self.max_memory}")
+            raise UsageError(f"--max-memory must be >= 0 (0: no limit); got {self.max_memory}")
         if self.max_pixels < 0:
             raise UsageError(f"--max-pixels must be >= 0 (0: no limit); got {self.max_pixels}")
         from .engine.api import ENGINE_CHOICES

@@ -40,7 +40,7 @@ ENCODE_BUFFER = 16 << 20   # (its default, 256 MB of tiles, doubled the streamed
 
 def parse_memory(text: str | int | None) -> int:
     """``--max-memory``: bytes, or a number with K, M, G or T (powers of 1024; a trailing B
-    or iB is allowed); 0 never streams. UsageError otherwise."""
+    or iB is allowed); 0 is no limit (streams only with ``--stream``). UsageError otherwise."""
     if text is None:
         return DEFAULT_MAX_MEMORY
     if isinstance(text, int):
@@ -48,8 +48,8 @@ def parse_memory(text: str | int | None) -> int:
     else:
         match = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([KMGT]?)(?:i?B)?\s*", str(text), re.I)
         if not match:
-            raise UsageError(f"--max-memory must be bytes or a size like 512M or 2G (0: never "
-                             f"stream); got {text!r}")
+            raise UsageError(f"--max-memory must be bytes or a size like 512M or 2G (0: no "
+                             f"limit); got {text!r}")
         value = int(float(match.group(1)) * UNITS[match.group(2).upper()])
     if value < 0:
         raise UsageError(f"--max-memory must be >= 0; got {text!r}")
