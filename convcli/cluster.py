@@ -56,6 +56,15 @@ LOCAL = "local"                 # --scheduler local: this machine's process pool
 SCHEMES = ("tcp", "tls", "ws", "wss")
 DEFAULT_SCHEME = "tcp"
 RETRIES = 2                     # reruns of a task that raised (a worker's death is counted apart)
+# Files per Dask task. Each task costs ~4-6 ms of CPU between scheduler, client and worker
+# (200 tasks of 30 ms of work on a 2-core LocalCluster), ~15% of a 512x512 PNG's filtering;
+# tasks of 5 such files (2 MB of input) cut the CPU per file from 54 to 41 ms, larger ones
+# no further (README, "Batches on a Dask cluster"). Capped so that every worker thread still
+# gets TASKS_PER_THREAD tasks (balance at the end, steady progress) and a worker's death or
+# Ctrl-C concerns a second or so of work.
+TASK_BYTES = 2_000_000          # input bytes (times outputs per input) gathered into one task
+MAX_FILES_PER_TASK = 16
+TASKS_PER_THREAD = 4
 CONNECT_TIMEOUT_S = 5.0         # to reach the scheduler, hear it answer, and find a worker
 VALID = ("SCHEME://HOST:PORT with SCHEME tcp, tls, ws or wss (e.g. tcp://10.0.0.5:8786, "
          "the address `dask scheduler` prints), HOST:PORT for tcp, or 'local'")
@@ -173,6 +182,12 @@ def run_task(task, share: dict[str, int]) -> tuple[str, object, str]:
     return status, value, said
 
 
+def run_tasks(tasks: list, share: dict[str, int], run=None) -> list[tuple[str, object, str]]:
+    """A worker's Dask task: ``run`` (default ``run_task``) for each of a few files."""
+    run = run or run_task
+    return [run(task, share) for task in tasks]
+
+
 def worker_version() -> str:
     """The convcli version a worker imports (checked against this one on connecting)."""
     from . import __version__
@@ -248,54 +263,69 @@ class ClusterPool:
                              f"worker needs convcli {__version__} (pip install "
                              f"'convcli[dask]=={__version__}') and the files at the same paths")
 
-    def _thread_share(self) -> dict[str, int]:
-        """Each worker's address -> the Dask threads of all workers on its host."""
+    def _thread_share(self) -> tuple[dict[str, int], int]:
+        """({each worker's address: the Dask threads of all workers on its host}, the
+        cluster's threads)."""
         workers = self._client.scheduler_info(n_workers=-1)["workers"]
         on_host: dict[str, int] = {}
         for info in workers.values():
             on_host[info["host"]] = on_host.get(info["host"], 0) + info["nthreads"]
-        return {address: on_host[info["host"]] for address, info in workers.items()}
+        share = {address: on_host[info["host"]] for address, info in workers.items()}
+        return share, sum(on_host.values())
 
     def run(self, tasks: Iterable) -> Iterator[TaskResult]:
         """Results in completion order, one per task (``value`` as ``process_task``'s; a task
         the cluster could not finish has ``died`` saying why)."""
+        from .batch import remove_temporaries
+
         tasks = list(tasks)
         if not tasks:
             return
         sent = [_portable(task) for task in tasks]
+        share, threads = self._thread_share()
+        groups = group_files([_weight(task) for task, _ in sent], threads)
         run_id = uuid.uuid4().hex[:8]
-        keys = [f"convcli-{index}-{run_id}" for index in range(len(tasks))]
-        futures = self._client.map(self._function, [task for task, _ in sent],
-                                   share=self._thread_share(), key=keys,
-                                   retries=self._retries, pure=False)
-        self._futures = futures
-        index_of = {future.key: index for index, future in enumerate(futures)}
-        completed = self._distributed.as_completed(futures, loop=self._client.loop,
-                                                   with_results=True, raise_errors=False)
-        from .batch import remove_temporaries
+        members: dict[str, list[int]] = {}
 
-        cleaned = set()
+        def submit(batch: list[list[int]], suffix: str = "") -> list:
+            keys = [f"convcli-{group[0]}{suffix}-{run_id}" for group in batch]
+            futures = self._client.map(run_tasks, [[sent[i][0] for i in group] for group in batch],
+                                       share=share, run=self._function, key=keys,
+                                       retries=self._retries, pure=False)
+            members.update(zip(keys, batch))
+            self._futures.extend(futures)
+            return futures
+
+        completed = self._distributed.as_completed(submit(groups), loop=self._client.loop,
+                                                   with_results=True, raise_errors=False)
         for future, result in completed:
-            index = index_of[future.key]
-            task, spelling = tasks[index], sent[index][1]
+            group = members.pop(future.key)
             finished = future.status == "finished"
             future.release()                      # the workers may forget it now
+            if future.key in self._died_on:       # a try on a worker that died left temporaries
+                for index in group:
+                    remove_temporaries(tasks[index])
             if not finished:                      # erred: (type, error, traceback); cancelled
                 error = result[1] if isinstance(result, tuple) else result
-                cleaned.add(future.key)           # batch._worker_died removes its temporaries
-                yield TaskResult(task, died=self._why_failed(error))
+                if len(group) > 1 and not self._lost(error):
+                    for alone in submit([[index] for index in group], "-alone"):
+                        completed.add(alone)      # which of them was it?
+                    continue
+                for index in group:
+                    yield TaskResult(tasks[index], died=self._why_failed(error))
                 continue
-            if future.key in self._died_on:       # done on a second try: the first one's files
-                cleaned.add(future.key)
-                remove_temporaries(task)
-            status, value, said = result
-            if said:
-                sys.stderr.write(_respelled(said, spelling))
-                sys.stderr.flush()
-            yield TaskResult(task, value=(status, _respelled(value, spelling)))
-        for key in self._died_on - cleaned:       # heard of after the task's result
-            if key in index_of:
-                remove_temporaries(tasks[index_of[key]])
+            for index, (status, value, said) in zip(group, result):
+                spelling = sent[index][1]
+                if said:
+                    sys.stderr.write(_respelled(said, spelling))
+                    sys.stderr.flush()
+                yield TaskResult(tasks[index], value=(status, _respelled(value, spelling)))
+
+    def _lost(self, error: BaseException) -> bool:
+        """Is ``error`` the loss of the scheduler (no use trying again)?"""
+        return (any(kind.__name__ == "CancelledError" for kind in type(error).__mro__)
+                and (getattr(error, "reason", None) == "scheduler-connection-lost"
+                     or self._client.status != "running"))
 
     def _why_failed(self, error: BaseException) -> str:
         if isinstance(error, self._distributed.KilledWorker):
@@ -303,11 +333,10 @@ class ClusterPool:
             last = getattr(getattr(error, "last_worker", None), "address", None)
             return (f"worker process died, {tries} time(s) on the cluster"
                     + (f" (the last at {last}; see its log)" if last else ""))
+        if self._lost(error):
+            return f"the connection to the scheduler at {self._address} was lost first"
         if any(kind.__name__ == "CancelledError" for kind in type(error).__mro__):
-            reason = getattr(error, "reason", None)
-            if reason == "scheduler-connection-lost" or self._client.status != "running":
-                return f"the connection to the scheduler at {self._address} was lost first"
-            return f"the cluster cancelled it ({reason or 'no reason given'})"
+            return f"the cluster cancelled it ({getattr(error, 'reason', None) or 'no reason'})"
         return f"the cluster could not run it ({_described(error)})"
 
     def close(self) -> None:
@@ -331,6 +360,32 @@ class ClusterPool:
     def _restore_logs(self) -> None:
         for handler, level in self._log_handlers.items():
             handler.setLevel(level)
+
+
+def group_files(weights: list[int], threads: int) -> list[list[int]]:
+    """Indices of the files, in order, in groups of about ``TASK_BYTES`` of ``weights`` (at
+    least one file, at most ``MAX_FILES_PER_TASK``), with at least ``TASKS_PER_THREAD``
+    groups for each of the cluster's ``threads`` when there are files enough."""
+    most = max(1, min(MAX_FILES_PER_TASK, len(weights) // (TASKS_PER_THREAD * max(1, threads))))
+    groups: list[list[int]] = []
+    total = 0
+    for index, weight in enumerate(weights):
+        if groups and len(groups[-1]) < most and total + weight <= TASK_BYTES:
+            groups[-1].append(index)
+            total += weight
+        else:
+            groups.append([index])
+            total = weight
+    return groups
+
+
+def _weight(task) -> int:
+    """A file's share of a task: its size in bytes for each output made from it."""
+    try:
+        size = os.stat(task.source.path).st_size
+    except OSError:
+        size = 0                  # it fails on the worker, quickly
+    return max(1, size) * len(task.jobs)
 
 
 def _described(error: BaseException) -> str:

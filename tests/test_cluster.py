@@ -77,8 +77,9 @@ def temporaries(folder: Path) -> list[Path]:
 
 def test_a_cluster_run_writes_what_a_local_run_writes(scheduler, tmp_path, rng):
     """The real command line: the same files with the same bytes, the same report (timings
-    apart), the same error line for a corrupt file, exit 1 for both; relative paths."""
-    write_images(tmp_path / "in", 5, rng)
+    apart), the same error line for a corrupt file, exit 1 for both; relative paths. 17
+    inputs on 2 worker threads: tasks of 2 files."""
+    write_images(tmp_path / "in", 14, rng)
     write_images(tmp_path / "in" / "sub", 2, rng, (30, 20))
     (tmp_path / "in" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 8)
     common = ["in", "-r", "-k", "gaussian:sigma=1.5", "-k", "sobel", "--engine", "direct",
@@ -89,7 +90,7 @@ def test_a_cluster_run_writes_what_a_local_run_writes(scheduler, tmp_path, rng):
     made = sorted(str(p.relative_to(tmp_path / "local")) for p in (tmp_path / "local").rglob("*"))
     assert made == sorted(str(p.relative_to(tmp_path / "remote"))
                           for p in (tmp_path / "remote").rglob("*"))
-    assert len([name for name in made if name.endswith(".png")]) == 14
+    assert len([name for name in made if name.endswith(".png")]) == 32
     for name in made:
         if name.endswith(".png"):
             assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "remote" / name).read_bytes()
@@ -97,7 +98,7 @@ def test_a_cluster_run_writes_what_a_local_run_writes(scheduler, tmp_path, rng):
     assert error_lines(remote.stderr) == error_lines(local.stderr) == [
         error_lines(local.stderr)[0]]
     assert "in/corrupt.png: " in error_lines(remote.stderr)[0]
-    assert remote.stderr.strip().splitlines()[-1].startswith("convcli: 7 done, 0 skipped, 1 failed")
+    assert remote.stderr.strip().splitlines()[-1].startswith("convcli: 16 done, 0 skipped, 1 failed")
     assert not temporaries(tmp_path / "remote")
 
 
@@ -140,6 +141,40 @@ def test_a_file_whose_worker_always_dies_fails_alone(scheduler, tmp_path, rng, c
     assert line.startswith(f"convcli: error: {tmp_path / 'in' / 'die-always.png'}: worker "
                            "process died, 2 time(s) on the cluster (the last at tcp://127.0.0.1:")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["1_box.png", "2_box.png"]
+
+
+def test_a_task_of_several_files_whose_worker_always_dies_is_tried_file_by_file(
+        scheduler, tmp_path, rng, capsys, die_first, monkeypatch):
+    """Tasks of 3 files: the one with die-always fails twice, then each of its files runs as
+    a task of its own, and only die-always fails."""
+    from convcli import cluster
+
+    monkeypatch.setattr(cluster, "TASKS_PER_THREAD", 1)
+    inputs = write_images(tmp_path / "in", 6, rng)
+    inputs[4].rename(tmp_path / "in" / "die-always.png")
+    code, out, err = run_cli(["apply", tmp_path / "in", "-k", "box", "-o", tmp_path / "out",
+                              "--report", "json", "--scheduler", scheduler], capsys)
+    assert code == 1, err
+    statuses = {Path(r["input"]).name: r["status"] for r in map(json.loads, out.splitlines())}
+    assert statuses == {"0.png": "done", "1.png": "done", "2.png": "done", "3.png": "done",
+                        "die-always.png": "failed", "5.png": "done"}
+    assert len(error_lines(err)) == 1 and "die-always.png: worker process died" in err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        f"{index}_box.png" for index in (0, 1, 2, 3, 5)]
+
+
+def test_files_are_grouped_into_tasks_of_a_useful_size():
+    from convcli.cluster import MAX_FILES_PER_TASK, TASK_BYTES, group_files
+
+    small, large = TASK_BYTES // 5, TASK_BYTES * 3
+    assert group_files([small] * 200, threads=2) == [
+        list(range(start, start + 5)) for start in range(0, 200, 5)]
+    assert group_files([small] * 12, threads=2) == [[i] for i in range(12)]   # 4 per thread
+    assert group_files([small] * 24, threads=2) == [[3 * i, 3 * i + 1, 3 * i + 2]
+                                                    for i in range(8)]
+    assert group_files([large, small, small, large] + [small] * 12, threads=1) == [
+        [0], [1, 2], [3], [4, 5, 6, 7], [8, 9, 10, 11], [12, 13, 14, 15]]
+    assert max(map(len, group_files([1] * 1000, threads=1))) == MAX_FILES_PER_TASK
 
 
 def test_warnings_from_the_workers_are_printed_here(scheduler, tmp_path, rng, capsys):
