@@ -8,6 +8,9 @@ Default parallelism (``jobs=None``): one process per core when there are at leas
 ``2 x cores`` images, each worker running Numba with ``cores // workers`` threads, so
 workers x threads never exceeds the cores; fewer images run in this process with all
 cores given to Numba (starting workers costs more than it saves on a handful of files).
+
+With ``scheduler`` (``--scheduler``) the files are tasks on that Dask cluster instead
+(``cluster.ClusterPool``, the same shape as ``workers.WorkerPool``); everything else is shared.
 """
 
 from __future__ import annotations
@@ -47,10 +50,15 @@ class BatchSettings:
     report: str = "table"
     report_file: Path | None = None
     debug: bool = False
+    scheduler: str | None = None    # a Dask scheduler's address (cluster.parse_address's form)
 
     def __post_init__(self) -> None:
         if self.jobs is not None and self.jobs < 1:
             raise UsageError(f"--jobs must be >= 1; got {self.jobs}")
+        if self.jobs is not None and self.scheduler is not None:
+            raise UsageError("--jobs sets this machine's worker processes; with --scheduler (or "
+                             "$DASK_SCHEDULER_ADDRESS) the cluster's workers run the files: give "
+                             "one of them (--scheduler local: this machine's)")
 
 
 @dataclass
@@ -215,22 +223,28 @@ def _execute(tasks: list[Task], settings: BatchSettings, tally: Tally, report) -
     pool = None
     progress = _Progress(len(tasks), enabled=not settings.quiet and sys.stderr.isatty())
     try:
-        with _sigterm_as_interrupt(), progress, settings_restored():
-            if workers > 1:
+        with _sigterm_as_interrupt():
+            if settings.scheduler is not None:     # connects first: a bad address is exit 2
+                from .cluster import ClusterPool
+
+                pool = ClusterPool(settings.scheduler)
+            elif workers > 1:
                 from .workers import WorkerPool
 
                 pool = WorkerPool(workers, process_task, _prepare_process,
                                   (max(1, cores // workers), settings.quiet))
-                outcomes = ((r.task, _worker_died(r.task, r.died) if r.died else r.value)
-                            for r in pool.run(tasks))
-            else:
-                _prepare_process(None, settings.quiet)
-                outcomes = ((task, process_task(task)) for task in tasks)
-            for task, (status, value) in outcomes:
-                _record(task, status, value, tally, report)
-                progress.advance(task, tally)
-                if status == "failed" and settings.fail_fast:
-                    break
+            with progress, settings_restored():
+                if pool is not None:
+                    outcomes = ((r.task, _worker_died(r.task, r.died) if r.died else r.value)
+                                for r in pool.run(tasks))
+                else:
+                    _prepare_process(None, settings.quiet)
+                    outcomes = ((task, process_task(task)) for task in tasks)
+                for task, (status, value) in outcomes:
+                    _record(task, status, value, tally, report)
+                    progress.advance(task, tally)
+                    if status == "failed" and settings.fail_fast:
+                        break
     except KeyboardInterrupt:
         return True
     finally:
@@ -256,12 +270,17 @@ def _record(task: Task, status: str, value, tally: Tally, report) -> None:
 
 
 def _worker_died(task: Task, how: str) -> tuple[str, str]:
-    """The outcome of a task whose worker died: a killed worker cannot clean up, so its
-    half-written temporary files are removed here."""
+    """The outcome of a task whose worker died (or that a cluster could not finish): a killed
+    worker cannot clean up, so its half-written temporary files are removed here."""
+    remove_temporaries(task)
+    return "failed", f"{task.source.path}: {how}"
+
+
+def remove_temporaries(task: Task) -> None:
+    """Remove the temporary files that killed writers of ``task``'s outputs left."""
     for job in task.jobs:
         for leftover in leftover_temporaries(job.destination):
             leftover.unlink(missing_ok=True)
-    return "failed", f"{task.source.path}: {how}"
 
 
 def _status_record(job: Job, status: str, error: str | None) -> dict:

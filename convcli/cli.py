@@ -203,6 +203,13 @@ def apply(
         "--jobs", "-j", help="Worker processes. Default: one per core for 2 x cores images or "
                              "more, else 1 (Numba threads share the cores).", metavar="N",
         show_default=False)] = None,
+    scheduler: Annotated[Optional[str], typer.Option(
+        "--scheduler", envvar="DASK_SCHEDULER_ADDRESS", metavar="tcp://HOST:PORT|local",
+        help="Run the files as tasks on the Dask cluster of this scheduler (pip install "
+             "'convcli[dask]'; its workers need the same convcli and the files at the same "
+             "paths); local: this machine's worker processes. Default: "
+             "$DASK_SCHEDULER_ADDRESS, else local.", show_default=False,
+        show_envvar=False)] = None,
     fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first failed file.")] = False,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="List what would be written, and what becomes of outputs that "
@@ -255,9 +262,11 @@ def apply(
         gray=gray, engine=engine, save_stages=save_stages, split=split, quality=quality,
         scale=scale, bias=bias, **({} if max_pixels is None else {"max_pixels": max_pixels}),
         max_memory=_max_memory(max_memory), stream=stream)
+    scheduler = _scheduler(scheduler, images, output)
     settings = batch.BatchSettings(
         jobs=jobs, fail_fast=fail_fast, skip_existing=skip_existing, dry_run=dry_run, quiet=quiet,
-        report=report, report_file=report_file, debug=ctx.find_root().params.get("debug", False))
+        report=report, report_file=report_file, debug=ctx.find_root().params.get("debug", False),
+        scheduler=scheduler)
     for option, limit in (("--max-kernel", max_kernel), ("--max-yaml-bytes", max_yaml_bytes)):
         if limit < 0:
             raise UsageError(f"{option} must be >= 0 (0: no limit); got {limit}")
@@ -292,6 +301,28 @@ def _max_memory(text: Optional[str]) -> int:
     from .stream import parse_memory
 
     return parse_memory(text)
+
+
+def _scheduler(address: Optional[str], images: list[str], output: str) -> Optional[str]:
+    """``--scheduler`` (or $DASK_SCHEDULER_ADDRESS) -> the address, None for the local pool.
+    Checked before any work, without importing Dask: the address's form, that Dask is
+    installed, and that every input and output is a file the workers can reach."""
+    if not address:
+        return None
+    from .cluster import check_installed, parse_address
+    from .inputs import is_stream
+
+    address = parse_address(address)
+    if address is None:
+        return None
+    streams = [spelling for spelling in images if is_stream(spelling)] + (
+        [f"-o {output}"] if is_stream(output) else [])
+    if streams:
+        raise UsageError(f"--scheduler runs the files on the cluster's workers, which cannot "
+                         f"read this process's stdin or write its stdout ({', '.join(streams)}); "
+                         "give files (on a file system the workers share), or --scheduler local")
+    check_installed()
+    return address
 
 
 def _stack_from_options(specs: list[str]):

@@ -456,10 +456,12 @@ def test_real_entry_point_in_a_subprocess(tmp_path):
 
 
 def test_help_imports_neither_numba_nor_numpy(tmp_path):
-    """`convcli --help` stays fast: NumPy alone costs ~0.1 s to import, Numba seconds."""
+    """`convcli --help` stays fast: NumPy alone costs ~0.1 s to import, Numba seconds, Dask's
+    distributed ~0.5 s (it is imported only with --scheduler)."""
     code = ("import sys\nfrom convcli.cli import main\n"
             "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "heavy = [name for name in ('numba', 'numpy') if name in sys.modules]\n"
+            "heavy = [name for name in ('numba', 'numpy', 'dask', 'distributed')\n"
+            "         if name in sys.modules]\n"
             "print(heavy or 'CLEAN')")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env=subprocess_env(), timeout=120)

@@ -1,0 +1,487 @@
+"""Batches on an existing Dask distributed cluster (``convcli apply --scheduler ADDRESS``).
+
+``ClusterPool`` has ``WorkerPool``'s shape: ``run(tasks)`` yields a ``TaskResult`` per task
+in completion order and ``close()`` stops what is left, so the batch driver shares its
+report, summary, exit codes, fail-fast and Ctrl-C handling between the two. Each input file
+is one Dask task running ``batch.process_task`` (``run_task`` around it) on some worker:
+
+* The workers import convcli (the same version: checked on connecting) and read and write
+  the files at the same absolute paths as this process (a shared file system). Paths are
+  sent absolute, and the records and messages that come back are spelled as given here,
+  so the report and the error lines are a local run's.
+* A worker that dies fails nothing by itself: the scheduler runs its task elsewhere, up to
+  its ``distributed.scheduler.allowed-failures`` (3 by default); a task that raised is tried
+  again ``RETRIES`` times. Only then is the file failed, with one line, and the temporary
+  files a killed writer left are removed (``batch._worker_died``).
+* An output that did not exist when the task was sent may be replaced by that task: a worker
+  that died after writing it (or whose result was lost before it was fetched) has its task
+  run again, and the rerun must not fail on its own first attempt's file.
+* Each worker process sets itself up once (``batch._prepare_process``: warnings as convcli
+  lines, the engine's threads its share of its host's cores); what a task prints on stderr
+  (warnings) is sent back and printed here, as a local worker's would be.
+* Ctrl-C cancels every task not yet run; one that is running finishes its file (Dask cannot
+  interrupt a running task) and, as always, writes it whole or not at all.
+
+One file per task: on 200 files of 512x512 the scheduler's cost per task (about 1-2 ms of
+scheduler and client time) is under a tenth of a file's work, and a task of several files
+would rerun all of them after a worker's death and hold back their progress and results
+(the README's "Batches on a Dask cluster" has the measurements).
+
+Nothing here imports Dask at module level: ``convcli --help`` and local runs never load it,
+and a missing Dask is one line (``check_installed``) rather than a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import io
+import logging
+import os
+import re
+import socket
+import sys
+import threading
+import uuid
+from dataclasses import replace
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from .errors import UsageError
+from .workers import TaskResult
+
+__all__ = ["ClusterPool", "parse_address", "check_installed", "run_task", "LOCAL", "RETRIES"]
+
+LOCAL = "local"                 # --scheduler local: this machine's process pool
+SCHEMES = ("tcp", "tls", "ws", "wss")
+DEFAULT_SCHEME = "tcp"
+RETRIES = 2                     # reruns of a task that raised (a worker's death is counted apart)
+# Files per Dask task. Each task costs ~4-6 ms of CPU between scheduler, client and worker
+# (200 tasks of 30 ms of work on a 2-core LocalCluster), ~15% of a 512x512 PNG's filtering;
+# tasks of 5 such files (2 MB of input) cut the CPU per file from 54 to 41 ms, larger ones
+# no further (README, "Batches on a Dask cluster"). Capped so that every worker thread still
+# gets TASKS_PER_THREAD tasks (balance at the end, steady progress) and a worker's death or
+# Ctrl-C concerns a second or so of work.
+TASK_BYTES = 2_000_000          # input bytes (times outputs per input) gathered into one task
+MAX_FILES_PER_TASK = 16
+TASKS_PER_THREAD = 4
+CONNECT_TIMEOUT_S = 5.0         # to reach the scheduler, hear it answer, and find a worker
+VALID = ("SCHEME://HOST:PORT with SCHEME tcp, tls, ws or wss (e.g. tcp://10.0.0.5:8786, "
+         "the address `dask scheduler` prints), HOST:PORT for tcp, or 'local'")
+_ADDRESS = re.compile(r"^(?:(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://)?"
+                      r"(?P<host>\[[0-9A-Fa-f:.]+\]|[^\s/:\[\]@]+):(?P<port>[0-9]+)/?$")
+
+
+def parse_address(text: str) -> str | None:
+    """``--scheduler``'s value -> ``scheme://host:port`` (None for ``local``), without Dask."""
+    spelled = text.strip()
+    if spelled.lower() == LOCAL:
+        return None
+    match = _ADDRESS.match(spelled)
+    scheme = (match and match["scheme"] or DEFAULT_SCHEME).lower()
+    if match is None or scheme not in SCHEMES or not 0 < int(match["port"]) < 65536:
+        why = (f"unknown scheme {scheme}://" if match and scheme not in SCHEMES
+               else "port out of range" if match else "not an address")
+        raise UsageError(f"--scheduler {text!r}: {why}; give {VALID}")
+    return f"{scheme}://{match['host']}:{int(match['port'])}"
+
+
+def check_installed() -> None:
+    """A one-line error unless Dask's distributed scheduler can be imported (nothing imported)."""
+    if importlib.util.find_spec("distributed") is None:
+        raise UsageError("--scheduler runs the batch on a Dask cluster, and Dask's distributed "
+                         "package is not installed: pip install 'convcli[dask]'")
+
+
+def _import_distributed():
+    check_installed()
+    try:
+        import distributed
+    except ImportError as error:
+        raise UsageError(f"--scheduler: Dask's distributed package does not import ({error}); "
+                         "pip install 'convcli[dask]'") from None
+    return distributed
+
+
+# ---- on the workers ------------------------------------------------------------------------
+
+_setup_lock = threading.Lock()
+_prepared = False
+
+
+class _TaskStderr:
+    """``sys.stderr`` of a worker process: what a task's thread prints goes to that task's
+    buffer (sent back with its result), everything else to the worker's own stderr."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._local = threading.local()
+
+    def capture(self) -> io.StringIO:
+        self._local.buffer = io.StringIO()
+        return self._local.buffer
+
+    def release(self) -> str:
+        buffer, self._local.buffer = getattr(self._local, "buffer", None), None
+        return buffer.getvalue() if buffer is not None else ""
+
+    def write(self, text: str) -> int:
+        buffer = getattr(self._local, "buffer", None)
+        return (buffer if buffer is not None else self._stream).write(text)
+
+    def flush(self) -> None:
+        if getattr(self._local, "buffer", None) is None:
+            self._stream.flush()
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def _prepare_worker(threads: int) -> None:
+    """Once per worker process: ``batch._prepare_process`` and the stderr of tasks; every
+    task then sets the engine's threads (its share may change as workers come and go)."""
+    global _prepared
+    from .engine import set_threads
+
+    with _setup_lock:
+        if not _prepared:
+            from .batch import _prepare_process
+
+            _prepare_process(threads, True)      # notes of a compile belong to its log
+            if not isinstance(sys.stderr, _TaskStderr):
+                sys.stderr = _TaskStderr(sys.stderr)
+            _prepared = True
+    set_threads(threads)
+
+
+def _engine_threads(share: dict[str, int]) -> int:
+    """This worker's threads for the engine: its host's cores over the Dask threads that all
+    workers on that host run (each runs one task, and the engine's threads, at a time)."""
+    from distributed import get_worker
+
+    from .batch import available_cores
+
+    worker = get_worker()
+    on_host = share.get(worker.address) or worker.state.nthreads
+    return max(1, available_cores() // max(1, on_host))
+
+
+def run_task(task, share: dict[str, int]) -> tuple[str, object, str]:
+    """A worker's Dask task: ``batch.process_task(task)`` -> (status, value, its stderr)."""
+    from .batch import process_task
+
+    _prepare_worker(_engine_threads(share))
+    stderr = sys.stderr
+    capturing = isinstance(stderr, _TaskStderr)
+    if capturing:
+        stderr.capture()
+    try:
+        status, value = process_task(task)
+    finally:
+        said = stderr.release() if capturing else ""
+    return status, value, said
+
+
+def run_tasks(tasks: list, share: dict[str, int], run=None) -> list[tuple[str, object, str]]:
+    """A worker's Dask task: ``run`` (default ``run_task``) for each of a few files."""
+    run = run or run_task
+    return [run(task, share) for task in tasks]
+
+
+def worker_version() -> str:
+    """The convcli version a worker imports (checked against this one on connecting)."""
+    from . import __version__
+
+    return __version__
+
+
+# ---- here ----------------------------------------------------------------------------------
+
+class ClusterPool:
+    """The batch's tasks on the Dask cluster whose scheduler is at ``address``.
+
+    Connecting raises ``UsageError`` (exit 2, one line) when the scheduler cannot be reached
+    within ``timeout`` seconds, does not answer as a Dask scheduler, has no worker, or has
+    workers without this convcli.
+    """
+
+    def __init__(self, address: str, *, retries: int = RETRIES, timeout: float | None = None,
+                 function=None):
+        distributed = _import_distributed()
+        timeout = CONNECT_TIMEOUT_S if timeout is None else timeout
+        self._distributed = distributed
+        self._address = address
+        self._retries = retries
+        self._function = function or run_task
+        self._futures: list = []
+        self._died_on: set = set()      # keys of tasks whose worker died while running them
+        self._subscribed = False
+        # Dask logs to stderr (its "distributed" logger's handlers); here that would come
+        # between convcli's lines (a lost scheduler, for one, is already each unfinished
+        # file's error line).
+        self._log_handlers = {handler: handler.level
+                              for handler in logging.getLogger("distributed").handlers}
+        for handler in self._log_handlers:
+            handler.setLevel(logging.CRITICAL + 1)
+        self._client = None
+        try:
+            _probe(address, timeout)
+            _handshake(address, timeout)
+            self._client = distributed.Client(address, timeout=timeout, set_as_default=False)
+            self._check_workers(timeout)
+            self._client.subscribe_topic("all", self._on_event)
+            self._subscribed = True
+        except BaseException:
+            self.close()
+            raise
+
+    def _on_event(self, event) -> None:
+        """The scheduler's events (on the client's thread): a worker that left while running
+        tasks may have left their half-written temporaries."""
+        message = event[1] if isinstance(event, tuple) and len(event) == 2 else event
+        if isinstance(message, dict) and message.get("action") == "remove-worker":
+            self._died_on.update(message.get("processing-tasks") or ())
+
+    def _check_workers(self, timeout: float) -> None:
+        try:
+            self._client.wait_for_workers(1, timeout=timeout)
+        except (TimeoutError, asyncio.TimeoutError):
+            raise UsageError(f"--scheduler {self._address}: the scheduler has no workers "
+                             f"(after {timeout:.0f} s); start some with `dask worker "
+                             f"{self._address}`") from None
+        from . import __version__
+
+        versions = self._client.run(worker_version, on_error="return")
+        for worker, version in sorted(versions.items()):
+            if isinstance(version, BaseException):
+                why = f"cannot run convcli ({_described(version)})"
+            elif version != __version__:
+                why = f"has convcli {version}"
+            else:
+                continue
+            raise UsageError(f"--scheduler {self._address}: the worker {worker} {why}; every "
+                             f"worker needs convcli {__version__} (pip install "
+                             f"'convcli[dask]=={__version__}') and the files at the same paths")
+
+    def _thread_share(self) -> tuple[dict[str, int], int]:
+        """({each worker's address: the Dask threads of all workers on its host}, the
+        cluster's threads)."""
+        workers = self._client.scheduler_info(n_workers=-1)["workers"]
+        on_host: dict[str, int] = {}
+        for info in workers.values():
+            on_host[info["host"]] = on_host.get(info["host"], 0) + info["nthreads"]
+        share = {address: on_host[info["host"]] for address, info in workers.items()}
+        return share, sum(on_host.values())
+
+    def run(self, tasks: Iterable) -> Iterator[TaskResult]:
+        """Results in completion order, one per task (``value`` as ``process_task``'s; a task
+        the cluster could not finish has ``died`` saying why)."""
+        from .batch import remove_temporaries
+
+        tasks = list(tasks)
+        if not tasks:
+            return
+        sent = [_portable(task) for task in tasks]
+        share, threads = self._thread_share()
+        groups = group_files([_weight(task) for task, _ in sent], threads)
+        run_id = uuid.uuid4().hex[:8]
+        members: dict[str, list[int]] = {}
+
+        def submit(batch: list[list[int]], suffix: str = "") -> list:
+            keys = [f"convcli-{group[0]}{suffix}-{run_id}" for group in batch]
+            futures = self._client.map(run_tasks, [[sent[i][0] for i in group] for group in batch],
+                                       share=share, run=self._function, key=keys,
+                                       retries=self._retries, pure=False)
+            members.update(zip(keys, batch))
+            self._futures.extend(futures)
+            return futures
+
+        completed = self._distributed.as_completed(submit(groups), loop=self._client.loop,
+                                                   with_results=True, raise_errors=False)
+        for future, result in completed:
+            group = members.pop(future.key)
+            finished = future.status == "finished"
+            future.release()                      # the workers may forget it now
+            if future.key in self._died_on:       # a try on a worker that died left temporaries
+                for index in group:
+                    remove_temporaries(tasks[index])
+            if not finished:                      # erred: (type, error, traceback); cancelled
+                error = result[1] if isinstance(result, tuple) else result
+                if len(group) > 1 and not self._lost(error):
+                    for alone in submit([[index] for index in group], "-alone"):
+                        completed.add(alone)      # which of them was it?
+                    continue
+                for index in group:
+                    yield TaskResult(tasks[index], died=self._why_failed(error))
+                continue
+            for index, (status, value, said) in zip(group, result):
+                spelling = sent[index][1]
+                if said:
+                    sys.stderr.write(_respelled(said, spelling))
+                    sys.stderr.flush()
+                yield TaskResult(tasks[index], value=(status, _respelled(value, spelling)))
+
+    def _lost(self, error: BaseException) -> bool:
+        """Is ``error`` the loss of the scheduler (no use trying again)?"""
+        return (any(kind.__name__ == "CancelledError" for kind in type(error).__mro__)
+                and (getattr(error, "reason", None) == "scheduler-connection-lost"
+                     or self._client.status != "running"))
+
+    def _why_failed(self, error: BaseException) -> str:
+        if isinstance(error, self._distributed.KilledWorker):
+            tries = getattr(error, "allowed_failures", 0) + 1
+            last = getattr(getattr(error, "last_worker", None), "address", None)
+            return (f"worker process died, {tries} time(s) on the cluster"
+                    + (f" (the last at {last}; see its log)" if last else ""))
+        if self._lost(error):
+            return f"the connection to the scheduler at {self._address} was lost first"
+        if any(kind.__name__ == "CancelledError" for kind in type(error).__mro__):
+            return f"the cluster cancelled it ({getattr(error, 'reason', None) or 'no reason'})"
+        return f"the cluster could not run it ({_described(error)})"
+
+    def close(self) -> None:
+        """Cancel the tasks not finished and disconnect (running ones end with their file)."""
+        client = self._client
+        if client is None:
+            self._restore_logs()
+            return
+        futures, self._futures = self._futures, []
+        steps = [lambda: client.cancel(futures)] if futures else []
+        if self._subscribed:       # else the scheduler logs our leaving as a failed event
+            steps.append(lambda: client.unsubscribe_topic("all"))
+        steps.append(lambda: client.close(timeout=CONNECT_TIMEOUT_S))
+        for step in steps:
+            try:
+                step()
+            except Exception:
+                pass
+        self._restore_logs()
+
+    def _restore_logs(self) -> None:
+        for handler, level in self._log_handlers.items():
+            handler.setLevel(level)
+
+
+def group_files(weights: list[int], threads: int) -> list[list[int]]:
+    """Indices of the files, in order, in groups of about ``TASK_BYTES`` of ``weights`` (at
+    least one file, at most ``MAX_FILES_PER_TASK``), with at least ``TASKS_PER_THREAD``
+    groups for each of the cluster's ``threads`` when there are files enough."""
+    most = max(1, min(MAX_FILES_PER_TASK, len(weights) // (TASKS_PER_THREAD * max(1, threads))))
+    groups: list[list[int]] = []
+    total = 0
+    for index, weight in enumerate(weights):
+        if groups and len(groups[-1]) < most and total + weight <= TASK_BYTES:
+            groups[-1].append(index)
+            total += weight
+        else:
+            groups.append([index])
+            total = weight
+    return groups
+
+
+def _weight(task) -> int:
+    """A file's share of a task: its size in bytes for each output made from it."""
+    try:
+        size = os.stat(task.source.path).st_size
+    except OSError:
+        size = 0                  # it fails on the worker, quickly
+    return max(1, size) * len(task.jobs)
+
+
+def _described(error: BaseException) -> str:
+    """``Type: first line``, of the error inside a bare ``Exception`` Dask wrapped it in."""
+    if type(error) is Exception and error.args and isinstance(error.args[0], BaseException):
+        error = error.args[0]
+    return f"{type(error).__name__}: {_first_line(error)}"
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _probe(address: str, timeout: float) -> None:
+    """Open (and close) a TCP connection to the scheduler, for a precise one-line error:
+    unknown host, refused, or no answer."""
+    scheme, rest = address.split("://", 1)
+    host, port = rest.rsplit(":", 1)
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except socket.gaierror as error:
+        raise UsageError(f"--scheduler {address}: unknown host {host} "
+                         f"({error.strerror or error})") from None
+    except (TimeoutError, socket.timeout):
+        raise UsageError(f"--scheduler {address}: no answer within {timeout:.0f} s; is the "
+                         "address right and `dask scheduler` running there?") from None
+    except OSError as error:
+        raise UsageError(f"--scheduler {address}: cannot connect ({error.strerror or error}); "
+                         "is `dask scheduler` running there?") from None
+
+
+def _handshake(address: str, timeout: float) -> None:
+    """Ask the scheduler who it is, within ``timeout`` in all (Dask's own connect waits
+    forever on a port that accepts but does not answer, such as the dashboard's)."""
+    from distributed.core import rpc
+    from distributed.security import Security
+
+    async def identify():
+        arguments = Security().get_connection_args("client")    # tls:// from Dask's config
+        async with rpc(address, timeout=timeout, connection_args=arguments) as scheduler:
+            return await scheduler.identity()
+
+    try:
+        answer = asyncio.run(asyncio.wait_for(identify(), timeout))
+    except Exception as error:
+        timed_out = isinstance(error, (TimeoutError, asyncio.TimeoutError))
+        why = (f"no Dask scheduler answered within {timeout:.0f} s" if timed_out
+               else f"{type(error).__name__}: {_first_line(error)}")
+        raise UsageError(f"--scheduler {address}: not a Dask scheduler ({why}); the "
+                         "scheduler's port is the one `dask scheduler` prints (8786 by "
+                         "default; 8787 is its dashboard)") from None
+    if not isinstance(answer, dict) or answer.get("type") != "Scheduler":
+        kind = answer.get("type") if isinstance(answer, dict) else type(answer).__name__
+        raise UsageError(f"--scheduler {address}: that is a Dask {kind}, not a scheduler; give "
+                         "the address `dask scheduler` prints")
+
+
+def _portable(task):
+    """(the task with absolute paths, {absolute path: path as given}): the workers may run
+    in another folder. Outputs that do not exist yet may be replaced (see the module's
+    docstring), unless the task writes files beside them (--split, --save-stages)."""
+    from .batch import Task
+
+    spelling: dict[str, str] = {}
+
+    def absolute(path: Path | None) -> Path | None:
+        if path is None:
+            return None
+        full = Path(os.path.abspath(path))
+        if str(full) != str(path):
+            spelling[str(full)] = str(path)
+        return full
+
+    source = replace(task.source, path=absolute(task.source.path))
+    jobs = [replace(job, source=source, destination=absolute(job.destination),
+                    compare=absolute(job.compare)) for job in task.jobs]
+    options = task.options
+    made_here = [job.destination for job in jobs] + [job.compare for job in jobs if job.compare]
+    if not (options.overwrite or options.split or options.save_stages
+            or any(path.exists() for path in made_here)):
+        options = replace(options, overwrite=True)
+    return Task(source, jobs, options, task.data, task.debug), spelling
+
+
+def _respelled(value, spelling: dict[str, str]):
+    """``value`` (a message, or records) with the absolute paths written as they were given."""
+    if not spelling:
+        return value
+    if isinstance(value, str):
+        for full in sorted(spelling, key=len, reverse=True):
+            value = value.replace(full, spelling[full])
+        return value
+    if isinstance(value, list):
+        return [_respelled(item, spelling) for item in value]
+    if isinstance(value, dict):
+        return {key: _respelled(item, spelling) if key in ("input", "output") else item
+                for key, item in value.items()}
+    return value
