@@ -2,8 +2,9 @@
 
 ``ClusterPool`` has ``WorkerPool``'s shape: ``run(tasks)`` yields a ``TaskResult`` per task
 in completion order and ``close()`` stops what is left, so the batch driver shares its
-report, summary, exit codes, fail-fast and Ctrl-C handling between the two. Each input file
-is one Dask task running ``batch.process_task`` (``run_task`` around it) on some worker:
+report, summary, exit codes, fail-fast and Ctrl-C handling between the two. The input files
+are Dask tasks (a few small ones to a task) running ``batch.process_task`` (``run_task``
+around it) on the workers:
 
 * The workers import convcli (the same version: checked on connecting) and read and write
   the files at the same absolute paths as this process (a shared file system). Paths are
@@ -11,21 +12,23 @@ is one Dask task running ``batch.process_task`` (``run_task`` around it) on some
   so the report and the error lines are a local run's.
 * A worker that dies fails nothing by itself: the scheduler runs its task elsewhere, up to
   its ``distributed.scheduler.allowed-failures`` (3 by default); a task that raised is tried
-  again ``RETRIES`` times. Only then is the file failed, with one line, and the temporary
-  files a killed writer left are removed (``batch._worker_died``).
+  again ``RETRIES`` times. Only then is the file failed, with one line. The temporary files
+  a killed writer left are removed either way (the scheduler's ``remove-worker`` event
+  names the tasks the dead worker was running).
 * An output that did not exist when the task was sent may be replaced by that task: a worker
   that died after writing it (or whose result was lost before it was fetched) has its task
   run again, and the rerun must not fail on its own first attempt's file.
 * Each worker process sets itself up once (``batch._prepare_process``: warnings as convcli
   lines, the engine's threads its share of its host's cores); what a task prints on stderr
   (warnings) is sent back and printed here, as a local worker's would be.
-* Ctrl-C cancels every task not yet run; one that is running finishes its file (Dask cannot
-  interrupt a running task) and, as always, writes it whole or not at all.
+* Ctrl-C (or --fail-fast) cancels every task not yet run; one that is running finishes its
+  files (Dask cannot interrupt a running task), which the report does not list, writing
+  each whole or not at all as always.
 
-One file per task: on 200 files of 512x512 the scheduler's cost per task (about 1-2 ms of
-scheduler and client time) is under a tenth of a file's work, and a task of several files
-would rerun all of them after a worker's death and hold back their progress and results
-(the README's "Batches on a Dask cluster" has the measurements).
+Small files go several to a task (``group_files``): each task costs ~8-9 ms of CPU between
+client, scheduler and worker, as much as filtering a 128x128 PNG. A task of several files
+is one result (its files' progress comes at once) and one unit of retry; when its workers
+keep dying, its files are tried again one per task, so only the one to blame fails.
 
 Nothing here imports Dask at module level: ``convcli --help`` and local runs never load it,
 and a missing Dask is one line (``check_installed``) rather than a traceback.
@@ -56,12 +59,12 @@ LOCAL = "local"                 # --scheduler local: this machine's process pool
 SCHEMES = ("tcp", "tls", "ws", "wss")
 DEFAULT_SCHEME = "tcp"
 RETRIES = 2                     # reruns of a task that raised (a worker's death is counted apart)
-# Files per Dask task. Each task costs ~4-6 ms of CPU between scheduler, client and worker
-# (200 tasks of 30 ms of work on a 2-core LocalCluster), ~15% of a 512x512 PNG's filtering;
-# tasks of 5 such files (2 MB of input) cut the CPU per file from 54 to 41 ms, larger ones
-# no further (README, "Batches on a Dask cluster"). Capped so that every worker thread still
-# gets TASKS_PER_THREAD tasks (balance at the end, steady progress) and a worker's death or
-# Ctrl-C concerns a second or so of work.
+# Files per Dask task. A task costs ~8-9 ms of CPU between client, scheduler and worker
+# (measured on a 2-core LocalCluster of 2 workers, whole commands): one file per task made
+# 1000 PNGs of 128x128 run at 70 files/s, tasks of 16 at 133 (the local pool: 140); 200 of
+# 512x512, 30 files/s against 34 in tasks of 5 (README, "Batches on a Dask cluster"). The
+# size is capped so that every worker thread still gets TASKS_PER_THREAD tasks (balance at
+# the end, steady progress) and a worker's death or Ctrl-C concerns a second or so of work.
 TASK_BYTES = 2_000_000          # input bytes (times outputs per input) gathered into one task
 MAX_FILES_PER_TASK = 16
 TASKS_PER_THREAD = 4
