@@ -216,7 +216,7 @@ class ClusterPool:
         self._address = address
         self._retries = retries
         self._function = function or run_task
-        self._futures: list = []
+        self._pending: dict = {}        # key -> future, until its result is here
         self._died_on: set = set()      # keys of tasks whose worker died while running them
         self._subscribed = False
         # Dask logs to stderr (its "distributed" logger's handlers); here that would come
@@ -296,13 +296,14 @@ class ClusterPool:
                                        share=share, run=self._function, key=keys,
                                        retries=self._retries, pure=False)
             members.update(zip(keys, batch))
-            self._futures.extend(futures)
+            self._pending.update((future.key, future) for future in futures)
             return futures
 
         completed = self._distributed.as_completed(submit(groups), loop=self._client.loop,
                                                    with_results=True, raise_errors=False)
         for future, result in completed:
             group = members.pop(future.key)
+            self._pending.pop(future.key, None)
             finished = future.status == "finished"
             future.release()                      # the workers may forget it now
             if future.key in self._died_on:       # a try on a worker that died left temporaries
@@ -348,7 +349,7 @@ class ClusterPool:
         if client is None:
             self._restore_logs()
             return
-        futures, self._futures = self._futures, []
+        futures, self._pending = list(self._pending.values()), {}
         steps = [lambda: client.cancel(futures)] if futures else []
         if self._subscribed:       # else the scheduler logs our leaving as a failed event
             steps.append(lambda: client.unsubscribe_topic("all"))
