@@ -406,20 +406,39 @@ def _first_line(error: BaseException) -> str:
 
 def _probe(address: str, timeout: float) -> None:
     """Open (and close) a TCP connection to the scheduler, for a precise one-line error:
-    unknown host, refused, or no answer."""
-    scheme, rest = address.split("://", 1)
-    host, port = rest.rsplit(":", 1)
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
-    except socket.gaierror as error:
+    unknown host, refused, or no answer, each within ``timeout`` (the name's look-up too)."""
+    host, port = address.split("://", 1)[1].rsplit(":", 1)
+    found: list = []
+
+    def look_up() -> None:
+        try:
+            found.append(socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM))
+        except OSError as error:
+            found.append(error)
+
+    looking = threading.Thread(target=look_up, daemon=True)
+    looking.start()
+    looking.join(timeout)
+    if not found:
+        raise UsageError(f"--scheduler {address}: the name {host} was not resolved within "
+                         f"{timeout:.0f} s")
+    if isinstance(found[0], OSError):
         raise UsageError(f"--scheduler {address}: unknown host {host} "
-                         f"({error.strerror or error})") from None
-    except (TimeoutError, socket.timeout):
+                         f"({found[0].strerror or found[0]})")
+    failure = None
+    for family, kind, protocol, _, where in found[0]:     # as socket.create_connection
+        try:
+            with socket.socket(family, kind, protocol) as probe:
+                probe.settimeout(timeout)
+                probe.connect(where)
+            return
+        except OSError as error:
+            failure = error
+    if isinstance(failure, (TimeoutError, socket.timeout)):
         raise UsageError(f"--scheduler {address}: no answer within {timeout:.0f} s; is the "
-                         "address right and `dask scheduler` running there?") from None
-    except OSError as error:
-        raise UsageError(f"--scheduler {address}: cannot connect ({error.strerror or error}); "
-                         "is `dask scheduler` running there?") from None
+                         "address right and `dask scheduler` running there?")
+    raise UsageError(f"--scheduler {address}: cannot connect ({failure.strerror or failure}); "
+                     "is `dask scheduler` running there?")
 
 
 def _handshake(address: str, timeout: float) -> None:
