@@ -170,7 +170,7 @@ def _engine_threads(share: dict[str, int]) -> int:
 
 
 def run_task(task, share: dict[str, int]) -> tuple[str, object, str]:
-    """A worker's Dask task: ``batch.process_task(task)`` -> (status, value, its stderr)."""
+    """One file on a worker: ``batch.process_task(task)`` -> (status, value, its stderr)."""
     from .batch import process_task
 
     _prepare_worker(_engine_threads(share))
