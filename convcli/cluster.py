@@ -170,7 +170,7 @@ def _engine_threads(share: dict[str, int]) -> int:
 
 
 def run_task(task, share: dict[str, int]) -> tuple[str, object, str]:
-    """A worker's Dask task: ``batch.process_task(task)`` -> (status, value, its stderr)."""
+    """One file on a worker: ``batch.process_task(task)`` -> (status, value, its stderr)."""
     from .batch import process_task
 
     _prepare_worker(_engine_threads(share))
@@ -216,7 +216,7 @@ class ClusterPool:
         self._address = address
         self._retries = retries
         self._function = function or run_task
-        self._futures: list = []
+        self._pending: dict = {}        # key -> future, until its result is here
         self._died_on: set = set()      # keys of tasks whose worker died while running them
         self._subscribed = False
         # Dask logs to stderr (its "distributed" logger's handlers); here that would come
@@ -296,13 +296,14 @@ class ClusterPool:
                                        share=share, run=self._function, key=keys,
                                        retries=self._retries, pure=False)
             members.update(zip(keys, batch))
-            self._futures.extend(futures)
+            self._pending.update((future.key, future) for future in futures)
             return futures
 
         completed = self._distributed.as_completed(submit(groups), loop=self._client.loop,
                                                    with_results=True, raise_errors=False)
         for future, result in completed:
             group = members.pop(future.key)
+            self._pending.pop(future.key, None)
             finished = future.status == "finished"
             future.release()                      # the workers may forget it now
             if future.key in self._died_on:       # a try on a worker that died left temporaries
@@ -348,7 +349,7 @@ class ClusterPool:
         if client is None:
             self._restore_logs()
             return
-        futures, self._futures = self._futures, []
+        futures, self._pending = list(self._pending.values()), {}
         steps = [lambda: client.cancel(futures)] if futures else []
         if self._subscribed:       # else the scheduler logs our leaving as a failed event
             steps.append(lambda: client.unsubscribe_topic("all"))
@@ -405,20 +406,39 @@ def _first_line(error: BaseException) -> str:
 
 def _probe(address: str, timeout: float) -> None:
     """Open (and close) a TCP connection to the scheduler, for a precise one-line error:
-    unknown host, refused, or no answer."""
-    scheme, rest = address.split("://", 1)
-    host, port = rest.rsplit(":", 1)
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
-    except socket.gaierror as error:
+    unknown host, refused, or no answer, each within ``timeout`` (the name's look-up too)."""
+    host, port = address.split("://", 1)[1].rsplit(":", 1)
+    found: list = []
+
+    def look_up() -> None:
+        try:
+            found.append(socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM))
+        except OSError as error:
+            found.append(error)
+
+    looking = threading.Thread(target=look_up, daemon=True)
+    looking.start()
+    looking.join(timeout)
+    if not found:
+        raise UsageError(f"--scheduler {address}: the name {host} was not resolved within "
+                         f"{timeout:.0f} s")
+    if isinstance(found[0], OSError):
         raise UsageError(f"--scheduler {address}: unknown host {host} "
-                         f"({error.strerror or error})") from None
-    except (TimeoutError, socket.timeout):
+                         f"({found[0].strerror or found[0]})")
+    failure = None
+    for family, kind, protocol, _, where in found[0]:     # as socket.create_connection
+        try:
+            with socket.socket(family, kind, protocol) as probe:
+                probe.settimeout(timeout)
+                probe.connect(where)
+            return
+        except OSError as error:
+            failure = error
+    if isinstance(failure, (TimeoutError, socket.timeout)):
         raise UsageError(f"--scheduler {address}: no answer within {timeout:.0f} s; is the "
-                         "address right and `dask scheduler` running there?") from None
-    except OSError as error:
-        raise UsageError(f"--scheduler {address}: cannot connect ({error.strerror or error}); "
-                         "is `dask scheduler` running there?") from None
+                         "address right and `dask scheduler` running there?")
+    raise UsageError(f"--scheduler {address}: cannot connect ({failure.strerror or failure}); "
+                     "is `dask scheduler` running there?")
 
 
 def _handshake(address: str, timeout: float) -> None:
