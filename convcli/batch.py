@@ -5,9 +5,9 @@ a failure never stops the others unless ``fail_fast``; Ctrl-C or SIGTERM stops t
 workers, whose temporary files are removed, prints the summary and returns 130.
 
 Default parallelism (``jobs=None``): one process per core when there are at least
-``2 x cores`` images, each worker running Numba with ``cores // workers`` threads, so
+``2 x cores`` images, each worker running the engine on ``cores // workers`` threads, so
 workers x threads never exceeds the cores; fewer images run in this process with all
-cores given to Numba (starting workers costs more than it saves on a handful of files).
+cores given to the engine (starting workers costs more than it saves on a handful of files).
 
 With ``scheduler`` (``--scheduler``) the files are tasks on that Dask cluster instead
 (``cluster.ClusterPool``, the same shape as ``workers.WorkerPool``); everything else is shared.
@@ -16,7 +16,6 @@ With ``scheduler`` (``--scheduler``) the files are tasks on that Dask cluster in
 from __future__ import annotations
 
 import math
-import os
 import signal
 import sys
 import time
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import TextIO
 
 from . import pipeline
-from .engine import settings_restored
+from .engine._runtime import available_cores, settings_restored
 from .errors import ConvcliError, UsageError, print_error, print_note, route_warnings
 from .images import leftover_temporaries
 from .inputs import Source
@@ -81,13 +80,6 @@ class Tally:
     outputs: int = 0
     megapixels: float = 0.0
     records: list[dict] = field(default_factory=list)
-
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def default_jobs(tasks: int, cores: int) -> int:

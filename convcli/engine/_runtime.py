@@ -42,6 +42,7 @@ _pool: dict[int, ThreadPoolExecutor] = {}
 
 
 def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity, where the OS has one)."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:
