@@ -1,7 +1,7 @@
 """Files <-> float32 arrays: images (C, H, W), signals (C, L), volumes (C, D, H, W); value
 mapping, and atomic writers.
 
-Pillow decodes photographs (and ``_png16`` the 16-bit colour PNGs Pillow reads at 8 bits);
+Pillow decodes photographs (and ``_png`` the 16-bit colour PNGs Pillow reads at 8 bits);
 tifffile reads TIFF stacks and pages of many or deep samples (``_tiff``); ``.npy`` arrays
 are read raw (``_npy``). Loading scales integer pixels to [0, 1] (8-bit / 255, 16-bit /
 65535) and keeps float images as they are; alpha is split off so filters never touch it.
@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ._npy import NPY_SIGNATURE, npy_header, read_npy
-from ._png16 import deep_colour_channels, encode_png, read_png16
+from ._png import deep_colour_channels, encode_png, read_png16
 from ._tiff import TIFF_SIGNATURES, orientation_number, read_raw, write_tiff
 from .choices import NORMALIZE_MODES, OUTPUT_FORMATS
 from .errors import FileFailure, UsageError, check_choice
@@ -314,7 +314,7 @@ def _raw_scale(dtype: np.dtype) -> tuple[float, int]:
 
 
 def _pillow_image(path: Path, data: bytes | None, head: bytes):
-    """(pixels, alpha, mode, bit depth) of an image Pillow (or ``_png16``) decodes."""
+    """(pixels, alpha, mode, bit depth) of an image Pillow (or ``_png``) decodes."""
     with _open(path, data) as opened:
         mode = opened.mode
         said: list[str] = []

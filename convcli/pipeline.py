@@ -423,8 +423,9 @@ def _streamed(source: Source, jobs: list[Job], options: ApplyOptions,
     if too_big:
         raise FileFailure(f"{source.path}: {_size_text(size)} as float32 is more than "
                           f"--max-memory {_size_text(options.max_memory)} and it cannot be "
-                          f"streamed ({reason}); stream a single-page TIFF to --format tiff, "
-                          "or raise --max-memory (0: no limit) if the machine has the memory")
+                          f"streamed ({reason}); single-page TIFFs and PNGs stream to --format "
+                          "tiff or png; or raise --max-memory (0: no limit) if the machine "
+                          "has the memory")
     return False
 
 

@@ -59,5 +59,6 @@ def records_table(records: list[dict]) -> Table:
                       f"{r['megapixels_per_s']:.1f} MP/s")
         for layer in r["layers"] if stack else ():     # one row per layer of a stack
             table.add_row("", f"  {layer['layer']}", shape_text(layer["output_shape"]), "",
-                          layer["engine"], f"{layer['ms']:.1f}")
+                          layer["engine"],
+                          "" if layer.get("ms") is None else f"{layer['ms']:.1f}")
     return table

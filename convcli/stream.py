@@ -1,23 +1,32 @@
-"""A TIFF bigger than memory, filtered in strips (#15): TIFF in, tiled BigTIFF out.
+"""An image bigger than memory, filtered in strips (#15): TIFF or PNG in, TIFF or PNG out.
 
 ``apply`` streams a single-page 2-D TIFF (gray, RGB or many samples; striped or tiled;
-classic or BigTIFF) whose float32 size is above ``--max-memory`` (or always with
-``--stream``) when the output is a TIFF: each strip's input rows are decoded from only the
-strips or tiles of the file that hold them (``TiffRows``), scaled as ``load_image`` scales
-them, filtered by ``strips.RowFilter`` (the in-memory run's numbers) and written as the
-tiles of a zlib-compressed, tiled BigTIFF of float32 (no normalisation: TIFF output is the
-raw floats, as in memory), through a temporary file renamed into place.
+classic or BigTIFF) or a non-interlaced 8- or 16-bit PNG whose float32 size is above
+``--max-memory`` (or any such input with ``--stream``) when the output is a TIFF or a PNG.
+Each strip's input rows are decoded from only the parts of the file that hold them
+(``TiffRows``: its strips or tiles; ``PngRows``: the image data in file order, inflated as
+far as the rows need), scaled as ``load_image`` scales them, filtered by
+``strips.RowFilter`` (the in-memory run's numbers), and written as they come: the tiles of
+a zlib-compressed, tiled BigTIFF of float32 (TIFF output is the raw floats, as in memory),
+or the rows of a PNG (``_png.PngEncoder``; pixels as ``images.render`` maps them), through
+a temporary file renamed into place.
 
-The strip height is the largest multiple of the tile height (``TILE``) whose rows held at
-once (``Strip.peak_bytes``) fit ``BUDGET_SHARE`` of ``--max-memory``; at least one tile row.
+Three stages overlap, one strip apart: a thread decodes the next strip's rows
+(``_ReadAhead``) while another filters this one (``_made_ahead``) and the caller encodes the
+one before. The strip height is a multiple of the tile height (``TILE``): the smallest that
+holds ``STRIP_BYTES`` of rows or reads at most ``HALO_SHARE`` more rows than it writes,
+within ``BUDGET_SHARE`` of ``--max-memory`` per strip (three are alive at once).
 """
 
 from __future__ import annotations
 
 import math
+import queue
 import re
 import resource
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -25,12 +34,17 @@ import numpy as np
 from .errors import FileFailure, UsageError
 
 __all__ = ["DEFAULT_MAX_MEMORY", "parse_memory", "peak_memory_mb", "why_not_streamed",
-           "stream_image", "TiffRows"]
+           "stream_image", "TiffRows", "PngRows", "open_rows"]
 
 DEFAULT_MAX_MEMORY = 1 << 30
 TILE = 256                 # output tiles are TILE x TILE; strips are multiples of TILE rows
-BUDGET_SHARE = 0.25        # of --max-memory for one strip's rows (the rest: decoding, tiles,
-#                            encoding, the engine's scratch and the interpreter itself)
+BUDGET_SHARE = 0.2         # of --max-memory for one strip's rows: three strips are alive at
+#                            once (read ahead, filtering, encoding), and the engine's scratch
+#                            and the interpreter itself need the rest
+STRIP_BYTES = 48 << 20     # a strip this size runs as fast as larger ones (measured: see README)
+HALO_SHARE = 0.125         # ...unless it reads more than this share of extra (halo) rows
+STREAMED_FORMATS = ("tiff", "png")
+STREAMED_NORMALIZE = ("clip", "abs", "offset")     # minmax and robust need the whole image
 UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 STREAMED_BITS = (8, 16, 32, 64)
 ZLIB_LEVEL = 1             # float32 noise barely compresses: level 6 took 8 times as long
@@ -87,27 +101,65 @@ def why_not_streamed(source, jobs, options, data) -> str | None:
     """None when this input and its jobs can be streamed, else why not (a few words)."""
     if data is not None or source.from_stdin:
         return "it comes from standard input"
-    if options.fmt != "tiff":
-        return f"the output is {options.fmt}, not tiff"
+    if options.fmt not in STREAMED_FORMATS:
+        return f"the output is {options.fmt}; tiff and png outputs stream"
+    for job in jobs if options.fmt == "png" else ():
+        normalize = _normalize(job, options)
+        if normalize not in STREAMED_NORMALIZE:
+            chosen = "" if normalize == options.normalize else f" (--normalize {options.normalize})"
+            return (f"--normalize {normalize}{chosen} stretches by the whole output's range; "
+                    f"{', '.join(STREAMED_NORMALIZE)} stream")
     if any(job.to_stdout for job in jobs):
         return "the output goes to standard output"
     if options.save_stages or options.split or any(job.compare for job in jobs):
         return "--save-stages, --split and --compare need the whole image"
     try:
-        TiffRows.check(source.path)
+        reader = open_rows(source.path, gray=options.gray)
     except _NotStreamable as error:
         return str(error)
-    from .images import read_header
-
-    shape = read_header(source.path, gray=options.gray)
-    for job in jobs:
-        try:
-            row_filter_for(job, shape, source.path, options)
-        except UsageError as error:          # a layer that cannot stream yet
-            return str(error)
-        except FileFailure:                  # does not fit the image: fails as in memory
-            return None
+    try:
+        if options.fmt == "png" and reader.has_alpha:
+            return "it has alpha, which a png output keeps; stream it to --format tiff"
+        for job in jobs:
+            try:
+                row_filter, _ = row_filter_for(job, reader.shape, source.path, options)
+            except UsageError as error:          # a layer that cannot stream yet
+                return str(error)
+            except FileFailure:                  # does not fit the image: fails as in memory
+                return None
+            if options.fmt == "png" and row_filter.output_shape[0] not in (1, 3):
+                return (f"its {row_filter.output_shape[0]} maps make a png picture of the "
+                        "maps; stream them to --format tiff")
+    finally:
+        reader.close()
     return None
+
+
+def _normalize(job, options) -> str | None:
+    """How a job's maps become PNG pixels; ``auto`` as ``pipeline`` decides it for a ``-k``
+    operation (a stack's depends on its values: None)."""
+    from .kernels import Operation
+    from .pipeline import _auto_normalize
+
+    if options.normalize != "auto":
+        return options.normalize
+    return _auto_normalize(job.operation, None) if isinstance(job.operation, Operation) else None
+
+
+def open_rows(path: Path, gray: bool = False):
+    """The ``read_rows`` of a streamable file (``TiffRows`` or ``PngRows``); raises
+    _NotStreamable saying why it cannot be streamed."""
+    from ._png import SIGNATURE
+    from ._tiff import TIFF_SIGNATURES
+
+    with open(path, "rb") as file:
+        head = file.read(8)
+    if head.startswith(TIFF_SIGNATURES):
+        TiffRows.check(path)
+        return TiffRows(path, gray=gray)
+    if head.startswith(SIGNATURE):
+        return PngRows(path, gray=gray)
+    raise _NotStreamable("it is not a TIFF or a PNG")
 
 
 class _NotStreamable(Exception):
@@ -141,6 +193,8 @@ class TiffRows:
         self.across = -(-self.width // self.chunk_cols)
         self.dtype = page.dtype
         self.scale = np.float32(_raw_scale(page.dtype)[0])
+        self.bit_depth = _raw_scale(page.dtype)[1]
+        self.has_alpha = bool(self.drop_alpha)
         self.gray = gray
         channels = self.samples - self.drop_alpha
         if gray and channels not in (1, 3):
@@ -273,6 +327,100 @@ class TiffRows:
         return values
 
 
+class PngRows:
+    """``read_rows`` over a non-interlaced 8- or 16-bit PNG: the rows asked for, (C, n, W)
+    float32 as ``load_image`` gives them (/255 or /65535; a palette looked up; alpha left
+    out; ``--gray`` applied). Decodes in file order (``_png.PngRowDecoder``), keeping only
+    the rows of the last call: a call for rows before them starts over from the top (once
+    per image with circular padding, whose first strip reads the last rows)."""
+
+    DECODE_ROWS = 64                         # rows unfiltered per step
+
+    def __init__(self, path: Path, gray: bool = False):
+        from ._png import PngRowDecoder
+        from .images import _orientation_in, _png_chunk
+
+        self.path = Path(path)
+        try:
+            self._decoder = decoder = PngRowDecoder(path)
+        except (ValueError, OSError) as error:
+            raise _NotStreamable(f"its PNG header cannot be read for streaming ({error})") \
+                from None
+        try:
+            if decoder.interlaced:
+                raise _NotStreamable("it is an interlaced (Adam7) PNG; rows come in file "
+                                     "order only from non-interlaced ones")
+            if decoder.colour == 3 and (decoder.depth != 8 or decoder.palette is None):
+                raise _NotStreamable("its palette PNG is not 8-bit or has no palette")
+            if decoder.transparency is not None:
+                raise _NotStreamable("it has a transparent colour (tRNS), which loads as alpha")
+            if _orientation_in(_png_chunk(self.path, b"eXIf")) != 1:
+                raise _NotStreamable("its EXIF orientation turns it; upright images stream")
+        except BaseException:
+            decoder.close()
+            raise
+        self.height, self.width = decoder.height, decoder.width
+        self.samples = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[decoder.colour]
+        self.has_alpha = decoder.colour in (4, 6)
+        channels = 1 if decoder.colour in (0, 4) else 3
+        self.bit_depth = decoder.depth
+        self.scale = np.float32(255.0 if decoder.depth == 8 else 65535.0)
+        if decoder.palette is not None:        # missing entries are black, as in Pillow
+            self._palette = np.zeros((256, 3), np.uint8)
+            self._palette[:len(decoder.palette)] = decoder.palette[:256]
+        self.gray = gray
+        self.shape = (1 if gray else channels, self.height, self.width)
+        self._colour_channels = channels
+        self._held_rows = np.empty(0, np.int64)
+        self._held = np.empty((0, decoder.row_bytes), np.uint8)
+        self.read_ms = 0.0
+
+    def close(self) -> None:
+        self._decoder.close()
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        started = time.perf_counter()
+        rows = np.asarray(rows, np.int64)
+        raw = self._raw_rows(rows)
+        samples = raw.view(">u2" if self.bit_depth == 16 else np.uint8)
+        samples = samples.reshape(rows.size, self.width, self.samples)
+        if self._decoder.colour == 3:
+            samples = self._palette[samples[:, :, 0]]
+        out = np.empty((self._colour_channels, rows.size, self.width), np.float32)
+        for channel in range(self._colour_channels):
+            np.divide(samples[:, :, channel], self.scale, out=out[channel], casting="unsafe")
+        if self.gray and self._colour_channels == 3:
+            from .images import LUMA_WEIGHTS
+
+            out = np.tensordot(np.asarray(LUMA_WEIGHTS, np.float32), out, axes=1)[np.newaxis]
+        self.read_ms += (time.perf_counter() - started) * 1e3
+        return out
+
+    def _raw_rows(self, rows: np.ndarray) -> np.ndarray:
+        """The unfiltered bytes of ``rows`` (sorted), from the rows held or decoded now."""
+        raw = np.empty((rows.size, self._decoder.row_bytes), np.uint8)
+        held = np.isin(rows, self._held_rows)
+        if held.any():
+            raw[held] = self._held[np.searchsorted(self._held_rows, rows[held])]
+        missing = np.flatnonzero(~held)
+        if missing.size:
+            decoder = self._decoder
+            if rows[missing[0]] < decoder.next_row:
+                decoder.restart()
+            last = int(rows[missing[-1]])
+            while decoder.next_row <= last:
+                top = decoder.next_row
+                try:
+                    band = decoder.next_rows(min(self.DECODE_ROWS, last + 1 - top))
+                except ValueError as error:
+                    raise FileFailure(f"{self.path}: cannot decode the image ({error})") \
+                        from None
+                wanted = missing[(rows[missing] >= top) & (rows[missing] < top + len(band))]
+                raw[wanted] = band[rows[wanted] - top]
+        self._held_rows, self._held = rows, raw
+        return raw
+
+
 # --- filtering and writing -------------------------------------------------------------------
 
 def row_filter_for(job, shape, path: Path, options):
@@ -294,25 +442,23 @@ def row_filter_for(job, shape, path: Path, options):
 
 
 def strip_height(row_filter, max_memory: int) -> int:
-    """The most output rows, a multiple of ``TILE``, whose strips hold at most
-    ``BUDGET_SHARE`` of ``max_memory`` (at least ``TILE``)."""
+    """The output rows of a strip, a multiple of ``TILE``: the fewest whose strips hold
+    ``STRIP_BYTES`` of rows and read at most ``HALO_SHARE`` more rows than they write, but
+    none holding more than ``BUDGET_SHARE`` of ``max_memory`` (at least ``TILE``)."""
     rows_out = row_filter.output_shape[1]
     budget = max_memory * BUDGET_SHARE if max_memory else float("inf")
     height = TILE
     while height < rows_out:
-        bigger = height * 2
-        if max(s.peak_bytes for s in _sample_strips(row_filter, bigger)) > budget:
+        strips = _sample_strips(row_filter, height)
+        middle = strips[len(strips) // 2]
+        written = middle.out_rows[1] - middle.out_rows[0]
+        big_enough = (max(s.peak_bytes for s in strips) >= STRIP_BYTES
+                      and middle.input_rows.size <= written * (1 + HALO_SHARE))
+        if big_enough or max(s.peak_bytes for s in _sample_strips(row_filter, height + TILE)) \
+                > budget:
             break
-        height = bigger
-    # then step up by single tiles between height and 2 x height
-    step = height
-    while step > TILE:
-        step //= 2
-        trial = height + step
-        if trial < rows_out and \
-                max(s.peak_bytes for s in _sample_strips(row_filter, trial)) <= budget:
-            height = trial
-    return max(TILE, (height // TILE) * TILE)
+        height += TILE
+    return height
 
 
 def _sample_strips(row_filter, height: int):
@@ -332,7 +478,7 @@ def _sample_strips(row_filter, height: int):
 
 
 def stream_image(source, jobs, options):
-    """Every job's output of a TIFF, streamed; one ``OutputRecord`` per job."""
+    """Every job's output of a TIFF or PNG, streamed; one ``OutputRecord`` per job."""
     from .images import atomic_write
 
     records = []
@@ -340,15 +486,25 @@ def stream_image(source, jobs, options):
         if not options.overwrite and job.destination.exists():
             raise FileFailure(f"{job.destination}: already exists; use --overwrite to replace it")
     for job in jobs:
-        reader = TiffRows(source.path, gray=options.gray)
+        reader = open_rows(source.path, gray=options.gray)
         try:
             started = time.perf_counter()
             row_filter, plan = row_filter_for(job, reader.shape, source.path, options)
-            height = strip_height(row_filter, options.max_memory)
-            timing = {"convolve": 0.0, "strips": 0}
-            write = _tile_writer(row_filter, reader, height, timing)
-            with np.errstate(all="ignore"):
+            strips = row_filter.strips(strip_height(row_filter, options.max_memory))
+            timing = {"convolve": 0.0, "write": 0.0, "strips": len(strips), "clipped": 0}
+            outputs = _made_ahead(lambda: _filtered_strips(row_filter, reader, strips, timing))
+            if options.fmt == "png":
+                bit_depth = options.bit_depth or (16 if reader.bit_depth >= 16 else 8)
+                write = _png_writer(row_filter.output_shape, outputs, bit_depth,
+                                    _normalize(job, options), timing)
+            else:
+                write = _tile_writer(row_filter.output_shape, outputs)
+            writing = time.perf_counter()
+            try:
                 atomic_write(job.destination, write, overwrite=options.overwrite)
+            finally:
+                outputs.close()                       # stops the threads on a failure
+            timing["write"] = (time.perf_counter() - writing) * 1e3 - outputs.waited_ms
             total_ms = (time.perf_counter() - started) * 1e3
         finally:
             reader.close()
@@ -356,20 +512,141 @@ def stream_image(source, jobs, options):
     return records
 
 
-def _tile_writer(row_filter, reader: TiffRows, height: int, timing: dict):
-    """``write(file)``: the filtered image as a tiled, zlib-compressed BigTIFF of float32."""
+def _filtered_strips(row_filter, reader, strips, timing: dict):
+    """Each strip's output rows (C, n, W) in order; the next strip's input is decoded by
+    another thread meanwhile (``_ReadAhead``)."""
+    ahead = _ReadAhead(reader, [strip.input_rows for strip in strips])
+    try:
+        with np.errstate(all="ignore"):          # (per thread) NaN spreads, as in memory
+            for strip in strips:
+                started = time.perf_counter()
+                waited_before = ahead.waited_ms
+                maps = row_filter.run(ahead, *strip.out_rows)
+                timing["convolve"] += ((time.perf_counter() - started) * 1e3
+                                       - (ahead.waited_ms - waited_before))
+                yield maps
+    finally:
+        ahead.close()
+
+
+class _ReadAhead:
+    """``read_rows`` that answers the calls ``requests`` in order, each decoded by a thread
+    while the caller works on the one before (any other call is read now)."""
+
+    def __init__(self, reader, requests: list[np.ndarray]):
+        self._reader, self._requests = reader, requests
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="convcli-read")
+        self._next = 0
+        self._pending = self._pool.submit(reader, requests[0]) if requests else None
+        self.waited_ms = 0.0
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        started = time.perf_counter()
+        expected = self._requests[self._next] if self._next < len(self._requests) else None
+        if self._pending is None or not np.array_equal(rows, expected):
+            if self._pending is not None:          # off the plan: read it now, plan over
+                self._pending.result()
+                self._pending = None
+            self.waited_ms += (time.perf_counter() - started) * 1e3
+            return self._reader(rows)
+        result = self._pending.result()
+        self.waited_ms += (time.perf_counter() - started) * 1e3
+        self._next += 1
+        self._pending = (self._pool.submit(self._reader, self._requests[self._next])
+                         if self._next < len(self._requests) else None)
+        return result
+
+    def close(self) -> None:
+        if self._pending is not None:
+            self._pending.cancel()
+        self._pool.shutdown(wait=True)
+
+
+class _made_ahead:
+    """Iterate ``make()`` (a generator) in a thread, one item ahead of the caller; its
+    exceptions come out of ``next``. ``close()`` (also at the end) stops the thread after
+    the item it is making."""
+
+    _DONE = object()
+
+    def __init__(self, make):
+        self.waited_ms = 0.0                     # the caller's time spent waiting for items
+        self._items: queue.Queue = queue.Queue(1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(make,), daemon=True,
+                                        name="convcli-filter")
+        self._thread.start()
+
+    def _run(self, make) -> None:
+        try:
+            for item in make():
+                if not self._put((item, None)):
+                    return
+            self._put((self._DONE, None))
+        except BaseException as error:           # noqa: BLE001 - handed to the caller
+            self._put((None, error))
+
+    def _put(self, entry) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._items.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self):
+        try:
+            while True:
+                started = time.perf_counter()
+                item, error = self._items.get()
+                self.waited_ms += (time.perf_counter() - started) * 1e3
+                if error is not None:
+                    raise error
+                if item is self._DONE:
+                    return
+                yield item
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        while self._thread.is_alive():
+            try:
+                self._items.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        self._thread.join()
+
+
+def _png_writer(shape, outputs, bit_depth: int, normalize: str, timing: dict):
+    """``write(file)``: the strips as a PNG's rows, mapped to pixels as ``images.render``
+    maps them; counts the values clipped in ``timing["clipped"]``."""
+    from ._png import PngEncoder
+    from .images import _png_pixels
+
+    channels, rows_out, columns = shape
+
+    def write(file) -> None:
+        encoder = PngEncoder(columns, rows_out, channels, bit_depth)
+        file.write(encoder.header())
+        for maps in outputs:
+            pixels, clipped = _png_pixels(maps, None, bit_depth, normalize)
+            timing["clipped"] += clipped * maps.size
+            file.write(encoder.encode(pixels))
+        file.write(encoder.finish())
+
+    return write
+
+
+def _tile_writer(shape, outputs):
+    """``write(file)``: the strips as a tiled, zlib-compressed BigTIFF of float32."""
     import tifffile
 
-    channels, rows_out, columns = row_filter.output_shape
+    channels, rows_out, columns = shape
 
     def tiles():
-        for first in range(0, rows_out, height):
-            started = time.perf_counter()
-            read_before = reader.read_ms
-            maps = row_filter.run(reader, first, min(first + height, rows_out))
-            timing["convolve"] += (time.perf_counter() - started) * 1e3 - (
-                reader.read_ms - read_before)
-            timing["strips"] += 1
+        for maps in outputs:
             maps = np.moveaxis(maps, 0, -1)                 # (rows, W, C)
             for top in range(0, maps.shape[0], TILE):
                 for left in range(0, columns, TILE):
@@ -378,16 +655,16 @@ def _tile_writer(row_filter, reader: TiffRows, height: int, timing: dict):
             del maps
 
     if channels == 1:
-        shape, photometric, extra = (rows_out, columns), "minisblack", {}
+        tiff_shape, photometric, extra = (rows_out, columns), "minisblack", {}
     elif channels == 3:
-        shape, photometric, extra = (rows_out, columns, 3), "rgb", {"planarconfig": "contig"}
+        tiff_shape, photometric, extra = (rows_out, columns, 3), "rgb", {"planarconfig": "contig"}
     else:
-        shape, photometric, extra = ((rows_out, columns, channels), "minisblack",
-                                     {"planarconfig": "contig"})
+        tiff_shape, photometric, extra = ((rows_out, columns, channels), "minisblack",
+                                          {"planarconfig": "contig"})
 
     def write(file) -> None:
         with tifffile.TiffWriter(file, bigtiff=True) as tif:
-            tif.write(tiles(), shape=shape, dtype=np.float32, tile=(TILE, TILE),
+            tif.write(tiles(), shape=tiff_shape, dtype=np.float32, tile=(TILE, TILE),
                       compression="zlib", compressionargs={"level": ZLIB_LEVEL},
                       maxworkers=ENCODE_THREADS, buffersize=ENCODE_BUFFER,
                       photometric=photometric, **extra)
@@ -395,7 +672,9 @@ def _tile_writer(row_filter, reader: TiffRows, height: int, timing: dict):
     return write
 
 
-def _record(job, reader: TiffRows, row_filter, plan, options, timing: dict, total_ms: float):
+def _record(job, reader, row_filter, plan, options, timing: dict, total_ms: float):
+    """The job's ``OutputRecord``. Its timings are each stage's busy time (they overlap, so
+    they add up to more than ``total``, the wall time)."""
     from .layers import Stack
     from .pipeline import OutputRecord, _one_layer_geometry
 
@@ -405,11 +684,11 @@ def _record(job, reader: TiffRows, row_filter, plan, options, timing: dict, tota
     engine = "+".join(dict.fromkeys(engines))
     convolve_ms = round(timing["convolve"], 3)
     load_ms = round(reader.read_ms, 3)
-    write_ms = round(max(total_ms - convolve_ms - load_ms, 0.0), 3)
+    write_ms = round(max(timing["write"], 0.0), 3)
     if isinstance(plan, Stack):
         geometry = _one_layer_geometry(plan, row_filter.explanation, options.pad_mode)
         layers = [{"layer": f"{number}: {layer.describe()}", "output_shape": list(row.output_shape),
-                   "engine": engine}
+                   "engine": engine, "ms": None}
                   for number, (layer, row) in enumerate(zip(plan.layers,
                                                             row_filter.explanation.layers), 1)]
     else:
@@ -425,6 +704,8 @@ def _record(job, reader: TiffRows, row_filter, plan, options, timing: dict, tota
     return OutputRecord(
         input=str(job.source.path), output=str(job.destination), kernel=job.operation.name,
         input_shape=list(reader.shape), output_shape=list(row_filter.output_shape), **geometry,
-        engine=engine, timings_ms={"load": load_ms, "convolve": convolve_ms, "write": write_ms},
+        engine=engine, timings_ms={"load": load_ms, "convolve": convolve_ms, "write": write_ms,
+                                   "total": round(total_ms, 3)},
         megapixels_per_s=round(pixels / 1e6 / max(convolve_ms / 1e3, 1e-9), 2), layers=layers,
+        clipped_fraction=round(timing["clipped"] / max(math.prod(row_filter.output_shape), 1), 6),
         peak_memory_mb=peak_memory_mb(), strips=timing["strips"])

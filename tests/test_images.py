@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from convcli._png16 import encode_png, read_png16
+from convcli._png import encode_png, read_png16
 from convcli.errors import FileFailure, UsageError
 from convcli.images import (atomic_write, encode_image, load_image, map_to_unit, read_header,
                             save_image)
@@ -221,6 +221,60 @@ def test_png16_reader_undoes_every_filter_and_interlacing(rng, channels, interla
     decoded, exif = read_png16(data)
     assert exif is None
     np.testing.assert_array_equal(decoded, levels)
+
+
+@pytest.mark.parametrize("depth, channels", [(8, 1), (8, 3), (8, 4), (16, 1), (16, 2),
+                                             (16, 3)])
+def test_row_decoder_gives_any_bands_of_rows_under_every_filter(tmp_path, rng, depth, channels):
+    """``PngRowDecoder``: random filters on every row, the image data split over several IDAT
+    chunks (one empty), read in bands of random heights, then again after ``restart``."""
+    from convcli._png import PngRowDecoder
+
+    height, width = int(rng.integers(1, 40)), int(rng.integers(1, 30))
+    dtype = np.uint8 if depth == 8 else np.uint16
+    levels = rng.integers(0, np.iinfo(dtype).max, (height, width, channels), dtype=dtype,
+                          endpoint=True)
+    as_bytes = levels.astype(">u2" if depth == 16 else np.uint8).view(np.uint8)
+    stream = zlib.compress(_filter_rows(as_bytes.reshape(height, -1), channels * depth // 8,
+                                        rng, 5))
+    cuts = sorted(rng.integers(0, len(stream), 3))
+    pieces = [stream[:cuts[0]], b"", stream[cuts[0]:cuts[1]], stream[cuts[1]:]]
+    colour = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
+    header = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
+    chunks = [(b"IHDR", header), (b"tEXt", b"a\0b")] + [(b"IDAT", piece) for piece in pieces]
+    (tmp_path / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"".join(
+        struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        for kind, body in chunks + [(b"IEND", b"")]))
+    decoder = PngRowDecoder(tmp_path / "a.png")
+    try:
+        for _ in range(2):
+            bands = []
+            while decoder.next_row < height:
+                bands.append(decoder.next_rows(int(rng.integers(1, 9))))
+            got = np.concatenate(bands).reshape(height, width * channels * depth // 8)
+            np.testing.assert_array_equal(got, as_bytes.reshape(height, -1))
+            decoder.restart()
+    finally:
+        decoder.close()
+
+
+def test_row_decoder_says_where_the_data_is_damaged(tmp_path, rng):
+    from convcli._png import PngRowDecoder
+
+    image = rng.integers(0, 255, (20, 10, 3), dtype=np.uint8)
+    data = encode_png(image)
+    (tmp_path / "short.png").write_bytes(data[:len(data) // 2])
+    decoder = PngRowDecoder(tmp_path / "short.png")
+    with pytest.raises(ValueError, match="ends"):
+        decoder.next_rows(20)
+    decoder.close()
+    damaged = bytearray(data)
+    damaged[60:70] = b"\xff" * 10
+    (tmp_path / "bad.png").write_bytes(bytes(damaged))
+    decoder = PngRowDecoder(tmp_path / "bad.png")
+    with pytest.raises(ValueError):
+        decoder.next_rows(20)
+    decoder.close()
 
 
 def _reference_png16(levels: np.ndarray, *, interlace: bool, rng, filters: int = 5) -> bytes:
@@ -488,7 +542,7 @@ def test_save_image_keeps_an_existing_output_without_overwrite(tmp_path):
 
 def test_png_taller_than_one_encoding_block_reads_back(tmp_path, rng, monkeypatch):
     """Rows are filtered and compressed in blocks (zlib decides when to emit IDAT chunks)."""
-    monkeypatch.setattr("convcli._png16.FILTER_BLOCK_BYTES", 100)       # 3 rows of 31 x 3 bytes
+    monkeypatch.setattr("convcli._png.FILTER_BLOCK_BYTES", 100)       # 3 rows of 31 x 3 bytes
     levels = rng.integers(0, 256, (3, 20, 31))
     save_image(tmp_path / "b.png", (levels / 255).astype(np.float32), fmt="png")
     np.testing.assert_array_equal(np.moveaxis(np.asarray(Image.open(tmp_path / "b.png")), -1, 0),

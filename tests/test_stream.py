@@ -1,5 +1,5 @@
-"""convcli.stream: a TIFF filtered in strips (--stream, --max-memory) writes the numbers of the
-in-memory run, in bounded memory; what cannot stream falls back or fails in one line."""
+"""convcli.stream: a TIFF or PNG filtered in strips (--stream, --max-memory) writes the numbers
+of the in-memory run, in bounded memory; what cannot stream falls back or fails in one line."""
 
 from __future__ import annotations
 
@@ -114,6 +114,145 @@ def test_streamed_output_equals_the_in_memory_output(tmp_path, rng, monkeypatch,
         assert tif.is_bigtiff and page.is_tiled and page.compression == 8    # zlib
 
 
+PNG_KINDS = ("gray8", "rgb8", "palette", "gray16", "rgb16")
+PNG_OPERATIONS = {
+    "sobel": ["-k", "sobel", "--normalize", "abs"],
+    "gaussian": ["-k", "gaussian:sigma=1.5"],              # auto: clip
+    "stride": ["-k", "box", "--stride", "2", "--dilation", "2", "--normalize", "offset"],
+    "stack": ["--layer", "conv:k=3,c=3,init=random,seed=3", "--layer", "relu",
+              "--layer", "pool:k=2", "--normalize", "clip"],
+}
+
+
+def write_png(path, rng, kind: str, shape=(71, 53)):
+    """A PNG as other programs write them: Pillow's (it picks each row's filter) or, for
+    16-bit colour, which Pillow cannot write, convcli's own encoder."""
+    from PIL import Image
+
+    from convcli._png import encode_png
+
+    smooth = np.cumsum(rng.integers(-9, 10, shape + (3,)), axis=1)     # photo-like rows
+    rgb = (smooth - smooth.min()) / max(np.ptp(smooth), 1)
+    if kind == "gray8":
+        Image.fromarray((rgb[:, :, 0] * 255).astype(np.uint8)).save(path)
+    elif kind == "rgb8":
+        Image.fromarray((rgb * 255).astype(np.uint8)).save(path)
+    elif kind == "palette":
+        Image.fromarray((rgb * 255).astype(np.uint8)).quantize(40).save(path)
+    elif kind == "gray16":
+        Image.fromarray((rgb[:, :, 0] * 65535).astype(np.uint16)).save(path)
+    else:
+        path.write_bytes(encode_png((rgb * 65535).astype(np.uint16)))
+
+
+def interlaced_png(rng) -> bytes:
+    """An Adam7-interlaced 16-bit RGB PNG (Pillow writes none)."""
+    from test_images import _reference_png16
+
+    return _reference_png16(rng.integers(0, 65535, (30, 20, 3), dtype=np.uint16),
+                            interlace=True, rng=rng)
+
+
+def png_rows(path) -> np.ndarray:
+    """A PNG's unfiltered rows as stored (bytes), whatever its type."""
+    from convcli._png import PngRowDecoder
+
+    decoder = PngRowDecoder(path)
+    try:
+        return decoder.next_rows(decoder.height)
+    finally:
+        decoder.close()
+
+
+@pytest.mark.parametrize("kind", PNG_KINDS)
+@pytest.mark.parametrize("pad_mode", PADDING_MODES)
+@pytest.mark.parametrize("operation", PNG_OPERATIONS)
+def test_a_streamed_png_equals_the_in_memory_png(tmp_path, rng, monkeypatch, capsys, kind,
+                                                 pad_mode, operation):
+    """PNG in, PNG out, in strips of 16 rows: every pixel as the in-memory run writes it
+    (circular padding makes the first strip read the last rows: the decoder starts over)."""
+    monkeypatch.setattr(stream, "TILE", 16)
+    source = tmp_path / "in.png"
+    write_png(source, rng, kind)
+    common = [str(source), *PNG_OPERATIONS[operation], "--pad-mode", pad_mode]
+    run([*common, "-o", str(tmp_path / "streamed.png"), "--stream", "--max-memory", "1K"])
+    streamed, = records(capsys)
+    run([*common, "-o", str(tmp_path / "memory.png"), "--max-memory", "0"])
+    in_memory, = records(capsys)
+    assert streamed["strips"] > 1 and in_memory["strips"] is None
+    for key in ("input_shape", "output_shape", "clipped_fraction"):
+        assert streamed[key] == pytest.approx(in_memory[key]), key
+    got, expected = png_rows(tmp_path / "streamed.png"), png_rows(tmp_path / "memory.png")
+    assert got.shape == expected.shape
+    if operation == "stack":        # a conv that mixes channels: BLAS sums in another order
+        assert np.abs(got.astype(int) - expected).max() <= 1
+    else:
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_png_and_tiff_stream_into_each_other(tmp_path, rng, monkeypatch, capsys):
+    """PNG in, float TIFF out (alpha dropped, as in memory) and TIFF in, PNG out; --gray."""
+    from PIL import Image
+
+    monkeypatch.setattr(stream, "TILE", 16)
+    rgba = rng.integers(0, 255, (50, 41, 4), dtype=np.uint8)
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")
+    write_png(tmp_path / "rgb.png", rng, "rgb16")
+    tifffile.imwrite(tmp_path / "f.tif", rng.random((45, 38, 3), dtype=np.float32),
+                     photometric="rgb", tile=(16, 16))
+    for name, fmt, extra in (("rgba.png", "tiff", []), ("rgb.png", "tiff", ["--gray"]),
+                             ("f.tif", "png", ["--gray"]), ("f.tif", "png", [])):
+        common = [str(tmp_path / name), "-k", "gaussian:sigma=1", *extra, "--overwrite"]
+        run([*common, "-o", str(tmp_path / f"s.{fmt}"), "--stream", "--max-memory", "1K"])
+        streamed, = records(capsys)
+        run([*common, "-o", str(tmp_path / f"m.{fmt}"), "--max-memory", "0"])
+        in_memory, = records(capsys)
+        assert streamed["strips"] > 1 and streamed["output_shape"] == in_memory["output_shape"]
+        if fmt == "png":
+            np.testing.assert_array_equal(png_rows(tmp_path / "s.png"), png_rows(tmp_path / "m.png"))
+        else:
+            channels = in_memory["output_shape"][0]
+            np.testing.assert_array_equal(as_chw(tifffile.imread(tmp_path / "s.tiff"), channels),
+                                          as_chw(tifffile.imread(tmp_path / "m.tiff"), channels))
+
+
+def test_a_png_that_cannot_stream_says_why(tmp_path, rng, capsys):
+    """Interlaced, a transparent colour, alpha into a PNG, --normalize robust (auto for a
+    zero-sum kernel): too large for --max-memory, each fails in one line that says why."""
+    from PIL import Image
+
+    rgb = rng.integers(0, 255, (30, 20, 3), dtype=np.uint8)
+    (tmp_path / "interlaced.png").write_bytes(interlaced_png(rng))
+    Image.fromarray(rgb).save(tmp_path / "keyed.png", transparency=(1, 2, 3))
+    Image.fromarray(np.dstack([rgb, rgb[:, :, :1]])).save(tmp_path / "alpha.png")
+    Image.fromarray(rgb).save(tmp_path / "plain.png")
+    for name, extra, why in (("interlaced.png", [], "interlaced"),
+                             ("keyed.png", [], "transparent colour"),
+                             ("alpha.png", [], "alpha"),
+                             ("plain.png", ["-k", "sobel"], "--normalize robust")):
+        with pytest.raises(SystemExit) as stopped:
+            main(["apply", str(tmp_path / name), *(extra or ["-k", "box"]), "-q",
+                  "-o", str(tmp_path / "out/"), "--max-memory", "1K"])
+        assert stopped.value.code == 1
+        error = capsys.readouterr().err.strip()
+        assert len(error.splitlines()) == 1 and name in error and why in error, error
+        assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_damaged_png_fails_in_one_line_and_writes_nothing(tmp_path, rng, capsys):
+    from convcli._png import encode_png
+
+    data = encode_png(rng.integers(0, 255, (64, 40, 3), dtype=np.uint8))
+    (tmp_path / "cut.png").write_bytes(data[:len(data) * 2 // 3])
+    with pytest.raises(SystemExit) as stopped:
+        main(["apply", str(tmp_path / "cut.png"), "-k", "box", "-q", "-o",
+              str(tmp_path / "out.png"), "--stream", "--max-memory", "1K"])
+    assert stopped.value.code == 1
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "cut.png" in error and "decode" in error, error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.png"]
+
+
 def test_gray_alpha_and_many_samples_stream_as_they_load(tmp_path, rng, monkeypatch, capsys):
     """An RGBA page loses its alpha, --gray makes luminance, 5 samples stay 5 maps."""
     monkeypatch.setattr(stream, "TILE", 16)
@@ -137,10 +276,9 @@ def test_gray_alpha_and_many_samples_stream_as_they_load(tmp_path, rng, monkeypa
 
 
 def test_what_cannot_stream_runs_in_memory_when_it_fits(tmp_path, rng, capsys):
-    """A PNG, a stack of pages, a transposed convolution: --stream leaves them in memory."""
-    from PIL import Image
-
-    Image.fromarray(rng.integers(0, 255, (30, 20), dtype=np.uint8)).save(tmp_path / "a.png")
+    """An interlaced PNG, a stack of pages, a transposed convolution: --stream leaves them
+    in memory."""
+    (tmp_path / "a.png").write_bytes(interlaced_png(rng))
     tifffile.imwrite(tmp_path / "stack.tif", rng.random((3, 20, 20), dtype=np.float32),
                      photometric="minisblack")
     tifffile.imwrite(tmp_path / "one.tif", rng.random((20, 20), dtype=np.float32))
@@ -155,14 +293,15 @@ def test_what_cannot_stream_runs_in_memory_when_it_fits(tmp_path, rng, capsys):
 def test_too_large_to_hold_and_to_stream_fails_in_one_line(tmp_path, rng, capsys):
     from PIL import Image
 
-    Image.fromarray(rng.integers(0, 255, (30, 20), dtype=np.uint8)).save(tmp_path / "a.png")
+    Image.fromarray(rng.integers(0, 255, (30, 20), dtype=np.uint8)).save(tmp_path / "a.jpg")
     with pytest.raises(SystemExit) as stopped:
-        main(["apply", str(tmp_path / "a.png"), "-k", "box", "-o", str(tmp_path / "out/"),
+        main(["apply", str(tmp_path / "a.jpg"), "-k", "box", "-o", str(tmp_path / "out/"),
               "--max-memory", "1K", "-q"])
     assert stopped.value.code == 1
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1
-    assert "a.png" in error and "--max-memory" in error and "cannot be streamed" in error
+    assert "a.jpg" in error and "--max-memory" in error and "cannot be streamed" in error
+    assert "not a TIFF or a PNG" in error
 
 
 def test_a_tiff_too_large_streams_without_being_asked(tmp_path, rng, monkeypatch, capsys):
