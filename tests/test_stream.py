@@ -171,7 +171,7 @@ def test_a_streamed_png_equals_the_in_memory_png(tmp_path, rng, monkeypatch, cap
                                                  pad_mode, operation):
     """PNG in, PNG out, in strips of 16 rows: every pixel as the in-memory run writes it
     (circular padding makes the first strip read the last rows: the decoder starts over)."""
-    monkeypatch.setattr(stream, "TILE", 16)
+    monkeypatch.setattr(stream, "PNG_ROWS", 16)
     source = tmp_path / "in.png"
     write_png(source, rng, kind)
     common = [str(source), *PNG_OPERATIONS[operation], "--pad-mode", pad_mode]
@@ -195,6 +195,7 @@ def test_png_and_tiff_stream_into_each_other(tmp_path, rng, monkeypatch, capsys)
     from PIL import Image
 
     monkeypatch.setattr(stream, "TILE", 16)
+    monkeypatch.setattr(stream, "PNG_ROWS", 16)
     rgba = rng.integers(0, 255, (50, 41, 4), dtype=np.uint8)
     Image.fromarray(rgba).save(tmp_path / "rgba.png")
     write_png(tmp_path / "rgb.png", rng, "rgb16")
