@@ -716,9 +716,7 @@ def _convcli_and_vips(case: str, source: Path, folder: Path, kernel: str, vips_o
     if isinstance(first, subprocess.CompletedProcess):   # refused (too large to hold), say so
         convcli += ["--max-memory", "0"]
         _measured_run(convcli)
-        error = next((json.loads(line)["error"] for line in first.stdout.splitlines()
-                      if line.startswith("{")), first.stderr.strip())
-        how += f"; with --max-memory 0 (the default run failed: {error[:120]})"
+        how += f"; in memory with --max-memory 0 (refused without it: {_refusal(first)})"
     vips_python = _vips_python()
     commands = {"convcli": convcli}
     if vips_python:
@@ -748,6 +746,17 @@ def _convcli_and_vips(case: str, source: Path, folder: Path, kernel: str, vips_o
                             note + f"report's peak_memory_mb {report['peak_memory_mb']}"
                             + ("; ratio: convcli / libvips peak" if "vips" in peak else "")))
     return rows
+
+
+def _refusal(failed: subprocess.CompletedProcess) -> str:
+    """Why convcli refused a run, in a few words: its report's error, without the path."""
+    import json
+    import re
+
+    error = next((json.loads(line)["error"] for line in failed.stdout.splitlines()
+                  if line.startswith("{")), None) or failed.stderr.strip()
+    reason = re.search(r"cannot be streamed \(([^)]*)\)", error)
+    return reason.group(1) if reason else error.split(": ", 1)[-1][:100]
 
 
 def scale_png_case(repeat: int, side: int = 10_000) -> list[Measurement]:
