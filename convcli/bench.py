@@ -24,7 +24,7 @@ from typing import Callable
 
 from .batch import available_cores
 
-__all__ = ["Measurement", "CASES", "run_cases", "median_ms", "machine_summary",
+__all__ = ["Measurement", "CASES", "DEFAULT_CASES", "run_cases", "median_ms", "machine_summary",
            "missing_references"]
 
 BENCH_EXTRA = "pip install 'convcli[bench]'"
@@ -32,7 +32,11 @@ BENCH_EXTRA = "pip install 'convcli[bench]'"
 # it. torch is not in the extra: the default wheel brings CUDA (GBs); the bench ran on 2.13.0.
 REFERENCES = (("cv2", "opencv-python-headless", "OpenCV", BENCH_EXTRA),
               ("scipy.ndimage", "scipy", "scipy", BENCH_EXTRA),
-              ("torch", "torch", "torch", "pip install torch==2.13.0, its CPU build"))
+              ("torch", "torch", "torch", "pip install torch==2.13.0, its CPU build"),
+              ("pyvips", "pyvips", "libvips", BENCH_EXTRA))
+# libvips runs in a child process (the scale cases time whole processes): by default this
+# Python, else the interpreter this variable names (one with pyvips installed).
+VIPS_PYTHON_VARIABLE = "CONVCLI_BENCH_VIPS_PYTHON"
 
 
 @dataclass
@@ -146,8 +150,18 @@ def _optional(module: str):
 def missing_references() -> list[str]:
     """One line per reference library that does not import: whose rows the table leaves out
     and how to install it."""
-    return [f"{package} is not installed: the {rows} rows are left out ({install})"
-            for module, package, rows, install in REFERENCES if _optional(module) is None]
+    lines = []
+    for module, package, rows, install in REFERENCES:
+        if module == "pyvips":
+            if _vips_python() is None:
+                where = os.environ.get(VIPS_PYTHON_VARIABLE)
+                lines.append(f"pyvips does not import in {VIPS_PYTHON_VARIABLE}={where}: the "
+                             f"{rows} rows are left out" if where else
+                             f"{package} is not installed: the {rows} rows are left out "
+                             f"({install}, or set {VIPS_PYTHON_VARIABLE} to a Python that has it)")
+        elif _optional(module) is None:
+            lines.append(f"{package} is not installed: the {rows} rows are left out ({install})")
+    return lines
 
 
 def _compare(case: str, repeat: int, convcli_call: Callable, references: dict[str, Callable],
@@ -556,6 +570,354 @@ def _warmup_seconds(env: dict[str, str]) -> dict[str, float]:
     return json.loads(result.stdout)["seconds"]
 
 
+# --- issue #15's scale rows: large images through whole commands, against libvips ---------
+
+SCALE_KERNEL = "gaussian:sigma=3"
+SCALE_PAD_MODE = "reflect"      # apply's default --pad-mode (cli.py), given explicitly
+VIPS_PNG = "compression=1, filter=up"   # convcli's PNG writer: zlib level 1, the Up filter
+# A child run by a small fresh parent, which prints its wall time, peak RSS and output as
+# JSON: Linux carries a parent's peak RSS into a child's ru_maxrss across fork and exec, so
+# the bench process (GBs after building an input) must not be the one that measures.
+_MEASURING_PARENT = (
+    "import json, resource, subprocess, sys, time\n"
+    "started = time.perf_counter()\n"
+    "result = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+    "ms = (time.perf_counter() - started) * 1e3\n"
+    "print(json.dumps({'ms': ms, 'code': result.returncode, 'stdout': result.stdout,\n"
+    "                  'stderr': result.stderr,\n"
+    "                  'peak_kib': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))\n")
+# libvips on a whole file, as a user of pyvips runs it: sequential access (it streams), the
+# PNG saved with convcli's compression (argv: source, target, operation).
+_VIPS_SCRIPT = (
+    "import sys, pyvips\n"
+    "source, target, operation = sys.argv[1:4]\n"
+    "image = pyvips.Image.new_from_file(source, access='sequential')\n"
+    "result = image.gaussblur(3) if operation == 'gaussblur' else image.sobel()\n"
+    "result.pngsave(target, compression=1, filter='up')\n")
+
+
+@dataclass
+class _Run:
+    ms: float
+    peak_mb: float
+    stdout: str
+
+
+def _measured_run(arguments: list[str], check: bool = True) -> _Run | subprocess.CompletedProcess:
+    """Wall time and peak resident memory of one whole command (see ``_MEASURING_PARENT``);
+    with ``check=False`` a failed command returns its CompletedProcess instead of raising."""
+    import json
+
+    probe = subprocess.run([sys.executable, "-c", _MEASURING_PARENT, *arguments],
+                           capture_output=True, text=True, check=True)
+    result = json.loads(probe.stdout)
+    if result["code"] != 0:
+        failed = subprocess.CompletedProcess(arguments, result["code"], result["stdout"],
+                                             result["stderr"])
+        if not check:
+            return failed
+        raise RuntimeError(f"{' '.join(arguments)} failed: {result['stderr'].strip()}")
+    return _Run(result["ms"], result["peak_kib"] / 1024, result["stdout"])   # Linux: KiB
+
+
+def _vips_python() -> str | None:
+    """The interpreter that runs libvips (``VIPS_PYTHON_VARIABLE``, else this one), or None
+    where pyvips does not import in it."""
+    configured = os.environ.get(VIPS_PYTHON_VARIABLE)
+    if not configured:
+        return sys.executable if _optional("pyvips") is not None else None
+    try:
+        subprocess.run([configured, "-c", "import pyvips"], capture_output=True, check=True,
+                       timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return configured
+
+
+def _target(value: float, limit: float, unit: str = "x") -> str:
+    return f"target <= {limit:g}{unit}: {'met' if value <= limit else 'missed'}"
+
+
+def _photo_rows(top: int, rows: int, width: int, height: int) -> "np.ndarray":
+    """Rows ``top:top + rows`` of a ``width`` x ``height`` RGB test picture (uint8, HxWx3):
+    the chelsea photo scaled to the whole size, the photo at its own size mirrored and tiled
+    over it (edges and texture everywhere, as in a real large scan) and a little noise; the
+    same rows whichever band asks. Without the sample: ``_test_photo``'s smooth pattern."""
+    import numpy as np
+    from PIL import Image
+
+    sample = _SAMPLES / "chelsea.png"
+    noise = np.random.default_rng(15 + top).integers(-6, 7, (rows, width, 3), dtype=np.int16)
+    if not sample.exists():
+        y, x = np.mgrid[top:top + rows, 0:width]
+        pattern = np.stack([np.sin(x / 17.0), np.cos(y / 23.0), np.sin((x + y) / 31.0)], -1)
+        return np.clip(pattern * 120 + 128 + noise, 0, 255).astype(np.uint8)
+    photo = Image.open(sample).convert("RGB")
+    side_x, side_y = photo.size
+    base = np.asarray(photo.resize((width, rows), Image.BILINEAR, box=(
+        0, top * side_y / height, side_x, (top + rows) * side_y / height)), np.int16)
+
+    def mirrored(indices, side):
+        indices = indices % (2 * side)
+        return np.where(indices < side, indices, 2 * side - 1 - indices)
+
+    native = np.asarray(photo, np.int16)
+    detail = native[mirrored(np.arange(top, top + rows), side_y)][
+        :, mirrored(np.arange(width), side_x)]
+    return np.clip((base * 5 + detail * 3) // 8 + noise, 0, 255).astype(np.uint8)
+
+
+def _write_photo_png(path: Path, side: int, band: int = 1024) -> None:
+    """A side x side RGB PNG of ``_photo_rows`` at zlib level 1 (its pixels, side^2 x 3
+    bytes, are held once while Pillow encodes them)."""
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.empty((side, side, 3), np.uint8)
+    for top in range(0, side, band):
+        pixels[top:top + band] = _photo_rows(top, min(band, side - top), side, side)
+    Image.fromarray(pixels).save(path, compress_level=1)
+
+
+def _write_photo_tiff(path: Path, side: int, tile: int = 256) -> None:
+    """A side x side RGB tiled TIFF (tile x tile, zlib level 1) of ``_photo_rows``, built
+    one row of tiles at a time (a few MB held, whatever the side)."""
+    import numpy as np
+    import tifffile
+
+    def tiles():
+        for top in range(0, side, tile):
+            rows = _photo_rows(top, min(tile, side - top), side, side)
+            for left in range(0, side, tile):
+                block = np.zeros((tile, tile, 3), np.uint8)      # edge tiles are padded
+                part = rows[:, left:left + tile]
+                block[:part.shape[0], :part.shape[1]] = part
+                yield block
+
+    tifffile.imwrite(path, tiles(), shape=(side, side, 3), dtype=np.uint8, tile=(tile, tile),
+                     photometric="rgb", compression="zlib", compressionargs={"level": 1},
+                     bigtiff=side * side * 3 > 2**31)
+
+
+def _convcli_and_vips(case: str, source: Path, folder: Path, kernel: str, vips_operation: str,
+                      repeat: int, time_target: float,
+                      peak_target: float | None = None) -> list[Measurement]:
+    """``convcli apply SOURCE -k KERNEL`` (PNG out) against libvips's ``vips_operation`` on
+    the same file, whole processes taken in turn (convcli, vips, convcli, ...) after one
+    untimed run of each (warm JIT cache, the file in the page cache); medians of the wall
+    times, the largest peak RSS. libvips rows only where ``_vips_python`` finds pyvips."""
+    import json
+
+    _run_quietly(_convcli_command() + ["warmup"])
+    convcli = _convcli_command() + ["apply", str(source), "-k", kernel, "-o",
+                                    str(folder / "out"), "--overwrite", "--report", "json"]
+    how = "whole process, warm JIT cache"
+    first = _measured_run(convcli, check=False)
+    if isinstance(first, subprocess.CompletedProcess):   # refused (too large to hold), say so
+        convcli += ["--max-memory", "0"]
+        _measured_run(convcli)
+        how += f"; in memory with --max-memory 0 (refused without it: {_refusal(first)})"
+    vips_python = _vips_python()
+    commands = {"convcli": convcli}
+    if vips_python:
+        commands["vips"] = [vips_python, "-c", _VIPS_SCRIPT, str(source),
+                            str(folder / f"vips-{vips_operation}.png"), vips_operation]
+        _measured_run(commands["vips"])
+    runs: dict[str, list[_Run]] = {tool: [] for tool in commands}
+    for _ in range(repeat):
+        for tool, command in commands.items():
+            runs[tool].append(_measured_run(command))
+    ms = {tool: statistics.median(run.ms for run in done) for tool, done in runs.items()}
+    peak = {tool: max(run.peak_mb for run in done) for tool, done in runs.items()}
+    report = json.loads(runs["convcli"][-1].stdout.splitlines()[0])
+    split = "load {load:.0f} + convolve {convolve:.0f} + write {write:.0f} ms".format(
+        **report["timings_ms"])
+    rows = [Measurement(case, f"convcli apply -k {kernel}", ms["convcli"],
+                        note=f"{how}; {split} (last run)")]
+    if "vips" in ms:
+        ratio = ms["convcli"] / ms["vips"]
+        rows.append(Measurement(case, f"libvips {vips_operation} (pyvips, sequential)",
+                                ms["vips"], ratio=ratio,
+                                note=f"{_target(ratio, time_target)}; whole process; "
+                                     f"pngsave {VIPS_PNG}; peak {peak['vips']:.0f} MB"))
+    note = f"{_target(peak['convcli'], peak_target, ' MB')}; " if peak_target else ""
+    rows.append(Measurement(case, "convcli peak memory", peak["convcli"], "MB",
+                            peak["convcli"] / peak["vips"] if "vips" in peak else None,
+                            note + f"report's peak_memory_mb {report['peak_memory_mb']}"
+                            + ("; ratio: convcli / libvips peak" if "vips" in peak else "")))
+    return rows
+
+
+def _refusal(failed: subprocess.CompletedProcess) -> str:
+    """Why convcli refused a run, in a few words: its report's error, without the path."""
+    import json
+    import re
+
+    error = next((json.loads(line)["error"] for line in failed.stdout.splitlines()
+                  if line.startswith("{")), None) or failed.stderr.strip()
+    reason = re.search(r"cannot be streamed \(([^)]*)\)", error)
+    return reason.group(1) if reason else error.split(": ", 1)[-1][:100]
+
+
+def scale_png_case(repeat: int, side: int = 10_000) -> list[Measurement]:
+    """#15: a side x side RGB PNG through gaussian:sigma=3 against libvips gaussblur (sigma 3),
+    both writing PNG at zlib level 1: convcli <= 1.5x libvips's time, peak <= 400 MB."""
+    with tempfile.TemporaryDirectory(prefix="convcli-bench-") as folder:
+        folder = Path(folder)
+        source = folder / "scale.png"
+        _write_photo_png(source, side)
+        return _convcli_and_vips(f"#15 scale: {side}x{side} RGB PNG, {SCALE_KERNEL}", source,
+                                 folder, SCALE_KERNEL, "gaussblur", repeat, 1.5, 400)
+
+
+def scale_sobel_case(repeat: int, side: int = 4096) -> list[Measurement]:
+    """#15: a side x side RGB PNG through Sobel against libvips sobel: convcli <= 1.0x."""
+    with tempfile.TemporaryDirectory(prefix="convcli-bench-") as folder:
+        folder = Path(folder)
+        source = folder / "scale.png"
+        _write_photo_png(source, side)
+        return _convcli_and_vips(f"#15 scale: {side}x{side} RGB PNG, Sobel", source, folder,
+                                 "sobel", "sobel", repeat, 1.0)
+
+
+def scale_tiff_case(repeat: int, side: int = 20_000, window: int = 256) -> list[Measurement]:
+    """#15: a side x side RGB tiled TIFF streamed through gaussian:sigma=3 to a tiled float32
+    BigTIFF: seconds, peak RSS (target <= 1 GB) and whether windows of the output (corners,
+    edge middles, centre) equal the in-memory result. One run per 5 of ``repeat`` (minutes
+    each at 20000^2); no libvips row (#15 sets no time target here)."""
+    import json
+
+    name = f"#15 scale: {side}x{side} RGB tiled TIFF, {SCALE_KERNEL}, streamed to tiled TIFF"
+    with tempfile.TemporaryDirectory(prefix="convcli-bench-") as folder:
+        folder = Path(folder)
+        source, out = folder / "scale.tif", folder / "out"
+        _write_photo_tiff(source, side)
+        _run_quietly(_convcli_command() + ["warmup"])
+        command = _convcli_command() + [
+            "apply", str(source), "-k", SCALE_KERNEL, "-o", str(out), "--format", "tiff",
+            "--pad-mode", SCALE_PAD_MODE, "--stream", "--overwrite", "--report", "json"]
+        runs = [_measured_run(command) for _ in range(max(1, repeat // 5))]
+        report = json.loads(runs[-1].stdout.splitlines()[0])
+        seconds = statistics.median(run.ms for run in runs) / 1e3
+        peak = max(run.peak_mb for run in runs)
+        equal, total, worst = windows_match(source, Path(report["output"]), SCALE_KERNEL,
+                                            SCALE_PAD_MODE, window)
+    split = ", ".join(f"{part} {ms / 1e3:.1f}" for part, ms in report["timings_ms"].items())
+    return [Measurement(name, "convcli apply --format tiff (streamed)", seconds, "s",
+                        note=f"{len(runs)} run(s), whole process; {report['strips']} strips; "
+                             f"{split} s"),
+            Measurement(name, "convcli peak memory", peak, "MB",
+                        note=f"{_target(peak, 1024, ' MB')}; report's peak_memory_mb "
+                             f"{report['peak_memory_mb']}"),
+            Measurement(name, f"windows equal to in-memory: {'yes' if equal == total else 'no'}",
+                        equal, f"of {total}",
+                        note=f"max abs diff {worst:.3g} (tolerance {WINDOW_TOLERANCE:g}); "
+                             f"{window}x{window} at corners, edge middles, centre")]
+
+
+WINDOW_TOLERANCE = 1e-5       # float32 sums of 19 x 19 taps in another order may differ
+
+
+def sample_windows(height: int, width: int, window: int) -> list[tuple[int, int, int, int]]:
+    """(top, left, rows, cols) of the windows to check: the 4 corners, the middle of each
+    edge and the centre (fewer where the image is smaller than 3 windows)."""
+    rows, cols = min(window, height), min(window, width)
+    tops = sorted({0, (height - rows) // 2, height - rows})
+    lefts = sorted({0, (width - cols) // 2, width - cols})
+    return [(top, left, rows, cols) for top in tops for left in lefts]
+
+
+def window_reference(source: Path, kernel: str, pad_mode: str,
+                     where: tuple[int, int, int, int]) -> "np.ndarray":
+    """The in-memory result of ``apply -k kernel --pad-mode pad_mode`` (stride 1, same
+    padding) on one window (top, left, rows, cols) of a TIFF, as (rows, cols, C) float32:
+    the window's crop with the kernel's halo around it (clipped at the image's edges) goes
+    through the in-memory filter (``stacks.filter_operation``); the crop's inner sides are a
+    halo away from the window, the image's own edges get the real border mode."""
+    import numpy as np
+
+    from .kernels import resolve
+    from .stacks import filter_operation
+
+    operation = resolve(kernel)
+    size = max(max(k.size) for k in operation.kernels)
+    halo = max((side - 1) // 2 * max(_pair(k.dilation)) for k in operation.kernels
+               for side in k.size)
+    if size % 2 == 0:
+        raise ValueError(f"{kernel}: an even kernel is not centred; windows need odd sides")
+    top, left, rows, cols = where
+    height, width = _tiff_size(source)
+    y0, x0 = max(0, top - halo), max(0, left - halo)
+    y1, x1 = min(height, top + rows + halo), min(width, left + cols + halo)
+    crop = _tiff_window(source, y0, x0, y1 - y0, x1 - x0)
+    scale = 255.0 if crop.dtype == np.uint8 else 65535.0 if crop.dtype == np.uint16 else 1.0
+    pixels = np.ascontiguousarray(np.moveaxis(crop, -1, 0), np.float32) / np.float32(scale)
+    maps, _ = filter_operation(pixels, operation, pad_mode=pad_mode, flip=False, stride=(1, 1),
+                               pads=((halo, halo), (halo, halo)), dilation=(1, 1))
+    maps = np.moveaxis(maps, 0, -1)
+    return maps[top - y0:top - y0 + rows, left - x0:left - x0 + cols]
+
+
+def _pair(value) -> tuple[int, int]:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+
+
+def windows_match(source: Path, output: Path, kernel: str, pad_mode: str,
+                  window: int = 256) -> tuple[int, int, float]:
+    """(windows equal, windows checked, largest absolute difference) between a filtered
+    TIFF ``output`` and ``window_reference`` on ``sample_windows``; only those windows of
+    either file are read."""
+    import numpy as np
+
+    height, width = _tiff_size(source)
+    equal, total, worst = 0, 0, 0.0
+    for where in sample_windows(height, width, window):
+        expected = window_reference(source, kernel, pad_mode, where)
+        got = _tiff_window(output, *where).astype(np.float32)
+        difference = float(np.max(np.abs(got - expected))) if got.shape == expected.shape \
+            else float("inf")
+        worst, total = max(worst, difference), total + 1
+        equal += difference <= WINDOW_TOLERANCE
+    return equal, total, worst
+
+
+def _tiff_size(path: Path) -> tuple[int, int]:
+    import tifffile
+
+    with tifffile.TiffFile(str(path)) as tif:
+        page = tif.pages[0]
+        return int(page.imagelength), int(page.imagewidth)
+
+
+def _tiff_window(path: Path, top: int, left: int, rows: int, cols: int) -> "np.ndarray":
+    """Rows ``top:top + rows``, columns ``left:left + cols`` of a tiled, contiguous TIFF's
+    first page as (rows, cols, samples), decoding only the tiles that hold them."""
+    import numpy as np
+    import tifffile
+
+    with tifffile.TiffFile(str(path)) as tif:
+        page = tif.pages[0]
+        if not page.is_tiled or (page.planarconfig == 2 and page.samplesperpixel > 1):
+            raise ValueError(f"{path}: windows are read from tiled, contiguous TIFFs only")
+        tile_rows, tile_cols = int(page.tilelength), int(page.tilewidth)
+        across = -(-int(page.imagewidth) // tile_cols)
+        samples = int(page.samplesperpixel)
+        out = np.empty((rows, cols, samples), page.dtype)
+        for down in range(top // tile_rows, (top + rows - 1) // tile_rows + 1):
+            for right in range(left // tile_cols, (left + cols - 1) // tile_cols + 1):
+                index = down * across + right
+                tif.filehandle.seek(page.dataoffsets[index])
+                encoded = tif.filehandle.read(page.databytecounts[index])
+                tile, _, _ = page.decode(encoded, index, _fullsize=True)
+                tile = tile.reshape(tile.shape[-3:])          # (tile rows, tile cols, samples)
+                y0, x0 = down * tile_rows, right * tile_cols
+                ys = slice(max(top, y0), min(top + rows, y0 + tile_rows))
+                xs = slice(max(left, x0), min(left + cols, x0 + tile_cols))
+                out[ys.start - top:ys.stop - top, xs.start - left:xs.stop - left] = \
+                    tile[ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0]
+    return out
+
+
 CASES: dict[str, Callable[[int], list[Measurement]]] = {
     **{f"dense{k}": (lambda repeat, k=k: dense_case(k, repeat)) for k in (3, 5, 7, 15, 31)},
     "separable": separable_case,
@@ -569,11 +931,17 @@ CASES: dict[str, Callable[[int], list[Measurement]]] = {
     "end-to-end": end_to_end_case,
     "batch": batch_case,
     "cold-start": cold_start_case,
+    "scale-png": scale_png_case,
+    "scale-tiff": scale_tiff_case,
+    "scale-sobel": scale_sobel_case,
 }
+# What `convcli bench` runs without --case: every case but scale-tiff (a 20000^2 TIFF
+# streamed to a 4.8 GB BigTIFF takes minutes; `convcli bench --case scale-tiff` runs it).
+DEFAULT_CASES = tuple(name for name in CASES if name != "scale-tiff")
 
 
 def run_cases(names: list[str], repeat: int) -> list[Measurement]:
-    """Run the named cases (all when empty) in order."""
+    """Run the named cases (``DEFAULT_CASES`` when empty) in order."""
     unknown = [name for name in names if name not in CASES]
     if unknown:
         from .errors import UsageError
@@ -581,7 +949,7 @@ def run_cases(names: list[str], repeat: int) -> list[Measurement]:
         raise UsageError(f"unknown bench case {unknown[0]!r}; cases are {', '.join(CASES)}")
     _settle()
     results = []
-    for name in names or list(CASES):
+    for name in names or list(DEFAULT_CASES):
         results.extend(CASES[name](repeat))
     return results
 

@@ -27,4 +27,4 @@ BIT_DEPTHS = (8, 16)              # PNG's; the other picture formats are 8-bit
 # the batch driver and with it NumPy.
 BENCH_CASES = ("dense3", "dense5", "dense7", "dense15", "dense31", "separable", "dilated",
                "depthwise", "channels", "stride", "tconv", "pool", "conv3d", "end-to-end", "batch",
-               "cold-start")
+               "cold-start", "scale-png", "scale-tiff", "scale-sobel")

@@ -421,7 +421,8 @@ def explain(
     "convcli bench --case end-to-end --json bench.json"))
 def bench(
     case: Annotated[Optional[list[str]], typer.Option(
-        help=f"A case to run (repeatable); default: all. Cases: {', '.join(BENCH_CASES)}.",
+        help=f"A case to run (repeatable); default: all but scale-tiff (a 20000x20000 TIFF "
+             f"streamed: minutes). Cases: {', '.join(BENCH_CASES)}.",
         metavar="CASE", autocompletion=_completion(BENCH_CASES),
         show_default=False)] = None,
     repeat: Annotated[int, typer.Option(help="Timed runs per measurement (median).",
@@ -430,7 +431,15 @@ def bench(
         "--json", help="Also write the results as JSON here.", metavar="FILE",
         show_default=False)] = None,
 ) -> None:
-    """Time convcli against OpenCV, scipy, torch and a shell loop, in one run (medians, ratios)."""
+    """Time convcli against OpenCV, scipy, torch, libvips and a shell loop, in one run
+    (medians, ratios).
+
+    The scale-* cases are issue #15's targets on large images, whole processes against
+    libvips where pyvips imports (here, or in the Python CONVCLI_BENCH_VIPS_PYTHON names):
+    scale-png (10000x10000 PNG, gaussian:sigma=3), scale-sobel (4096x4096 PNG, Sobel) and
+    scale-tiff (20000x20000 tiled TIFF streamed, with its output checked against the
+    in-memory result on sampled windows), which takes minutes and runs only when named.
+    """
     import json
 
     from rich.console import Console

@@ -52,6 +52,8 @@ def test_missing_reference_libraries_are_named_before_the_run(monkeypatch, capsy
 
     monkeypatch.setitem(sys.modules, "cv2", None)        # import cv2 raises ImportError
     monkeypatch.setitem(sys.modules, "torch", None)
+    monkeypatch.setitem(sys.modules, "pyvips", None)
+    monkeypatch.delenv("CONVCLI_BENCH_VIPS_PYTHON", raising=False)
     ran = []
     monkeypatch.setattr(convcli.bench, "run_cases", lambda names, repeat: ran.append(names) or [
         Measurement("3x3 stride 2", "convcli", 1.0)])
@@ -61,7 +63,9 @@ def test_missing_reference_libraries_are_named_before_the_run(monkeypatch, capsy
         "convcli: note: opencv-python-headless is not installed: the OpenCV rows are left out "
         "(pip install 'convcli[bench]')",
         "convcli: note: torch is not installed: the torch rows are left out (pip install "
-        "torch==2.13.0, its CPU build)"]
+        "torch==2.13.0, its CPU build)",
+        "convcli: note: pyvips is not installed: the libvips rows are left out (pip install "
+        "'convcli[bench]', or set CONVCLI_BENCH_VIPS_PYTHON to a Python that has it)"]
     assert ran == [["stride"]] and "3x3 stride 2" in out
 
 
@@ -100,3 +104,101 @@ def test_warmup_seconds_read_the_real_warmup(tmp_path):
 
     seconds = _warmup_seconds(subprocess_env(NUMBA_CACHE_DIR=str(tmp_path / "empty-cache")))
     assert set(seconds) == set(COMPILED_FUNCTIONS) and all(s > 0 for s in seconds.values())
+
+
+def test_a_configured_vips_python_that_lacks_pyvips_is_named(monkeypatch, tmp_path):
+    import convcli.bench as bench
+
+    monkeypatch.setenv("CONVCLI_BENCH_VIPS_PYTHON", str(tmp_path / "no-such-python"))
+    assert bench._vips_python() is None
+    assert [line for line in bench.missing_references() if "libvips" in line] == [
+        f"pyvips does not import in CONVCLI_BENCH_VIPS_PYTHON={tmp_path / 'no-such-python'}: "
+        "the libvips rows are left out"]
+
+
+def test_the_default_run_leaves_out_only_the_minutes_long_scale_tiff(monkeypatch):
+    import convcli.bench as bench
+
+    assert set(CASES) - set(bench.DEFAULT_CASES) == {"scale-tiff"}
+    ran = []
+    monkeypatch.setattr(bench, "_settle", lambda: None)
+    for name in CASES:
+        monkeypatch.setitem(CASES, name, lambda repeat, name=name: ran.append(name) or [])
+    run_cases([], repeat=1)
+    assert ran == list(bench.DEFAULT_CASES)
+    run_cases(["scale-tiff"], repeat=1)
+    assert ran[-1] == "scale-tiff"
+
+
+# --- the scale cases' window check (#15): the streamed output against the in-memory result ---
+
+@pytest.fixture
+def small_tiff(tmp_path):
+    """A 150x150 RGB tiled TIFF of the bench's test picture, 64x64 tiles (edge tiles partial)."""
+    from convcli.bench import _write_photo_tiff
+
+    path = tmp_path / "small.tif"
+    _write_photo_tiff(path, 150, tile=64)
+    return path
+
+
+def test_tiff_windows_read_only_their_tiles_and_equal_the_whole_image(small_tiff):
+    import tifffile
+
+    from convcli.bench import _tiff_window
+
+    whole = tifffile.imread(small_tiff)
+    assert whole.shape == (150, 150, 3) and whole.std() > 20      # not flat
+    for top, left, rows, cols in ((0, 0, 150, 150), (60, 5, 70, 90), (149, 100, 1, 50)):
+        assert (_tiff_window(small_tiff, top, left, rows, cols)
+                == whole[top:top + rows, left:left + cols]).all()
+
+
+def test_window_reference_is_the_whole_image_filtered_in_memory(small_tiff):
+    """Against scipy on the whole image (mirror is convcli's reflect, dcb|abcd): the crop, its
+    halo and the image's own borders must all be right for every window to match."""
+    import numpy as np
+    import tifffile
+    from scipy import ndimage
+
+    from convcli.bench import sample_windows, window_reference
+    from convcli.builtin_kernels import gaussian_taps
+
+    image = tifffile.imread(small_tiff).astype(np.float64) / 255
+    taps = gaussian_taps(3.0)
+    whole = ndimage.correlate1d(ndimage.correlate1d(image, taps, axis=0, mode="mirror"), taps,
+                                axis=1, mode="mirror")
+    windows = sample_windows(150, 150, 40)
+    assert len(windows) == 9 and (110, 110, 40, 40) in windows
+    for top, left, rows, cols in windows:
+        got = window_reference(small_tiff, "gaussian:sigma=3", "reflect", (top, left, rows, cols))
+        assert np.abs(got - whole[top:top + rows, left:left + cols]).max() < 1e-5
+    corner = window_reference(small_tiff, "gaussian:sigma=3", "zeros", (0, 0, 40, 40))
+    assert np.abs(corner - whole[:40, :40]).max() > 0.01      # the border mode is seen
+
+
+def test_windows_match_finds_a_changed_pixel(small_tiff, tmp_path):
+    import numpy as np
+    import tifffile
+
+    from convcli.bench import window_reference, windows_match
+
+    output = np.zeros((150, 150, 3), np.float32)
+    output[:] = window_reference(small_tiff, "sobel", "reflect", (0, 0, 150, 150))
+    path = tmp_path / "out.tif"
+    tifffile.imwrite(path, output, tile=(64, 64), photometric="rgb")
+    assert windows_match(small_tiff, path, "sobel", "reflect", window=40) == (9, 9, 0.0)
+    output[149, 75, 1] += 0.5                                  # the bottom edge's middle
+    tifffile.imwrite(path, output, tile=(64, 64), photometric="rgb")
+    equal, total, worst = windows_match(small_tiff, path, "sobel", "reflect", window=40)
+    assert (equal, total) == (8, 9) and worst == pytest.approx(0.5)
+
+
+@pytest.mark.slow
+def test_scale_tiff_case_streams_a_small_tiff_and_its_windows_match():
+    from convcli.bench import scale_tiff_case
+
+    streamed, peak, windows = scale_tiff_case(1, side=300, window=64)
+    assert streamed.unit == "s" and "strips" in streamed.note
+    assert peak.unit == "MB" and "target <= 1024 MB" in peak.note
+    assert windows.tool == "windows equal to in-memory: yes" and windows.ms == 9
