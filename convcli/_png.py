@@ -149,7 +149,7 @@ class PngRowDecoder:
         self.next_row = 0
 
     def next_rows(self, count: int) -> np.ndarray:
-        from .engine._png_loops import unfilter_rows
+        from .engine._pixel_loops import unfilter_rows
 
         count = min(count, self.height - self.next_row)
         wanted = count * (1 + self.row_bytes)

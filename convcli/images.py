@@ -43,6 +43,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".we
 PILLOW_FORMATS = {"jpeg": "JPEG", "webp": "WEBP", "bmp": "BMP", "gif": "GIF"}
 ROBUST_PERCENTILE = 99.5          # --normalize robust: this percentile of |response| -> white
 ROBUST_SAMPLES = 1_000_000        # ... estimated from at most this many evenly spaced values
+NUMPY_NS_PER_LEVEL = 3.0          # NumPy's time to map one value to a level (_levels_into)
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601, as Pillow's convert("L")
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 GRAY_MODES = ("1", "L", "LA", "La")
@@ -425,7 +426,8 @@ def _unit_and_clipped(maps: np.ndarray, normalize: str,
     """``map_to_unit`` and how many values it clipped (fell outside [0, 1])."""
     check_choice("--normalize", normalize, NORMALIZE_MODES)
     maps = np.array(maps, dtype=np.float32)        # one copy; every step below is in place
-    np.nan_to_num(maps, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
+    if not _all_finite(maps):
+        np.nan_to_num(maps, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
     if normalize in ("abs", "robust"):
         np.abs(maps, out=maps)
     elif normalize == "offset":
@@ -438,18 +440,47 @@ def _unit_and_clipped(maps: np.ndarray, normalize: str,
     return np.clip(maps, 0.0, 1.0, out=maps), clipped
 
 
+def _levels_into(out: np.ndarray, plane: np.ndarray, normalize: str,
+                 value_range: tuple[float, float] | None, bit_depth: int) -> int:
+    """Write ``_quantize(map_to_unit(plane))`` into ``out`` (one channel of the pixels) and
+    return how many values the mapping clipped: by NumPy, or in one compiled pass
+    (``engine._pixel_loops.quantize_plane``, the same levels) once the engine runs compiled
+    loops or NumPy would take long (``_runtime.use_numpy``)."""
+    from .engine import _runtime
+
+    if _runtime.use_numpy(plane.size, NUMPY_NS_PER_LEVEL):
+        unit, clipped = _unit_and_clipped(plane, normalize, value_range)
+        out[...] = _quantize(unit, bit_depth)
+        return clipped
+    from .engine._pixel_loops import AS_IS, MAGNITUDE, OFFSET, quantize_plane
+
+    mode = {"abs": MAGNITUDE, "robust": MAGNITUDE, "offset": OFFSET}.get(normalize, AS_IS)
+    stretch = normalize in ("minmax", "robust")
+    low, high = value_range if stretch else (0.0, 0.0)
+    factor = np.float32(1.0 / (high - low)) if high > low else np.float32(0.0)
+    top = np.float32(255 if bit_depth == 8 else 65535)
+    return int(quantize_plane(np.ascontiguousarray(plane, np.float32), mode, np.float32(low),
+                              factor, stretch, top, out))
+
+
 def _value_range(maps: np.ndarray, normalize: str) -> tuple[float, float]:
     """(low, high) that minmax or robust stretches to [0, 1], over all of ``maps`` (NaN as
     0, infinities as 1 and 0, as ``map_to_unit`` draws them)."""
     if not maps.size:
         return (0.0, 0.0)
-    finite = maps if np.isfinite(maps).all() else np.nan_to_num(maps, nan=0.0, posinf=1.0,
-                                                                  neginf=0.0)
+    finite = maps if _all_finite(maps) else np.nan_to_num(maps, nan=0.0, posinf=1.0, neginf=0.0)
     if normalize == "minmax":
         return (float(finite.min()), float(finite.max()))
     flat = finite.reshape(-1)
     sample = np.abs(flat[::max(1, flat.size // ROBUST_SAMPLES)])
     return (0.0, float(np.percentile(sample, ROBUST_PERCENTILE)))
+
+
+def _all_finite(values: np.ndarray) -> bool:
+    """No NaN or infinity in ``values``: their float64 sum (which finite float32 values cannot
+    overflow) is finite; one pass and no full-size temporary, unlike ``np.isfinite``."""
+    with np.errstate(invalid="ignore", over="ignore"):          # inf - inf: NaN, quietly
+        return bool(np.isfinite(np.sum(values, dtype=np.float64)))
 
 
 def _quantize(unit: np.ndarray, bit_depth: int) -> np.ndarray:
@@ -557,9 +588,7 @@ def _png_pixels(maps: np.ndarray, alpha: np.ndarray | None, bit_depth: int,
     pixels = np.empty(maps.shape[1:] + (channels,), np.uint8 if bit_depth == 8 else np.uint16)
     clipped = 0
     for index, plane in enumerate(maps):      # one plane at a time: small temporaries
-        unit, count = _unit_and_clipped(plane, normalize, value_range)
-        pixels[:, :, index] = _quantize(unit, bit_depth)
-        clipped += count
+        clipped += _levels_into(pixels[:, :, index], plane, normalize, value_range, bit_depth)
     if alpha is not None:
         pixels[:, :, -1] = _quantize(np.clip(alpha, 0.0, 1.0).astype(np.float32), bit_depth)
     return (pixels[:, :, 0] if channels == 1 else pixels), clipped / max(maps.size, 1)

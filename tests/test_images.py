@@ -277,6 +277,31 @@ def test_row_decoder_says_where_the_data_is_damaged(tmp_path, rng):
     decoder.close()
 
 
+@pytest.mark.parametrize("normalize", ["clip", "abs", "offset", "minmax", "robust"])
+@pytest.mark.parametrize("bit_depth", [8, 16])
+def test_compiled_levels_equal_numpys(rng, normalize, bit_depth):
+    """``quantize_plane`` (one compiled pass) gives ``_quantize(_unit_and_clipped(...))``'s
+    levels and clipped count exactly: values in and far outside [0, 1], NaN, +-inf, -0."""
+    from convcli.engine._pixel_loops import AS_IS, MAGNITUDE, OFFSET, quantize_plane
+    from convcli.images import _quantize, _unit_and_clipped, _value_range
+
+    shape = tuple(int(n) for n in rng.integers(1, 60, 2))
+    plane = (rng.normal(0.5, rng.uniform(0.1, 3), shape)).astype(np.float32)
+    flat = plane.reshape(-1)
+    flat[rng.integers(0, flat.size, 4)] = rng.choice([np.nan, np.inf, -np.inf, -0.0, 0.5], 4)
+    value_range = _value_range(plane, normalize) if normalize in ("minmax", "robust") else None
+    unit, clipped = _unit_and_clipped(plane, normalize, value_range)
+    expected = _quantize(unit, bit_depth)
+    out = np.zeros(shape + (2,), expected.dtype)[:, :, 1]            # a strided channel
+    mode = {"abs": MAGNITUDE, "robust": MAGNITUDE, "offset": OFFSET}.get(normalize, AS_IS)
+    low, high = value_range or (0.0, 0.0)
+    factor = np.float32(1.0 / (high - low)) if high > low else np.float32(0.0)
+    got = quantize_plane(plane, mode, np.float32(low), factor, value_range is not None,
+                         np.float32(255 if bit_depth == 8 else 65535), out)
+    np.testing.assert_array_equal(out, expected)
+    assert got == clipped
+
+
 def _reference_png16(levels: np.ndarray, *, interlace: bool, rng, filters: int = 5) -> bytes:
     """A 16-bit PNG whose rows use random filter types below ``filters`` (encoding, unlike
     decoding, is vectorisable)."""

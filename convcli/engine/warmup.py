@@ -12,13 +12,14 @@ from __future__ import annotations
 import numpy as np
 
 from . import _cache, _compile_log, _runtime
-from ._png_loops import unfilter_rows
+from ._pixel_loops import quantize_plane, unfilter_rows
 from .api import convolve
 from .pooling import avg_pool2d, max_pool2d
 
 __all__ = ["warm_up", "cache_folder", "COMPILED_FUNCTIONS"]
 
-COMPILED_FUNCTIONS = ("direct_conv", "separable_conv", "pool_axis", "unfilter_rows")
+COMPILED_FUNCTIONS = ("direct_conv", "separable_conv", "pool_axis", "unfilter_rows",
+                      "quantize_plane")
 
 
 def warm_up(*, locked: bool = False) -> dict[str, float]:
@@ -39,6 +40,9 @@ def warm_up(*, locked: bool = False) -> dict[str, float]:
         avg_pool2d(image, 3, 2, 1)
         filtered = np.frombuffer(bytearray(range(4, 40)), np.uint8).reshape(3, 12)  # types 4
         unfilter_rows(filtered, np.zeros(11, np.uint8), 1, np.empty((3, 11), np.uint8))
+        for levels in (np.uint8, np.uint16):            # a channel of interleaved pixels
+            quantize_plane(image[0, 0], 1, np.float32(0), np.float32(1), True, np.float32(255),
+                           np.empty((24, 20, 2), levels)[:, :, 0])
         after = _compile_log.seconds_by_function()
         seconds = {name: round(after.get(name, 0.0) - before.get(name, 0.0), 3)
                    for name in COMPILED_FUNCTIONS}
