@@ -172,13 +172,14 @@ def apply(
         "--max-pixels", help="Fail inputs with more pixels (or voxels) than this; 0: no limit. "
                              "Default: 250,000,000.", metavar="N", show_default=False)] = None,
     max_memory: Annotated[Optional[str], typer.Option(
-        "--max-memory", help="Stream single-page TIFFs larger than this as float32 (strips in, "
-                             "tiled BigTIFF out, with --format tiff); larger inputs that cannot "
-                             "stream fail. Bytes or K/M/G; 0: no limit (stream only with --stream). "
-                             "Default: 1G.",
+        "--max-memory", help="Stream single-page TIFFs and PNGs larger than this as float32 "
+                             "(or of 10 megapixels or more) in strips, to --format png or tiff "
+                             "(tiled BigTIFF); larger inputs that cannot stream fail. Bytes or "
+                             "K/M/G; 0: no limit, never streamed but with --stream. Default: 1G.",
         metavar="SIZE", show_default=False)] = None,
     stream: Annotated[bool, typer.Option(
-        "--stream", help="Stream every single-page TIFF that can be (see --max-memory).")] = False,
+        "--stream", help="Stream every single-page TIFF or PNG that can be (see --max-memory)."
+    )] = False,
     max_kernel: Annotated[int, typer.Option(
         "--max-kernel", help="Refuse kernels with a side larger than this; 0: no limit.",
         metavar="N")] = 1025,

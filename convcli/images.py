@@ -465,15 +465,37 @@ def _levels_into(out: np.ndarray, plane: np.ndarray, normalize: str,
 
 def _value_range(maps: np.ndarray, normalize: str) -> tuple[float, float]:
     """(low, high) that minmax or robust stretches to [0, 1], over all of ``maps`` (NaN as
-    0, infinities as 1 and 0, as ``map_to_unit`` draws them)."""
+    0, infinities as 1 and 0, as ``map_to_unit`` draws them); robust from the values
+    ``robust_rows`` picks (an image's) or evenly spaced ones."""
     if not maps.size:
         return (0.0, 0.0)
+    if normalize == "robust":
+        if maps.ndim == 3:
+            rows, column_step = robust_rows(maps.shape)
+            return (0.0, robust_high(maps[:, rows, ::column_step]))
+        flat = maps.reshape(-1)
+        return (0.0, robust_high(flat[::max(1, flat.size // ROBUST_SAMPLES)]))
     finite = maps if _all_finite(maps) else np.nan_to_num(maps, nan=0.0, posinf=1.0, neginf=0.0)
-    if normalize == "minmax":
-        return (float(finite.min()), float(finite.max()))
-    flat = finite.reshape(-1)
-    sample = np.abs(flat[::max(1, flat.size // ROBUST_SAMPLES)])
-    return (0.0, float(np.percentile(sample, ROBUST_PERCENTILE)))
+    return (float(finite.min()), float(finite.max()))
+
+
+def robust_rows(shape: tuple[int, int, int]) -> tuple[np.ndarray, int]:
+    """The rows, and the step between columns in them, of the values ``--normalize robust``
+    samples in (C, H, W) maps: about ``ROBUST_SAMPLES`` values in evenly spaced whole rows
+    (every k-th column when one row holds more), so that a streamed run can compute these
+    rows before all others (``stream``) and stretch as the in-memory run does."""
+    channels, height, width = shape
+    column_step = max(1, -(-channels * width // ROBUST_SAMPLES))
+    per_row = channels * -(-width // column_step)
+    row_step = max(1, -(-height * per_row // ROBUST_SAMPLES))
+    return np.arange(0, height, row_step), column_step
+
+
+def robust_high(samples: np.ndarray) -> float:
+    """``ROBUST_PERCENTILE`` of the magnitudes of ``samples`` (NaN as 0, infinities as 1)."""
+    samples = np.abs(np.nan_to_num(np.asarray(samples, np.float32), nan=0.0, posinf=1.0,
+                                   neginf=0.0))
+    return float(np.percentile(samples, ROBUST_PERCENTILE)) if samples.size else 0.0
 
 
 def _all_finite(values: np.ndarray) -> bool:
@@ -572,9 +594,11 @@ def render(maps: np.ndarray, *, fmt: str, alpha: np.ndarray | None = None, bit_d
 
 
 def _png_pixels(maps: np.ndarray, alpha: np.ndarray | None, bit_depth: int,
-                normalize: str) -> tuple[np.ndarray, float]:
+                normalize: str, value_range: tuple[float, float] | None = None
+                ) -> tuple[np.ndarray, float]:
     """((H, W) or (H, W, C) unsigned integers, colour then alpha; or a picture of the maps),
-    and the share of the values the mapping clipped."""
+    and the share of the values the mapping clipped. ``value_range``: minmax's or robust's
+    (see ``map_to_unit``) when ``maps`` is part of a larger whole."""
     if bit_depth not in (8, 16):
         raise UsageError(f"--bit-depth must be 8 or 16; got {bit_depth}")
     check_choice("--normalize", normalize, NORMALIZE_MODES)
@@ -582,8 +606,8 @@ def _png_pixels(maps: np.ndarray, alpha: np.ndarray | None, bit_depth: int,
         from . import pictures                    # Pillow's ImageDraw: imported when needed
 
         return pictures.picture(maps), 0.0
-    value_range = (_value_range(maps, normalize) if normalize in ("minmax", "robust")
-                   else None)
+    if value_range is None and normalize in ("minmax", "robust"):
+        value_range = _value_range(maps, normalize)
     channels = maps.shape[0] + (alpha is not None)
     pixels = np.empty(maps.shape[1:] + (channels,), np.uint8 if bit_depth == 8 else np.uint16)
     clipped = 0

@@ -39,6 +39,10 @@ CLIPPED_WARNING = 0.01                               # warn when more pixels tha
 # Inputs above this many pixels (or voxels) fail unless --max-pixels allows them: 250 MP of RGB
 # is 3 GB as float32, and a run holds about three times its input.
 DEFAULT_MAX_PIXELS = 250_000_000
+# Images of this many pixels or more are streamed when they can be (unless --max-memory 0):
+# a 4096^2 RGB PNG Sobel took 1.6 s streamed and 2.8 s in memory, 2048^2 1.6 and 0.8 s
+# (streaming loads the compiled loops, ~0.6 s, which small images never need).
+STREAM_FROM_PIXELS = 10_000_000
 DEFAULT_NAME = "{stem}_{kernel}.{ext}"
 NAME_FIELDS = ("stem", "kernel", "ext", "parent", "suffix")
 PAD_MODES = tuple(PADDING_MODES)
@@ -62,7 +66,7 @@ class ApplyOptions:
     save_stages: bool = False
     split: bool = False
     quality: int = 95
-    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_pixels: int | None = None   # None: DEFAULT_MAX_PIXELS in memory, no limit streamed
     scale: float = 1.0      # multiplies every -k kernel's weights
     bias: float = 0.0       # added to every -k output, after the responses are combined
     max_memory: int = 1 << 30   # a TIFF whose float32 pixels pass this is streamed (0: no limit)
@@ -81,7 +85,7 @@ class ApplyOptions:
             raise UsageError(f"--quality must be 1 to 100; got {self.quality}")
         if self.max_memory < 0:
             raise UsageError(f"--max-memory must be >= 0 (0: no limit); got {self.max_memory}")
-        if self.max_pixels < 0:
+        if self.max_pixels is not None and self.max_pixels < 0:
             raise UsageError(f"--max-pixels must be >= 0 (0: no limit); got {self.max_pixels}")
         from .engine.api import ENGINE_CHOICES
 
@@ -404,8 +408,9 @@ def apply_to_image(source: Source, jobs: list[Job], options: ApplyOptions, *,
 
 def _streamed(source: Source, jobs: list[Job], options: ApplyOptions,
               data: bytes | None) -> bool:
-    """Stream this input (``stream``): with ``--stream``, or when its float32 pixels pass
-    ``--max-memory``, if it can be; an input too large that cannot be streamed fails here,
+    """Stream this input (``stream``) if it can be: with ``--stream``, when its float32
+    pixels pass ``--max-memory``, or when it has ``STREAM_FROM_PIXELS`` or more (faster
+    streamed, the same output); an input too large that cannot be streamed fails here,
     from its header, with what would work."""
     if not options.stream and not options.max_memory:
         return False
@@ -413,12 +418,15 @@ def _streamed(source: Source, jobs: list[Job], options: ApplyOptions,
 
     if data is not None:               # standard input: in memory, as --max-pixels allows
         return False
-    size = float_bytes(images.read_header(source.path, gray=options.gray))
+    shape = images.read_header(source.path, gray=options.gray)
+    size = float_bytes(shape)
     too_big = bool(options.max_memory) and size > options.max_memory
-    if not too_big and not options.stream:
+    large = len(shape) == 3 and shape[1] * shape[2] >= STREAM_FROM_PIXELS
+    if not (too_big or large or options.stream):
         return False
     reason = why_not_streamed(source, jobs, options, data)
     if reason is None:
+        _check_size(source.path, shape, options, streamed=True)
         return True
     if too_big:
         raise FileFailure(f"{source.path}: {_size_text(size)} as float32 is more than "
@@ -455,12 +463,19 @@ def _timings(convolve_ms: float, compile_ms: float) -> dict[str, float]:
     return {"convolve": convolve_ms, **({"compile": compile_ms} if compile_ms else {})}
 
 
-def _check_size(path: Path, shape: tuple[int, ...], options: ApplyOptions) -> None:
+def _check_size(path: Path, shape: tuple[int, ...], options: ApplyOptions, *,
+                streamed: bool = False) -> None:
+    """``--max-pixels``: its default guards the memory of an in-memory run; a streamed one
+    holds strips, so only a limit the user gave applies to it."""
+    limit = options.max_pixels
+    if limit is None and not streamed:
+        limit = DEFAULT_MAX_PIXELS
     pixels = math.prod(shape[1:])
-    if options.max_pixels and pixels > options.max_pixels:
-        raise FileFailure(f"{path}: {pixels:,} pixels is more than --max-pixels "
-                          f"{options.max_pixels:,}; raise it (0: no limit) if the machine has the "
-                          f"memory: {4 * shape[0]} bytes a pixel as float32, about 3 times over")
+    if limit and pixels > limit:
+        why = ("" if streamed else f" if the machine has the memory: {4 * shape[0]} bytes a "
+               "pixel as float32, about 3 times over")
+        raise FileFailure(f"{path}: {pixels:,} pixels is more than --max-pixels {limit:,}; "
+                          f"raise it (0: no limit){why}")
 
 
 @dataclass(frozen=True)

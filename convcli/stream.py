@@ -48,7 +48,7 @@ STRIP_BYTES = 24 << 20     # strips of this size run as fast as larger ones, and
 #                            time, and its page faults took 2.9 of 8.9 CPU seconds (10000^2 RGB)
 HALO_SHARE = 0.125         # ...unless it reads more than this share of extra (halo) rows
 STREAMED_FORMATS = ("tiff", "png")
-STREAMED_NORMALIZE = ("clip", "abs", "offset")     # minmax and robust need the whole image
+STREAMED_NORMALIZE = ("clip", "abs", "offset", "robust")    # minmax needs the whole output
 UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 STREAMED_BITS = (8, 16, 32, 64)
 ZLIB_LEVEL = 1             # float32 noise barely compresses: level 6 took 8 times as long
@@ -497,11 +497,14 @@ def stream_image(source, jobs, options):
             step = PNG_ROWS if options.fmt == "png" else TILE
             strips = row_filter.strips(strip_height(row_filter, options.max_memory, step))
             timing = {"convolve": 0.0, "write": 0.0, "strips": len(strips), "clipped": 0}
+            normalize = _normalize(job, options) if options.fmt == "png" else None
+            value_range = (_robust_range(row_filter, reader, options.max_memory, timing)
+                           if normalize == "robust" else None)
             outputs = _made_ahead(lambda: _filtered_strips(row_filter, reader, strips, timing))
             if options.fmt == "png":
                 bit_depth = options.bit_depth or (16 if reader.bit_depth >= 16 else 8)
-                write = _png_writer(row_filter.output_shape, outputs, bit_depth,
-                                    _normalize(job, options), timing)
+                write = _png_writer(row_filter.output_shape, outputs, bit_depth, normalize,
+                                    value_range, timing)
             else:
                 write = _tile_writer(row_filter.output_shape, outputs)
             writing = time.perf_counter()
@@ -515,6 +518,41 @@ def stream_image(source, jobs, options):
             reader.close()
         records.append(_record(job, reader, row_filter, plan, options, timing, total_ms))
     return records
+
+
+def _robust_range(row_filter, reader, max_memory: int, timing: dict) -> tuple[float, float]:
+    """``--normalize robust``'s (0, high), as the in-memory run finds it: the output rows it
+    samples (``images.robust_rows``, a few dozen) computed first, in groups whose input rows
+    fit a strip's share of ``max_memory``, each group from one ascending read."""
+    from .images import robust_high, robust_rows
+    from .strips import FLOAT_BYTES
+
+    rows, column_step = robust_rows(row_filter.output_shape)
+    channels, _, width = row_filter.shape
+    most_rows = (max(1, int(max_memory * BUDGET_SHARE // (FLOAT_BYTES * channels * width)))
+                 if max_memory else 1 << 62)
+    samples, group, held_rows = [], [], np.empty(0, np.int64)
+
+    def run_group() -> None:
+        held = reader(held_rows)
+        for row in group:
+            wanted = row_filter.rows_read(row, row + 1)[0]
+            maps = row_filter.run(lambda _: held[:, np.searchsorted(held_rows, wanted)],
+                                  row, row + 1)
+            samples.append(maps[:, :, ::column_step])
+
+    started = time.perf_counter()
+    with np.errstate(all="ignore"):
+        for row in map(int, rows):
+            needed = np.union1d(held_rows, row_filter.rows_read(row, row + 1)[0])
+            if group and needed.size > most_rows:
+                run_group()
+                group, needed = [], row_filter.rows_read(row, row + 1)[0]
+            group.append(row)
+            held_rows = needed
+        run_group()
+    timing["convolve"] += (time.perf_counter() - started) * 1e3
+    return (0.0, robust_high(np.concatenate(samples, axis=1)))
 
 
 def _filtered_strips(row_filter, reader, strips, timing: dict):
@@ -624,9 +662,10 @@ class _made_ahead:
         self._thread.join()
 
 
-def _png_writer(shape, outputs, bit_depth: int, normalize: str, timing: dict):
+def _png_writer(shape, outputs, bit_depth: int, normalize: str, value_range, timing: dict):
     """``write(file)``: the strips as a PNG's rows, mapped to pixels as ``images.render``
-    maps them; counts the values clipped in ``timing["clipped"]``."""
+    maps them (``value_range``: robust's, of the whole output); counts the values clipped
+    in ``timing["clipped"]``."""
     from ._png import PngEncoder
     from .images import _png_pixels
 
@@ -636,7 +675,7 @@ def _png_writer(shape, outputs, bit_depth: int, normalize: str, timing: dict):
         encoder = PngEncoder(columns, rows_out, channels, bit_depth)
         file.write(encoder.header())
         for maps in outputs:
-            pixels, clipped = _png_pixels(maps, None, bit_depth, normalize)
+            pixels, clipped = _png_pixels(maps, None, bit_depth, normalize, value_range)
             timing["clipped"] += clipped * maps.size
             file.write(encoder.encode(pixels))
         file.write(encoder.finish())

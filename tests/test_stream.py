@@ -116,7 +116,8 @@ def test_streamed_output_equals_the_in_memory_output(tmp_path, rng, monkeypatch,
 
 PNG_KINDS = ("gray8", "rgb8", "palette", "gray16", "rgb16")
 PNG_OPERATIONS = {
-    "sobel": ["-k", "sobel", "--normalize", "abs"],
+    "sobel": ["-k", "sobel"],                              # auto: robust
+    "laplacian": ["-k", "laplacian", "--normalize", "abs"],
     "gaussian": ["-k", "gaussian:sigma=1.5"],              # auto: clip
     "stride": ["-k", "box", "--stride", "2", "--dilation", "2", "--normalize", "offset"],
     "stack": ["--layer", "conv:k=3,c=3,init=random,seed=3", "--layer", "relu",
@@ -218,8 +219,8 @@ def test_png_and_tiff_stream_into_each_other(tmp_path, rng, monkeypatch, capsys)
 
 
 def test_a_png_that_cannot_stream_says_why(tmp_path, rng, capsys):
-    """Interlaced, a transparent colour, alpha into a PNG, --normalize robust (auto for a
-    zero-sum kernel): too large for --max-memory, each fails in one line that says why."""
+    """Interlaced, a transparent colour, alpha into a PNG, --normalize minmax: too large for
+    --max-memory, each fails in one line that says why."""
     from PIL import Image
 
     rgb = rng.integers(0, 255, (30, 20, 3), dtype=np.uint8)
@@ -230,7 +231,8 @@ def test_a_png_that_cannot_stream_says_why(tmp_path, rng, capsys):
     for name, extra, why in (("interlaced.png", [], "interlaced"),
                              ("keyed.png", [], "transparent colour"),
                              ("alpha.png", [], "alpha"),
-                             ("plain.png", ["-k", "sobel"], "--normalize robust")):
+                             ("plain.png", ["-k", "box", "--normalize", "minmax"],
+                              "--normalize minmax")):
         with pytest.raises(SystemExit) as stopped:
             main(["apply", str(tmp_path / name), *(extra or ["-k", "box"]), "-q",
                   "-o", str(tmp_path / "out/"), "--max-memory", "1K"])
