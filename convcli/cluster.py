@@ -53,7 +53,8 @@ from typing import Iterable, Iterator
 from .errors import UsageError
 from .workers import TaskResult
 
-__all__ = ["ClusterPool", "parse_address", "check_installed", "run_task", "LOCAL", "RETRIES"]
+__all__ = ["ClusterPool", "parse_address", "check_installed", "run_task", "run_strip",
+           "image_array", "LOCAL", "RETRIES"]
 
 LOCAL = "local"                 # --scheduler local: this machine's process pool
 SCHEMES = ("tcp", "tls", "ws", "wss")
@@ -207,10 +208,6 @@ def run_strip(row_filter, path: str, gray: bool, low: int, first: int, stop: int
     lowest row it reads is ``low`` -> ("done", (C, n, W) float32, convolve ms, read ms, its
     stderr), or ("failed", one-line message, 0, 0, stderr) for a file that cannot be read
     (no use trying again). Anything else raises, and Dask runs it again."""
-    import time
-
-    import numpy as np
-
     from .errors import ConvcliError
 
     _prepare_worker(_engine_threads(share))
@@ -218,25 +215,37 @@ def run_strip(row_filter, path: str, gray: bool, low: int, first: int, stop: int
     capturing = isinstance(stderr, _TaskStderr)
     if capturing:
         stderr.capture()
-    reader = None
     try:
-        key, reader = _take_reader(path, gray, low)
+        maps, convolve_ms, read_ms = filter_strip(row_filter, path, gray, low, first, stop)
+        return "done", maps, convolve_ms, read_ms, stderr.release() if capturing else ""
+    except ConvcliError as error:
+        return "failed", str(error), 0.0, 0.0, stderr.release() if capturing else ""
+    finally:
+        if capturing:
+            stderr.release()
+
+
+def filter_strip(row_filter, path: str, gray: bool, low: int, first: int,
+                 stop: int) -> tuple[object, float, float]:
+    """Output rows [first, stop) of ``row_filter`` on the image at ``path`` (its reader kept
+    for the next strip) -> ((C, n, W) float32, convolve ms, read ms)."""
+    import time
+
+    import numpy as np
+
+    key, reader = _take_reader(path, gray, low)
+    try:
         read_before = reader.read_ms
         started = time.perf_counter()
         with np.errstate(all="ignore"):          # NaN spreads, as in memory
             maps = row_filter.run(reader, first, stop)
         read_ms = reader.read_ms - read_before
         convolve_ms = (time.perf_counter() - started) * 1e3 - read_ms
-        _give_back(key, reader)
-        reader = None
-        return "done", maps, convolve_ms, read_ms, stderr.release() if capturing else ""
-    except ConvcliError as error:
-        return "failed", str(error), 0.0, 0.0, stderr.release() if capturing else ""
-    finally:
-        if reader is not None:                   # it failed half-way: start afresh next time
-            reader.close()
-        if capturing:
-            stderr.release()
+    except BaseException:
+        reader.close()                           # it failed half-way: start afresh next time
+        raise
+    _give_back(key, reader)
+    return maps, convolve_ms, read_ms
 
 
 def _take_reader(path: str, gray: bool, low: int):
@@ -286,6 +295,53 @@ def forget_readers(path: str) -> None:
         for key in [k for k in _readers if k[0] == path]:
             for reader in _readers.pop(key):
                 reader.close()
+
+
+def image_array(path, operation, options=None):
+    """One image's output as a ``dask.array`` (C, H_out, W_out) float32, in strips of rows
+    (``dask.array.concatenate`` of one ``from_delayed`` block per strip), for the Python API:
+    computed with any Dask scheduler (a ``distributed.Client``'s workers need the file at the
+    same absolute path). ``operation`` is a ``-k`` spec or an ``Operation`` or ``Stack``;
+    ``options`` an ``ApplyOptions`` (pad mode, stride, ..., and ``max_memory`` sizes the
+    strips as a streamed run's TIFF output). A file that cannot be streamed raises
+    ``UsageError`` saying why. The numbers are a streamed run's (see ``strips``)."""
+    import dask
+    import dask.array as da
+    import numpy as np
+
+    from .kernels import resolve
+    from .pipeline import ApplyOptions
+    from .stream import TILE, _NotStreamable, open_rows, row_filter_for, strip_height
+
+    options = options or ApplyOptions(fmt="tiff")
+    if isinstance(operation, str):
+        operation = resolve(operation)
+    path = Path(os.path.abspath(path))
+    try:
+        reader = open_rows(path, gray=options.gray)
+    except _NotStreamable as error:
+        raise UsageError(f"{path}: cannot be filtered in strips ({error})") from None
+    try:
+        shape = reader.shape
+    finally:
+        reader.close()
+    from types import SimpleNamespace
+
+    job = SimpleNamespace(operation=operation)           # what row_filter_for reads of a job
+    row_filter, _ = row_filter_for(job, shape, path, options)
+    row_filter.decide_paths()
+    channels, _, width = row_filter.output_shape
+    part = dask.delayed(_strip_maps, pure=True)
+    blocks = [da.from_delayed(part(row_filter, str(path), options.gray, int(strip.input_rows[0]),
+                                   *strip.out_rows, dask_key_name=f"convcli-strip-{path.name}"
+                                   f"-{strip.out_rows[0]}-{uuid.uuid4().hex[:8]}"),
+                              (channels, strip.out_rows[1] - strip.out_rows[0], width), np.float32)
+              for strip in row_filter.strips(strip_height(row_filter, options.max_memory, TILE))]
+    return da.concatenate(blocks, axis=1)
+
+
+def _strip_maps(row_filter, path: str, gray: bool, low: int, first: int, stop: int):
+    return filter_strip(row_filter, path, gray, low, first, stop)[0]
 
 
 def worker_version() -> str:

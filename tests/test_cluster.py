@@ -269,6 +269,29 @@ def test_a_streamed_image_that_fails_on_the_cluster_is_one_line_and_nothing_writ
     assert not temporaries(tmp_path / "out")
 
 
+def test_an_image_as_a_dask_array_of_strips(scheduler, tmp_path, rng, capsys, small_strips):
+    """``cluster.image_array``: a dask array, one block per strip, computed on the cluster:
+    a local streamed run's TIFF output."""
+    import tifffile
+
+    from convcli.cluster import image_array
+    from convcli.pipeline import ApplyOptions
+
+    source = write_streamable(tmp_path / "in.png", rng)
+    assert run_cli(["apply", source, "-k", "gaussian:sigma=1.5", "--pad-mode", "circular",
+                    "--stride", "2", "--format", "tiff", "--stream", "--max-memory", "1K",
+                    "-o", tmp_path / "local", "-q"], capsys)[0] == 0
+    array = image_array(source, "gaussian:sigma=1.5",
+                        ApplyOptions(fmt="tiff", pad_mode="circular", stride=(2, 2),
+                                     max_memory=1024))
+    assert array.shape == (3, 65, 23) and array.dtype == np.float32
+    assert array.chunks[1] == (16, 16, 16, 16, 1)
+    with distributed.Client(scheduler, set_as_default=False) as client:
+        maps = client.compute(array).result()
+    expected = tifffile.imread(tmp_path / "local" / "in_gaussian-sigma-1.5.tif")
+    assert np.array_equal(np.moveaxis(maps, 0, -1), expected)
+
+
 def test_files_are_grouped_into_tasks_of_a_useful_size():
     from convcli.cluster import MAX_FILES_PER_TASK, TASK_BYTES, group_files
 
