@@ -1,4 +1,5 @@
-"""Batches on an existing Dask distributed cluster (``convcli apply --scheduler ADDRESS``).
+"""Batches, and images bigger than a machine, on an existing Dask distributed cluster
+(``convcli apply --scheduler ADDRESS``).
 
 ``ClusterPool`` has ``WorkerPool``'s shape: ``run(tasks)`` yields a ``TaskResult`` per task
 in completion order and ``close()`` stops what is left, so the batch driver shares its
@@ -29,6 +30,27 @@ Small files go several to a task (``group_files``): each task costs ~8-9 ms of C
 client, scheduler and worker, as much as filtering a 128x128 PNG. A task of several files
 is one result (its files' progress comes at once) and one unit of retry; when its workers
 keep dying, its files are tried again one per task, so only the one to blame fails.
+
+One image past ``--max-memory`` (issue #15: "one image can span the cluster") is not a task:
+this process streams it (``stream.stream_image``, the TIFF or PNG writer, atomic as always)
+and its strips are the tasks (``ClusterPool.strips``, ``run_strip``). Each task opens the
+file on its worker, runs the ``strips.RowFilter`` this process planned (pickled with its
+engine paths decided here, so every strip takes the path a local run takes) on its output
+rows, and returns them as (C, n, W) float32; this process writes them in order, with
+``STRIPS_AHEAD`` tasks per cluster thread out at a time, so only a few strips are held
+anywhere. The output is a local streamed run's, byte for byte. A task that raised runs
+again ``RETRIES`` times and a dead worker's is rescheduled, as a file's; a file that cannot
+be read fails at once, with a local run's line; Ctrl-C cancels the strips not yet made. A
+worker keeps its readers of the image between strips (a PNG decodes only forwards).
+``image_array`` gives the same strips as a ``dask.array`` for the Python API.
+
+This is deliberately not ``dask.array.map_overlap``: its halo is one fixed depth per axis
+and its borders are a few fixed modes, while convcli's strips read what ``RowFilter``
+computes for each range of output rows: halos through every layer of a stack, stride and
+dilation (a strip's input rows are not its output rows plus a margin), and all of
+convcli's border modes (circular padding makes the top strip read the bottom rows). The
+row planning that makes a local streamed run equal to the in-memory one is reused as it is
+rather than re-derived for Dask.
 
 Nothing here imports Dask at module level: ``convcli --help`` and local runs never load it,
 and a missing Dask is one line (``check_installed``) rather than a traceback.
