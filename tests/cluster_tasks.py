@@ -28,13 +28,19 @@ def die_first(task, share):
 
 def strip_fails(row_filter, path, gray, low, first, stop, share):
     """``cluster.run_strip``, except that each strip of an input named ``fail-once*`` raises
-    on its first try (a marker file beside the input per strip says it did) and every strip
-    of one named ``fail-always*`` raises on every try."""
+    on its first try (a marker file beside the input per strip says it did), every strip
+    of one named ``fail-always*`` raises on every try, and the first strip of one named
+    ``die-once*`` kills its worker process on its first try."""
     from pathlib import Path
 
     from convcli.cluster import run_strip
 
     name = Path(path).name
+    if name.startswith("die-once") and first == 0:
+        marker = Path(path).with_name(f"{name}.died")
+        if not marker.exists():
+            marker.touch()
+            os.kill(os.getpid(), signal.SIGKILL)
     if name.startswith("fail-always"):
         raise OSError(f"strip {first}-{stop} failed on purpose")
     if name.startswith("fail-once"):

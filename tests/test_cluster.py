@@ -219,22 +219,28 @@ def test_an_image_past_max_memory_streams_its_strips_on_the_cluster(
     assert there == here
 
 
-def test_a_strip_that_raised_runs_again(scheduler, tmp_path, rng, capsys, small_strips,
-                                        monkeypatch):
-    """Every strip raises on its first try: each runs again, and the output is whole."""
+@pytest.mark.parametrize("name", ["fail-once.tif", "die-once.png"])
+def test_a_strip_that_raised_or_whose_worker_died_runs_again(scheduler, tmp_path, rng, capsys,
+                                                             small_strips, monkeypatch, name):
+    """Every strip raises on its first try, or the first strip's worker dies: each runs
+    again, and the output is whole."""
     import cluster_tasks
     from convcli import cluster
 
     monkeypatch.setattr(cluster, "run_strip", cluster_tasks.strip_fails)
-    source = write_streamable(tmp_path / "in" / "fail-once.tif", rng)
+    source = write_streamable(tmp_path / "in" / name, rng)
     common = ["apply", source, "-k", "box", "--format", "tiff", "--stream", "--max-memory", "1K",
               "-q"]
     assert run_cli([*common, "-o", tmp_path / "local"], capsys)[0] == 0
     code, _, err = run_cli([*common, "-o", tmp_path / "remote", "--scheduler", scheduler], capsys)
     assert code == 0, err
-    assert len(list(source.parent.glob("fail-once.tif.*.tried"))) == 9       # all 9 strips
-    assert (tmp_path / "remote" / "fail-once_box.tif").read_bytes() == \
-        (tmp_path / "local" / "fail-once_box.tif").read_bytes()
+    if name.startswith("fail-once"):
+        assert len(list(source.parent.glob(f"{name}.*.tried"))) == 9       # all 9 strips
+    else:
+        assert (source.parent / f"{name}.died").exists()
+    output = f"{Path(name).stem}_box.tif"
+    assert (tmp_path / "remote" / output).read_bytes() == (tmp_path / "local" / output).read_bytes()
+    assert not temporaries(tmp_path / "remote")
 
 
 def test_a_streamed_image_that_fails_on_the_cluster_is_one_line_and_nothing_written(
