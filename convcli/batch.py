@@ -15,6 +15,7 @@ With ``scheduler`` (``--scheduler``) the files are tasks on that Dask cluster in
 
 from __future__ import annotations
 
+import itertools
 import math
 import signal
 import sys
@@ -87,10 +88,12 @@ def default_jobs(tasks: int, cores: int) -> int:
     return cores if cores > 1 and tasks >= 2 * cores else 1
 
 
-def process_task(task: Task) -> tuple[str, object]:
-    """Run one task; ("done", records) or ("failed", one-line message). Never raises a user error."""
+def process_task(task: Task, strips_from=None) -> tuple[str, object]:
+    """Run one task; ("done", records) or ("failed", one-line message). Never raises a user
+    error. ``strips_from``: see ``pipeline.apply_to_image``."""
     try:
-        records = pipeline.apply_to_image(task.source, task.jobs, task.options, data=task.data)
+        records = pipeline.apply_to_image(task.source, task.jobs, task.options, data=task.data,
+                                          strips_from=strips_from)
         return "done", [record.as_dict() for record in records]
     except ConvcliError as error:
         return "failed", str(error) + (_trace() if task.debug else "")
@@ -227,8 +230,15 @@ def _execute(tasks: list[Task], settings: BatchSettings, tally: Tally, report) -
                                   (max(1, cores // workers), settings.quiet))
             with progress, settings_restored():
                 if pool is not None:
-                    outcomes = ((r.task, _worker_died(r.task, r.died) if r.died else r.value)
-                                for r in pool.run(tasks))
+                    # an image past --max-memory is streamed by this process, its strips
+                    # made on the cluster (cluster.py), after the files sent whole
+                    here = ([task for task in tasks if pool.streams_here(task)]
+                            if settings.scheduler is not None else [])
+                    sent = [task for task in tasks if not any(task is t for t in here)]
+                    outcomes = itertools.chain(
+                        ((r.task, _worker_died(r.task, r.died) if r.died else r.value)
+                         for r in pool.run(sent)),
+                        ((task, pool.stream_here(task)) for task in here))
                 else:
                     _prepare_process(None, settings.quiet)
                     outcomes = ((task, process_task(task)) for task in tasks)

@@ -208,7 +208,8 @@ def apply(
         "--scheduler", envvar="DASK_SCHEDULER_ADDRESS", metavar="tcp://HOST:PORT|local",
         help="Run the files as tasks on the Dask cluster of this scheduler (pip install "
              "'convcli[dask]'; its workers need the same convcli and the files at the same "
-             "paths); local: this machine's worker processes. Default: "
+             "paths; an image past --max-memory is streamed here, its strips tasks); "
+             "local: this machine's worker processes. Default: "
              "$DASK_SCHEDULER_ADDRESS, else local.", show_default=False,
         show_envvar=False)] = None,
     fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first failed file.")] = False,

@@ -1,4 +1,5 @@
-"""Batches on an existing Dask distributed cluster (``convcli apply --scheduler ADDRESS``).
+"""Batches, and images bigger than a machine, on an existing Dask distributed cluster
+(``convcli apply --scheduler ADDRESS``).
 
 ``ClusterPool`` has ``WorkerPool``'s shape: ``run(tasks)`` yields a ``TaskResult`` per task
 in completion order and ``close()`` stops what is left, so the batch driver shares its
@@ -30,6 +31,27 @@ client, scheduler and worker, as much as filtering a 128x128 PNG. A task of seve
 is one result (its files' progress comes at once) and one unit of retry; when its workers
 keep dying, its files are tried again one per task, so only the one to blame fails.
 
+One image past ``--max-memory`` (issue #15: "one image can span the cluster") is not a task:
+this process streams it (``stream.stream_image``, the TIFF or PNG writer, atomic as always)
+and its strips are the tasks (``ClusterPool.strips``, ``run_strip``). Each task opens the
+file on its worker, runs the ``strips.RowFilter`` this process planned (pickled with its
+engine paths decided here, so every strip takes the path a local run takes) on its output
+rows, and returns them as (C, n, W) float32; this process writes them in order, with
+``STRIPS_AHEAD`` tasks per cluster thread out at a time, so only a few strips are held
+anywhere. The output is a local streamed run's, byte for byte. A task that raised runs
+again ``RETRIES`` times and a dead worker's is rescheduled, as a file's; a file that cannot
+be read fails at once, with a local run's line; Ctrl-C cancels the strips not yet made. A
+worker keeps its readers of the image between strips (a PNG decodes only forwards).
+``image_array`` gives the same strips as a ``dask.array`` for the Python API.
+
+This is deliberately not ``dask.array.map_overlap``: its halo is one fixed depth per axis
+and its borders are a few fixed modes, while convcli's strips read what ``RowFilter``
+computes for each range of output rows: halos through every layer of a stack, stride and
+dilation (a strip's input rows are not its output rows plus a margin), and all of
+convcli's border modes (circular padding makes the top strip read the bottom rows). The
+row planning that makes a local streamed run equal to the in-memory one is reused as it is
+rather than re-derived for Dask.
+
 Nothing here imports Dask at module level: ``convcli --help`` and local runs never load it,
 and a missing Dask is one line (``check_installed``) rather than a traceback.
 """
@@ -53,7 +75,8 @@ from typing import Iterable, Iterator
 from .errors import UsageError
 from .workers import TaskResult
 
-__all__ = ["ClusterPool", "parse_address", "check_installed", "run_task", "LOCAL", "RETRIES"]
+__all__ = ["ClusterPool", "parse_address", "check_installed", "run_task", "run_strip",
+           "image_array", "LOCAL", "RETRIES"]
 
 LOCAL = "local"                 # --scheduler local: this machine's process pool
 SCHEMES = ("tcp", "tls", "ws", "wss")
@@ -68,6 +91,7 @@ RETRIES = 2                     # reruns of a task that raised (a worker's death
 TASK_BYTES = 2_000_000          # input bytes (times outputs per input) gathered into one task
 MAX_FILES_PER_TASK = 16
 TASKS_PER_THREAD = 4
+STRIPS_AHEAD = 2                # strip tasks out at a time per thread of the cluster
 CONNECT_TIMEOUT_S = 5.0         # to reach the scheduler, hear it answer, and find a worker
 VALID = ("SCHEME://HOST:PORT with SCHEME tcp, tls, ws or wss (e.g. tcp://10.0.0.5:8786, "
          "the address `dask scheduler` prints), HOST:PORT for tcp, or 'local'")
@@ -191,6 +215,157 @@ def run_tasks(tasks: list, share: dict[str, int], run=None) -> list[tuple[str, o
     return [run(task, share) for task in tasks]
 
 
+# One image past --max-memory: its strips are tasks (``ClusterPool.strips``). A worker keeps
+# its open readers of the image between strips: a PNG's rows come only in file order, so a
+# reader that stopped above a strip's rows goes on from there instead of from the top.
+_readers_lock = threading.Lock()
+_readers: dict[tuple, list] = {}     # (path, gray, mtime, size) -> readers not in use
+READERS_KEPT = 4                     # per image and worker (one per thread is enough)
+
+
+def run_strip(row_filter, path: str, gray: bool, low: int, first: int, stop: int,
+              share: dict[str, int]) -> tuple[str, object, float, float, str]:
+    """One strip of a streamed image on a worker: output rows [first, stop) of
+    ``row_filter`` (the client's, engine paths decided) from the image at ``path``, whose
+    lowest row it reads is ``low`` -> ("done", (C, n, W) float32, convolve ms, read ms, its
+    stderr), or ("failed", one-line message, 0, 0, stderr) for a file that cannot be read
+    (no use trying again). Anything else raises, and Dask runs it again."""
+    from .errors import ConvcliError
+
+    _prepare_worker(_engine_threads(share))
+    stderr = sys.stderr
+    capturing = isinstance(stderr, _TaskStderr)
+    if capturing:
+        stderr.capture()
+    try:
+        maps, convolve_ms, read_ms = filter_strip(row_filter, path, gray, low, first, stop)
+        return "done", maps, convolve_ms, read_ms, stderr.release() if capturing else ""
+    except ConvcliError as error:
+        return "failed", str(error), 0.0, 0.0, stderr.release() if capturing else ""
+    finally:
+        if capturing:
+            stderr.release()
+
+
+def filter_strip(row_filter, path: str, gray: bool, low: int, first: int,
+                 stop: int) -> tuple[object, float, float]:
+    """Output rows [first, stop) of ``row_filter`` on the image at ``path`` (its reader kept
+    for the next strip) -> ((C, n, W) float32, convolve ms, read ms)."""
+    import time
+
+    import numpy as np
+
+    key, reader = _take_reader(path, gray, low)
+    try:
+        read_before = reader.read_ms
+        started = time.perf_counter()
+        with np.errstate(all="ignore"):          # NaN spreads, as in memory
+            maps = row_filter.run(reader, first, stop)
+        read_ms = reader.read_ms - read_before
+        convolve_ms = (time.perf_counter() - started) * 1e3 - read_ms
+    except BaseException:
+        reader.close()                           # it failed half-way: start afresh next time
+        raise
+    _give_back(key, reader)
+    return maps, convolve_ms, read_ms
+
+
+def _take_reader(path: str, gray: bool, low: int):
+    """(its key, a reader of ``path``): a kept one that can go on to row ``low`` without
+    starting over (the furthest on), else any kept one, else a new one."""
+    from .stream import open_rows, _NotStreamable
+    from .errors import FileFailure
+
+    status = os.stat(path)
+    key = (path, gray, status.st_mtime_ns, status.st_size)
+    with _readers_lock:
+        idle = _readers.get(key, [])
+        if idle:
+            on_the_way = [r for r in idle if _lowest_row(r) <= low]
+            reader = max(on_the_way, key=_lowest_row) if on_the_way else idle[-1]
+            idle.remove(reader)
+            return key, reader
+    try:
+        return key, open_rows(Path(path), gray=gray)
+    except _NotStreamable as error:      # changed since the client planned it
+        raise FileFailure(f"{path}: cannot be streamed any more ({error})") from None
+
+
+def _lowest_row(reader) -> int:
+    """The first row ``reader`` gives without starting over (a PNG's; a TIFF's: any)."""
+    decoder = getattr(reader, "_decoder", None)
+    if decoder is None:
+        return 0
+    held = getattr(reader, "_held_rows", None)
+    return int(held[0]) if held is not None and held.size else int(decoder.next_row)
+
+
+def _give_back(key: tuple, reader) -> None:
+    with _readers_lock:
+        for other in [k for k in _readers if k[:2] == key[:2] and k != key]:
+            for stale in _readers.pop(other):          # the file changed
+                stale.close()
+        idle = _readers.setdefault(key, [])
+        idle.append(reader)
+        while len(idle) > READERS_KEPT:
+            idle.pop(0).close()
+
+
+def forget_readers(path: str) -> None:
+    """Close a worker's readers of ``path`` (the image is done)."""
+    with _readers_lock:
+        for key in [k for k in _readers if k[0] == path]:
+            for reader in _readers.pop(key):
+                reader.close()
+
+
+def image_array(path, operation, options=None):
+    """One image's output as a ``dask.array`` (C, H_out, W_out) float32, in strips of rows
+    (``dask.array.concatenate`` of one ``from_delayed`` block per strip), for the Python API:
+    computed with any Dask scheduler (a ``distributed.Client``'s workers need the file at the
+    same absolute path). ``operation`` is a ``-k`` spec or an ``Operation`` or ``Stack``;
+    ``options`` an ``ApplyOptions`` (pad mode, stride, ..., and ``max_memory`` sizes the
+    strips as a streamed run's TIFF output). A file that cannot be streamed raises
+    ``UsageError`` saying why. The numbers are a streamed run's (see ``strips``)."""
+    import dask
+    import dask.array as da
+    import numpy as np
+
+    from .kernels import resolve
+    from .pipeline import ApplyOptions
+    from .stream import TILE, _NotStreamable, open_rows, row_filter_for, strip_height
+
+    options = options or ApplyOptions(fmt="tiff")
+    if isinstance(operation, str):
+        operation = resolve(operation)
+    path = Path(os.path.abspath(path))
+    try:
+        reader = open_rows(path, gray=options.gray)
+    except _NotStreamable as error:
+        raise UsageError(f"{path}: cannot be filtered in strips ({error})") from None
+    try:
+        shape = reader.shape
+    finally:
+        reader.close()
+    from types import SimpleNamespace
+
+    job = SimpleNamespace(operation=operation)           # what row_filter_for reads of a job
+    row_filter, _ = row_filter_for(job, shape, path, options)
+    row_filter.decide_paths()
+    channels, _, width = row_filter.output_shape
+    part = dask.delayed(_strip_maps, pure=True)
+    blocks = [da.from_delayed(part(row_filter, str(path), options.gray, int(strip.input_rows[0]),
+                                   *strip.out_rows, dask_key_name=f"convcli-strip-{path.name}"
+                                   f"-{strip.out_rows[0]}-{uuid.uuid4().hex[:8]}"),
+                              (channels, strip.out_rows[1] - strip.out_rows[0], width), np.float32)
+              for strip in row_filter.strips(strip_height(row_filter, options.max_memory, TILE))]
+    return da.concatenate(blocks, axis=1)
+
+
+def _strip_maps(row_filter, path: str, gray: bool, low: int, first: int, stop: int):
+    return filter_strip(row_filter, path, gray, low, first, stop)[0]
+
+
 def worker_version() -> str:
     """The convcli version a worker imports (checked against this one on connecting)."""
     from . import __version__
@@ -209,16 +384,18 @@ class ClusterPool:
     """
 
     def __init__(self, address: str, *, retries: int = RETRIES, timeout: float | None = None,
-                 function=None):
+                 function=None, strip_function=None):
         distributed = _import_distributed()
         timeout = CONNECT_TIMEOUT_S if timeout is None else timeout
         self._distributed = distributed
         self._address = address
         self._retries = retries
         self._function = function or run_task
+        self._strip_function = strip_function or run_strip
         self._pending: dict = {}        # key -> future, until its result is here
         self._died_on: set = set()      # keys of tasks whose worker died while running them
         self._subscribed = False
+        self._streamed_here = False     # has this process streamed an image yet?
         # Dask logs to stderr (its "distributed" logger's handlers); here that would come
         # between convcli's lines (a lost scheduler, for one, is already each unfinished
         # file's error line).
@@ -324,6 +501,107 @@ class ClusterPool:
                     sys.stderr.write(_respelled(said, spelling))
                     sys.stderr.flush()
                 yield TaskResult(tasks[index], value=(status, _respelled(value, spelling)))
+
+    def streams_here(self, task) -> bool:
+        """Is ``task``'s input one image past ``--max-memory`` that streams? This process then
+        streams it (``stream_here``), its strips made on the cluster; any other file (one that
+        fails to be read too: the same error line) is a task of ``run``. A file that streams
+        within --max-memory (``--stream``) streams on one worker, as a task."""
+        from .images import read_header
+        from .pipeline import _streamed
+        from .stream import float_bytes
+
+        options = task.options
+        if task.data is not None or task.source.from_stdin or not options.max_memory:
+            return False
+        try:
+            if float_bytes(read_header(task.source.path, gray=options.gray)) \
+                    <= options.max_memory:
+                return False
+            return _streamed(task.source, task.jobs, options, task.data)
+        except Exception:
+            return False
+
+    def stream_here(self, task) -> tuple[str, object]:
+        """``batch.process_task(task)`` in this process with the strips made on the cluster
+        (``strips``); its records' engine says so (``... on dask``)."""
+        from .batch import _prepare_process, process_task
+
+        if not self._streamed_here:   # as a local run: the same engine paths are chosen here
+            _prepare_process(None, True)
+            self._streamed_here = True
+        status, value = process_task(task, strips_from=self.strips)
+        if status == "done":
+            for record in value:
+                record["engine"] = f"{record['engine']} on dask"
+                for layer in record.get("layers") or []:
+                    layer["engine"] = f"{layer['engine']} on dask"
+        return status, value
+
+    def strips(self, row_filter, reader, strips, timing: dict):
+        """``stream.stream_image``'s ``strips_from``: each strip's output rows (C, n, W) in
+        order, each made by a task on the cluster (``run_strip``) from the file at the same
+        absolute path. ``STRIPS_AHEAD`` tasks per thread of the cluster are out at a time,
+        so the strips finished but not yet written, here and on the workers, stay few."""
+        from collections import deque
+        from itertools import islice
+
+        from .errors import FileFailure
+
+        row_filter.decide_paths()               # here, once: every strip takes the same paths
+        share, threads = self._thread_share()
+        path = os.path.abspath(reader.path)
+        spelling = {path: str(reader.path)} if path != str(reader.path) else {}
+        run_id = uuid.uuid4().hex[:8]
+        ahead: deque = deque()
+        said_before: set[str] = set()
+
+        def submit(strip) -> None:
+            key = f"convcli-strip-{strip.out_rows[0]}-{run_id}"
+            future = self._client.submit(
+                self._strip_function, row_filter, path, reader.gray, int(strip.input_rows[0]),
+                *map(int, strip.out_rows), share, key=key, retries=self._retries, pure=False)
+            self._pending[key] = future
+            ahead.append(future)
+
+        upcoming = iter(strips)
+        try:
+            for strip in islice(upcoming, max(2, STRIPS_AHEAD * threads)):
+                submit(strip)
+            while ahead:
+                future = ahead.popleft()
+                try:
+                    status, value, convolve_ms, read_ms, said = future.result()
+                except Exception as error:
+                    raise FileFailure(f"{reader.path}: {self._why_failed(error)}") from None
+                finally:
+                    self._pending.pop(future.key, None)
+                    future.release()
+                for line in said.splitlines(keepends=True):      # once per image
+                    if line not in said_before:
+                        said_before.add(line)
+                        sys.stderr.write(_respelled(line, spelling))
+                        sys.stderr.flush()
+                if status != "done":
+                    raise FileFailure(_respelled(value, spelling))
+                timing["convolve"] += convolve_ms
+                reader.read_ms += read_ms
+                for strip in islice(upcoming, 1):
+                    submit(strip)
+                yield value
+                del value
+        finally:
+            if ahead:
+                for future in ahead:
+                    self._pending.pop(future.key, None)
+                try:
+                    self._client.cancel(list(ahead))
+                except Exception:
+                    pass
+            try:
+                self._client.run(forget_readers, path, wait=False)
+            except Exception:
+                pass
 
     def _lost(self, error: BaseException) -> bool:
         """Is ``error`` the loss of the scheduler (no use trying again)?"""

@@ -352,11 +352,12 @@ def check_jobs_up_front(jobs: list[Job], options: ApplyOptions) -> None:
 
 
 def apply_to_image(source: Source, jobs: list[Job], options: ApplyOptions, *,
-                   data: bytes | None = None) -> list[OutputRecord]:
+                   data: bytes | None = None, strips_from=None) -> list[OutputRecord]:
     """Load ``source`` once and produce every job's output; one record per output.
 
     ``data`` holds the image's bytes when it comes from standard input. With ``--compare``
-    (``Job.compare``) it also writes the input's before/after sheet.
+    (``Job.compare``) it also writes the input's before/after sheet. ``strips_from``, for a
+    streamed input, makes its strips (``stream.stream_image``'s: a Dask cluster's).
     """
     sheet = jobs[0].compare
     if not options.overwrite:
@@ -368,7 +369,7 @@ def apply_to_image(source: Source, jobs: list[Job], options: ApplyOptions, *,
     if _streamed(source, jobs, options, data):
         from .stream import stream_image
 
-        return stream_image(source, jobs, options)
+        return stream_image(source, jobs, options, strips_from=strips_from)
     started = time.perf_counter()
     if data is None:               # refused from the header, before any pixel is decoded
         _check_size(source.path, images.read_header(source.path, gray=options.gray), options)

@@ -481,8 +481,10 @@ def _sample_strips(row_filter, height: int):
     return strips
 
 
-def stream_image(source, jobs, options):
-    """Every job's output of a TIFF or PNG, streamed; one ``OutputRecord`` per job."""
+def stream_image(source, jobs, options, strips_from=None):
+    """Every job's output of a TIFF or PNG, streamed; one ``OutputRecord`` per job.
+    ``strips_from`` makes the strips' outputs, as ``_filtered_strips`` (its default) does
+    here: ``cluster.ClusterPool.strips`` has a Dask cluster's workers make them."""
     from .images import atomic_write
 
     records = []
@@ -500,7 +502,8 @@ def stream_image(source, jobs, options):
             normalize = _normalize(job, options) if options.fmt == "png" else None
             value_range = (_robust_range(row_filter, reader, options.max_memory, timing)
                            if normalize == "robust" else None)
-            outputs = _made_ahead(lambda: _filtered_strips(row_filter, reader, strips, timing))
+            make = strips_from or _filtered_strips
+            outputs = _made_ahead(lambda: make(row_filter, reader, strips, timing))
             if options.fmt == "png":
                 bit_depth = options.bit_depth or (16 if reader.bit_depth >= 16 else 8)
                 write = _png_writer(row_filter.output_shape, outputs, bit_depth, normalize,

@@ -101,12 +101,18 @@ class RowFilter:
         if x.shape != expected:
             raise ValueError(f"read_rows gave shape {x.shape} for {needed[0].size} rows; "
                              f"expected {expected}")
-        if self._paths is None:
-            self._paths = [engine_paths(layer, row, flip=self.flip, engine_path=self.engine_path)
-                           for layer, row in zip(self.layers, self.explanation.layers)]
+        self.decide_paths()
         for index, (layer, row) in enumerate(zip(self.layers, self.explanation.layers)):
             x = self._run_layer(index, layer, row, x, needed[index], needed[index + 1])
         return x
+
+    def decide_paths(self) -> list:
+        """The engine path of each layer's convolutions, decided once (on the first ``run``
+        if not before): a copy of this filter made after it (a cluster's task) takes them."""
+        if self._paths is None:
+            self._paths = [engine_paths(layer, row, flip=self.flip, engine_path=self.engine_path)
+                           for layer, row in zip(self.layers, self.explanation.layers)]
+        return self._paths
 
     def strips(self, height: int) -> list[Strip]:
         """The strips of ``height`` output rows (the last may be lower): what each reads and

@@ -24,3 +24,28 @@ def die_first(task, share):
                 (job.destination.parent / f".{job.destination.name}.tmp-killed").write_bytes(b"half")
             os.kill(os.getpid(), signal.SIGKILL)
     return run_task(task, share)
+
+
+def strip_fails(row_filter, path, gray, low, first, stop, share):
+    """``cluster.run_strip``, except that each strip of an input named ``fail-once*`` raises
+    on its first try (a marker file beside the input per strip says it did), every strip
+    of one named ``fail-always*`` raises on every try, and the first strip of one named
+    ``die-once*`` kills its worker process on its first try."""
+    from pathlib import Path
+
+    from convcli.cluster import run_strip
+
+    name = Path(path).name
+    if name.startswith("die-once") and first == 0:
+        marker = Path(path).with_name(f"{name}.died")
+        if not marker.exists():
+            marker.touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+    if name.startswith("fail-always"):
+        raise OSError(f"strip {first}-{stop} failed on purpose")
+    if name.startswith("fail-once"):
+        marker = Path(path).with_name(f"{name}.{first}.tried")
+        if not marker.exists():
+            marker.touch()
+            raise OSError(f"strip {first}-{stop} failed once on purpose")
+    return run_strip(row_filter, path, gray, low, first, stop, share)

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -161,6 +162,140 @@ def test_a_task_of_several_files_whose_worker_always_dies_is_tried_file_by_file(
     assert len(error_lines(err)) == 1 and "die-always.png: worker process died" in err
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         f"{index}_box.png" for index in (0, 1, 2, 3, 5)]
+
+
+def write_streamable(path: Path, rng, shape=(130, 45, 3)) -> Path:
+    """A small RGB TIFF or PNG (by ``path``'s suffix) to stream in many strips."""
+    import tifffile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = rng.integers(0, 256, shape, dtype=np.uint8)
+    if path.suffix == ".png":
+        Image.fromarray(pixels).save(path)
+    else:
+        tifffile.imwrite(path, pixels)
+    return path
+
+
+@pytest.fixture
+def small_strips(monkeypatch):
+    """Strips of 16 output rows, planned here (the client): a 130-row image is 9 strips."""
+    from convcli import stream
+
+    monkeypatch.setattr(stream, "TILE", 16)
+    monkeypatch.setattr(stream, "PNG_ROWS", 16)
+
+
+@pytest.mark.parametrize("name, fmt, geometry", [
+    ("in.tif", "tiff", ["--pad-mode", "circular"]),
+    ("in.png", "png", ["--pad-mode", "reflect", "--normalize", "abs"]),
+    ("in.tif", "png", ["--pad-mode", "zeros", "--stride", "2", "--normalize", "abs"]),
+    ("in.png", "tiff", ["--pad-mode", "circular", "--dilation", "2"]),
+])
+def test_an_image_past_max_memory_streams_its_strips_on_the_cluster(
+        scheduler, tmp_path, rng, capsys, small_strips, name, fmt, geometry):
+    """Its strips are tasks on the two workers; the output has a local streamed run's
+    bytes, and the report is the local one's, the engine saying where it ran."""
+    source = write_streamable(tmp_path / "in" / name, rng)
+    common = ["apply", source, "-k", "gaussian:sigma=1.5", "-k", "sobel", *geometry,
+              "--format", fmt, "--stream", "--max-memory", "1K", "--report", "json"]
+    code, local, err = run_cli([*common, "-o", tmp_path / "local"], capsys)
+    assert code == 0, err
+    code, remote, err = run_cli([*common, "-o", tmp_path / "remote", "--scheduler", scheduler],
+                                capsys)
+    assert code == 0, err
+    made = sorted(p.name for p in (tmp_path / "local").iterdir())
+    assert len(made) == 2 and made == sorted(p.name for p in (tmp_path / "remote").iterdir())
+    for output in made:
+        assert (tmp_path / "local" / output).read_bytes() == \
+            (tmp_path / "remote" / output).read_bytes()
+    here, there = comparable(local, str(tmp_path / "local")), comparable(remote,
+                                                                          str(tmp_path / "remote"))
+    for record in there:
+        assert record["engine"].endswith(" on dask") and record["strips"] > 4
+        record["engine"] = record["engine"].removesuffix(" on dask")
+        for layer in record["layers"]:
+            layer["engine"] = layer["engine"].removesuffix(" on dask")
+    assert there == here
+
+
+@pytest.mark.parametrize("name", ["fail-once.tif", "die-once.png"])
+def test_a_strip_that_raised_or_whose_worker_died_runs_again(scheduler, tmp_path, rng, capsys,
+                                                             small_strips, monkeypatch, name):
+    """Every strip raises on its first try, or the first strip's worker dies: each runs
+    again, and the output is whole."""
+    import cluster_tasks
+    from convcli import cluster
+
+    monkeypatch.setattr(cluster, "run_strip", cluster_tasks.strip_fails)
+    source = write_streamable(tmp_path / "in" / name, rng)
+    common = ["apply", source, "-k", "box", "--format", "tiff", "--stream", "--max-memory", "1K",
+              "-q"]
+    assert run_cli([*common, "-o", tmp_path / "local"], capsys)[0] == 0
+    code, _, err = run_cli([*common, "-o", tmp_path / "remote", "--scheduler", scheduler], capsys)
+    assert code == 0, err
+    if name.startswith("fail-once"):
+        assert len(list(source.parent.glob(f"{name}.*.tried"))) == 9       # all 9 strips
+    else:
+        assert (source.parent / f"{name}.died").exists()
+    output = f"{Path(name).stem}_box.tif"
+    assert (tmp_path / "remote" / output).read_bytes() == (tmp_path / "local" / output).read_bytes()
+    assert not temporaries(tmp_path / "remote")
+
+
+def test_a_streamed_image_that_fails_on_the_cluster_is_one_line_and_nothing_written(
+        scheduler, tmp_path, rng, capsys, small_strips, monkeypatch):
+    """A strip that keeps raising fails its image with one line (the other file is done);
+    damaged image data is the local run's line, said once."""
+    import cluster_tasks
+    from convcli import cluster
+
+    monkeypatch.setattr(cluster, "run_strip", cluster_tasks.strip_fails)
+    failing = write_streamable(tmp_path / "in" / "fail-always.tif", rng)
+    damaged = write_streamable(tmp_path / "in" / "damaged.png", rng)
+    data = bytearray(damaged.read_bytes())
+    at = data.index(b"IDAT") + 4
+    length = int.from_bytes(data[at - 8:at - 4], "big")
+    data[at + length // 2:at + length // 2 + 100] = b"\xff" * 100     # inflating fails there
+    data[at + length:at + length + 4] = zlib.crc32(bytes(data[at - 4:at + length])).to_bytes(4, "big")
+    damaged.write_bytes(bytes(data))
+    fine = write_images(tmp_path / "in", 1, rng)[0]
+    common = ["-k", "box", "--format", "png", "--stream", "--max-memory", "1K"]
+    _, _, local_err = run_cli(["apply", damaged, *common, "-o", tmp_path / "local"], capsys)
+    code, out, err = run_cli(["apply", failing, damaged, fine, *common, "-o", tmp_path / "out",
+                              "--scheduler", scheduler, "--report", "json"], capsys)
+    assert code == 1, err
+    statuses = {Path(r["input"]).name: r["status"] for r in map(json.loads, out.splitlines())}
+    assert statuses == {"fail-always.tif": "failed", "damaged.png": "failed", "0.png": "done"}
+    assert error_lines(err) == sorted([
+        f"convcli: error: {failing}: the cluster could not run it (OSError: strip 0-16 failed "
+        "on purpose)", *error_lines(local_err)])
+    assert "cannot decode the image" in error_lines(local_err)[0]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0_box.png"]
+    assert not temporaries(tmp_path / "out")
+
+
+def test_an_image_as_a_dask_array_of_strips(scheduler, tmp_path, rng, capsys, small_strips):
+    """``cluster.image_array``: a dask array, one block per strip, computed on the cluster:
+    a local streamed run's TIFF output."""
+    import tifffile
+
+    from convcli.cluster import image_array
+    from convcli.pipeline import ApplyOptions
+
+    source = write_streamable(tmp_path / "in.png", rng)
+    assert run_cli(["apply", source, "-k", "gaussian:sigma=1.5", "--pad-mode", "circular",
+                    "--stride", "2", "--format", "tiff", "--stream", "--max-memory", "1K",
+                    "-o", tmp_path / "local", "-q"], capsys)[0] == 0
+    array = image_array(source, "gaussian:sigma=1.5",
+                        ApplyOptions(fmt="tiff", pad_mode="circular", stride=(2, 2),
+                                     max_memory=1024))
+    assert array.shape == (3, 65, 23) and array.dtype == np.float32
+    assert array.chunks[1] == (16, 16, 16, 16, 1)
+    with distributed.Client(scheduler, set_as_default=False) as client:
+        maps = client.compute(array).result()
+    expected = tifffile.imread(tmp_path / "local" / "in_gaussian-sigma-1.5.tif")
+    assert np.array_equal(np.moveaxis(maps, 0, -1), expected)
 
 
 def test_files_are_grouped_into_tasks_of_a_useful_size():
