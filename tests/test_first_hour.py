@@ -317,7 +317,8 @@ def test_a_run_that_waits_on_the_compiler_says_so_and_reports_compile_time_apart
     images = images_past_the_numpy_budget(tmp_path, 2, taps_per_pixel=9)
     env = subprocess_env(NUMBA_CACHE_DIR=str(tmp_path / "empty-cache"), CONVCLI_BACKGROUND_COMPILE="0")
     command = [sys.executable, "-m", "convcli", "apply", *map(str, images), "-k", "laplacian",
-               "-o", str(tmp_path / "o"), "--report", "json", "--overwrite", "-j", "1"]
+               "-o", str(tmp_path / "o"), "--report", "json", "--overwrite", "-j", "1",
+               "--max-memory", "0"]                        # in memory (they would stream)
     first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr
     assert first.stderr.count("convcli: note: compiling the engine") == 1
