@@ -574,7 +574,7 @@ def _warmup_seconds(env: dict[str, str]) -> dict[str, float]:
 
 SCALE_KERNEL = "gaussian:sigma=3"
 SCALE_PAD_MODE = "reflect"      # apply's default --pad-mode (cli.py), given explicitly
-VIPS_PNG = "compression=1, filter=up"   # convcli's PNG writer: zlib level 1, the Up filter
+VIPS_PNG = "compression=1, filter=up"   # convcli's PNG writer: deflate level 1, the Up filter
 # A child run by a small fresh parent, which prints its wall time, peak RSS and output as
 # JSON: Linux carries a parent's peak RSS into a child's ru_maxrss across fork and exec, so
 # the bench process (GBs after building an input) must not be the one that measures.

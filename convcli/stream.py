@@ -491,8 +491,10 @@ def stream_image(source, jobs, options, strips_from=None):
     for job in jobs:
         if not options.overwrite and job.destination.exists():
             raise FileFailure(f"{job.destination}: already exists; use --overwrite to replace it")
+    from .engine import _runtime
     from .engine._compile_log import compile_seconds
 
+    _runtime.expect_a_long_run()
     for job in jobs:
         reader = open_rows(source.path, gray=options.gray)
         try:

@@ -397,7 +397,7 @@ def test_usage_errors_before_any_work(scheduler, tmp_path, rng, capsys, monkeypa
 def test_a_signal_cancels_the_tasks_and_exits_130(scheduler, tmp_path, rng, stop):
     """Ctrl-C or SIGTERM: exit 130 with the summary at once; tasks not started never run, a
     running one ends with its whole file (Dask cannot interrupt it)."""
-    write_images(tmp_path / "big", 6, rng, (1400, 1400))
+    write_images(tmp_path / "big", 16, rng, (1400, 1400))  # ~0.8 s each: work left at 2 s
     spec = tmp_path / "dense.yaml"
     spec.write_text(json.dumps({"weights": (rng.random((61, 61)) / 1860).round(6).tolist()}))
     out = tmp_path / "out"

@@ -111,6 +111,14 @@ def prefer_compiled() -> None:
     _state["compiled_in_use"] = True
 
 
+def expect_a_long_run() -> None:
+    """The calls to come will pass ``NUMBA_START_NS`` (a streamed image, in strips each too
+    small to say so): take the compiled loops from the first call when they are cached;
+    while they are not, ``use_numpy`` decides as before (NumPy while they compile)."""
+    if _cache.loops_ready():
+        prefer_compiled()
+
+
 def use_numpy(taps_times_pixels: float, ns_per_tap: float | None = None) -> bool:
     """Should NumPy do a call of ``taps_times_pixels`` multiply-adds that a compiled loop
     could do, at ``ns_per_tap`` (default ``NUMPY_NS_PER_TAP``)? (See the module's docstring.)
