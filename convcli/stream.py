@@ -150,9 +150,10 @@ def _normalize(job, options) -> str | None:
     return _auto_normalize(job.operation, None) if isinstance(job.operation, Operation) else None
 
 
-def open_rows(path: Path, gray: bool = False):
-    """The ``read_rows`` of a streamable file (``TiffRows`` or ``PngRows``); raises
-    _NotStreamable saying why it cannot be streamed."""
+def open_rows(path: Path, gray: bool = False, hold_bytes: int = 0):
+    """The ``read_rows`` of a streamable file (``TiffRows`` or ``PngRows``, which keeps its
+    decoded rows when they fit ``hold_bytes``); raises _NotStreamable saying why it cannot
+    be streamed."""
     from ._png import SIGNATURE
     from ._tiff import TIFF_SIGNATURES
 
@@ -162,7 +163,7 @@ def open_rows(path: Path, gray: bool = False):
         TiffRows.check(path)
         return TiffRows(path, gray=gray)
     if head.startswith(SIGNATURE):
-        return PngRows(path, gray=gray)
+        return PngRows(path, gray=gray, hold_bytes=hold_bytes)
     raise _NotStreamable("it is not a TIFF or a PNG")
 
 
@@ -336,11 +337,13 @@ class PngRows:
     float32 as ``load_image`` gives them (/255 or /65535; a palette looked up; alpha left
     out; ``--gray`` applied). Decodes in file order (``_png.PngRowDecoder``), keeping only
     the rows of the last call: a call for rows before them starts over from the top (once
-    per image with circular padding, whose first strip reads the last rows)."""
+    per image with circular padding, whose first strip reads the last rows, and after
+    ``--normalize robust``'s first pass) unless the image's bytes fit ``hold_bytes``: then
+    every row decoded is kept (a quarter of its float32 size for 8-bit samples)."""
 
     DECODE_ROWS = 64                         # rows unfiltered per step
 
-    def __init__(self, path: Path, gray: bool = False):
+    def __init__(self, path: Path, gray: bool = False, hold_bytes: int = 0):
         from ._png import PngRowDecoder
         from .images import _orientation_in, _png_chunk
 
@@ -377,6 +380,8 @@ class PngRows:
         self._colour_channels = channels
         self._held_rows = np.empty(0, np.int64)
         self._held = np.empty((0, decoder.row_bytes), np.uint8)
+        self._all = None                       # every row decoded so far, when they fit
+        self._hold = decoder.row_bytes * self.height <= hold_bytes
         self.read_ms = 0.0
 
     def close(self) -> None:
@@ -407,6 +412,10 @@ class PngRows:
         if held.any():
             raw[held] = self._held[np.searchsorted(self._held_rows, rows[held])]
         missing = np.flatnonzero(~held)
+        if missing.size and self._all is not None:    # held so far: rows below next_row
+            kept = missing[rows[missing] < self._decoder.next_row]
+            raw[kept] = self._all[rows[kept]]
+            missing = np.setdiff1d(missing, kept, assume_unique=True)
         if missing.size:
             decoder = self._decoder
             if rows[missing[0]] < decoder.next_row:
@@ -421,6 +430,10 @@ class PngRows:
                         from None
                 wanted = missing[(rows[missing] >= top) & (rows[missing] < top + len(band))]
                 raw[wanted] = band[rows[wanted] - top]
+                if self._hold:
+                    if self._all is None:
+                        self._all = np.empty((self.height, decoder.row_bytes), np.uint8)
+                    self._all[top:top + len(band)] = band
         self._held_rows, self._held = rows, raw
         return raw
 
@@ -496,14 +509,16 @@ def stream_image(source, jobs, options, strips_from=None):
 
     _runtime.expect_a_long_run()
     for job in jobs:
-        reader = open_rows(source.path, gray=options.gray)
+        normalize = _normalize(job, options) if options.fmt == "png" else None
+        reread = normalize == "robust" or options.pad_mode == "circular"   # rows read twice
+        reader = open_rows(source.path, gray=options.gray,
+                           hold_bytes=int(options.max_memory * BUDGET_SHARE) if reread else 0)
         try:
             started, compiled_before = time.perf_counter(), compile_seconds()
             row_filter, plan = row_filter_for(job, reader.shape, source.path, options)
             step = PNG_ROWS if options.fmt == "png" else TILE
             strips = row_filter.strips(strip_height(row_filter, options.max_memory, step))
             timing = {"convolve": 0.0, "write": 0.0, "strips": len(strips), "clipped": 0}
-            normalize = _normalize(job, options) if options.fmt == "png" else None
             value_range = (_robust_range(row_filter, reader, options.max_memory, timing)
                            if normalize == "robust" else None)
             make = strips_from or _filtered_strips

@@ -191,6 +191,31 @@ def test_a_streamed_png_equals_the_in_memory_png(tmp_path, rng, monkeypatch, cap
         np.testing.assert_array_equal(got, expected)
 
 
+@pytest.mark.parametrize("pad_mode", ["circular", "reflect"])
+def test_a_png_read_twice_is_decoded_once_when_it_fits(tmp_path, rng, monkeypatch, capsys,
+                                                       pad_mode):
+    """Sobel (--normalize robust: its sampled rows first) with circular padding (the first
+    strip reads the last rows): the decoded rows are kept, the decoder never starts over,
+    and the output is the in-memory one."""
+    from convcli._png import PngRowDecoder
+
+    monkeypatch.setattr(stream, "PNG_ROWS", 16)
+    monkeypatch.setattr(stream, "STRIP_BYTES", 1)
+    restarts = []                                                # decoder of each call
+    original = PngRowDecoder.restart
+    monkeypatch.setattr(PngRowDecoder, "restart",
+                        lambda self: restarts.append(id(self)) or original(self))
+    write_png(tmp_path / "in.png", rng, "rgb8")
+    common = [str(tmp_path / "in.png"), "-k", "sobel", "--pad-mode", pad_mode]
+    run([*common, "-o", str(tmp_path / "streamed.png"), "--stream", "--max-memory", "64M"])
+    streamed, = records(capsys)
+    assert streamed["strips"] > 1
+    assert max(restarts.count(decoder) for decoder in restarts) == 1     # each when opened
+    run([*common, "-o", str(tmp_path / "memory.png"), "--max-memory", "0"])
+    np.testing.assert_array_equal(png_rows(tmp_path / "streamed.png"),
+                                  png_rows(tmp_path / "memory.png"))
+
+
 def test_png_and_tiff_stream_into_each_other(tmp_path, rng, monkeypatch, capsys):
     """PNG in, float TIFF out (alpha dropped, as in memory) and TIFF in, PNG out; --gray."""
     from PIL import Image
