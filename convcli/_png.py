@@ -14,18 +14,7 @@ import zlib
 
 import numpy as np
 
-# Deflate level 1, OpenCV's default: Pillow's level 6 took 75 of ~90 ms per 512x512 RGB image in
-# batch runs; level 1 with the Up filter (see encode_png) takes ~8 ms for ~15% larger files.
-# Deflate by ISA-L (python-isal): the chelsea sample's filtered rows took 1.2 ms against
-# zlib's 3.7 and zlib-ng's 2.2 (level 1, run-length matching) for the same size; a 10000^2
-# blurred RGB image 0.49 s against zlib-ng's 1.05 s, for 44 MB instead of 37. Reading, 181
-# MB of image data inflated in 0.86 s (zlib-ng 0.97, zlib 1.41). Without it: zlib.
-try:
-    from isal import isal_zlib as DEFLATE
-    COMPRESSOR = (1,)                                   # ISA-L's level 1 (of 0-3)
-except ImportError:                                    # pragma: no cover - a dependency
-    DEFLATE = zlib
-    COMPRESSOR = (1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
+from ._deflate import compressor, decompressor, error as DeflateError
 
 __all__ = ["deep_colour_channels", "read_png16", "encode_png", "PngEncoder", "PngRowDecoder"]
 
@@ -148,7 +137,7 @@ class PngRowDecoder:
         self._file.seek(self._first_data)
         self._left_in_chunk = 0                           # IDAT bytes not read yet
         self._data_ended = False                          # a chunk after the IDATs was met
-        self._inflater = DEFLATE.decompressobj()
+        self._inflater = decompressor()
         self._pending = b""                               # compressed, not yet inflated
         self._inflated = bytearray()                      # inflated, not yet unfiltered
         self._above = np.zeros(self.row_bytes, np.uint8)
@@ -184,7 +173,7 @@ class PngRowDecoder:
             at_end = not self._pending
         try:
             inflated = self._inflater.decompress(self._pending, most)
-        except DEFLATE.error as error:
+        except DeflateError as error:
             raise ValueError(f"damaged image data ({error})") from None
         if at_end and not inflated:
             raise ValueError("image data ends early")
@@ -302,7 +291,7 @@ class PngEncoder:
         self.width, self.height, self.channels, self.depth = width, height, channels, depth
         self.rows_done = 0
         self._last_row: np.ndarray | None = None     # the row above the next band
-        self._compressor = DEFLATE.compressobj(*COMPRESSOR)
+        self._compressor = compressor()
 
     def header(self) -> bytes:
         header = struct.pack(">IIBBBBB", self.width, self.height, self.depth,
