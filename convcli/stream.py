@@ -2,14 +2,16 @@
 
 ``apply`` streams a single-page 2-D TIFF (gray, RGB or many samples; striped or tiled;
 classic or BigTIFF) or a non-interlaced 8- or 16-bit PNG whose float32 size is above
-``--max-memory`` (or any such input with ``--stream``) when the output is a TIFF or a PNG.
+``--max-memory``, which has ``pipeline.STREAM_FROM_PIXELS`` or more, or with ``--stream``,
+when the output is a TIFF or a PNG (``why_not_streamed`` says what else it takes).
 Each strip's input rows are decoded from only the parts of the file that hold them
 (``TiffRows``: its strips or tiles; ``PngRows``: the image data in file order, inflated as
 far as the rows need), scaled as ``load_image`` scales them, filtered by
 ``strips.RowFilter`` (the in-memory run's numbers), and written as they come: the tiles of
-a zlib-compressed, tiled BigTIFF of float32 (TIFF output is the raw floats, as in memory),
-or the rows of a PNG (``_png.PngEncoder``; pixels as ``images.render`` maps them), through
-a temporary file renamed into place.
+a deflate-compressed, tiled BigTIFF of float32 (TIFF output is the raw floats, as in
+memory), or the rows of a PNG (``_png.PngEncoder``; pixels as ``images.render`` maps them;
+``--normalize robust``'s percentile from sampled rows computed first, ``_robust_range``),
+through a temporary file renamed into place.
 
 Three stages overlap, one strip apart: a thread decodes the next strip's rows
 (``_ReadAhead``) while another filters this one (``_made_ahead``) and the caller encodes the
