@@ -316,6 +316,18 @@ def _raw_scale(dtype: np.dtype) -> tuple[float, int]:
 
 def _pillow_image(path: Path, data: bytes | None, head: bytes):
     """(pixels, alpha, mode, bit depth) of an image Pillow (or ``_png``) decodes."""
+    values, has_alpha, mode, scale, bit_depth = pillow_samples(path, data, head)
+    planes = _planes_over(values, scale)
+    del values
+    pixels, alpha = (planes[:-1], planes[-1]) if has_alpha else (planes, None)
+    return pixels, alpha, mode, bit_depth
+
+
+def pillow_samples(path: Path, data: bytes | None = None, head: bytes | None = None):
+    """(values (H, W[, C]) as decoded, upright; last channel is alpha; Pillow's mode; the
+    full-scale value ``load_image`` divides by; bit depth) of an image Pillow (or ``_png``)
+    decodes: ``load_image``'s pixels before they become floats."""
+    head = _head(path, data) if head is None else head
     with _open(path, data) as opened:
         mode = opened.mode
         said: list[str] = []
@@ -327,10 +339,17 @@ def _pillow_image(path: Path, data: bytes | None, head: bytes):
         except DECODE_ERRORS as error:
             why = f"{said[0]}; {error}" if said else error
             raise FileFailure(f"{path}: cannot decode the image ({why})") from None
-    planes = _planes_over(values, scale)
-    del values
-    pixels, alpha = (planes[:-1], planes[-1]) if has_alpha else (planes, None)
-    return pixels, alpha, mode, bit_depth
+    return values, has_alpha, mode, scale, bit_depth
+
+
+def has_alpha(path: Path) -> bool:
+    """Would ``load_image`` give this (Pillow-read) image an alpha plane? From the header."""
+    with _open(path) as opened:
+        deep = _deep_png_channels(opened, _head(path, None))
+        if deep:
+            return deep in (2, 4)
+        return opened.mode not in SIXTEEN_BIT_MODES + ("F",) and \
+            _target_mode(opened).endswith("A")
 
 
 @contextlib.contextmanager

@@ -37,7 +37,7 @@ import numpy as np
 from .errors import FileFailure, UsageError
 
 __all__ = ["DEFAULT_MAX_MEMORY", "parse_memory", "peak_memory_mb", "why_not_streamed",
-           "stream_image", "TiffRows", "PngRows", "open_rows"]
+           "stream_image", "TiffRows", "PngRows", "PixelRows", "NpyRows", "open_rows"]
 
 DEFAULT_MAX_MEMORY = 1 << 30
 TILE = 256                 # TIFF output tiles are TILE x TILE; its strips are multiples of TILE rows
@@ -152,20 +152,26 @@ def _normalize(job, options) -> str | None:
 
 
 def open_rows(path: Path, gray: bool = False, hold_bytes: int = 0):
-    """The ``read_rows`` of a streamable file (``TiffRows`` or ``PngRows``, which keeps its
-    decoded rows when they fit ``hold_bytes``); raises _NotStreamable saying why it cannot
-    be streamed."""
+    """The ``read_rows`` of a streamable file: ``NpyRows``, ``TiffRows``, ``PngRows`` (which
+    keeps its decoded rows when they fit ``hold_bytes``), else ``PixelRows`` (decoded whole,
+    floats by strips); raises _NotStreamable saying why it cannot be streamed."""
+    from ._npy import NPY_SIGNATURE
     from ._png import SIGNATURE
     from ._tiff import TIFF_SIGNATURES
 
     with open(path, "rb") as file:
         head = file.read(8)
+    if head.startswith(NPY_SIGNATURE) or Path(path).suffix.lower() == ".npy":
+        return NpyRows(path, gray=gray)
     if head.startswith(TIFF_SIGNATURES):
         TiffRows.check(path)
         return TiffRows(path, gray=gray)
     if head.startswith(SIGNATURE):
-        return PngRows(path, gray=gray, hold_bytes=hold_bytes)
-    raise _NotStreamable("it is not a TIFF or a PNG")
+        try:
+            return PngRows(path, gray=gray, hold_bytes=hold_bytes)
+        except _NotStreamable:              # interlaced, a tRNS colour, turned: Pillow's
+            pass
+    return PixelRows(path, gray=gray)
 
 
 class _NotStreamable(Exception):
@@ -437,6 +443,105 @@ class PngRows:
                     self._all[top:top + len(band)] = band
         self._held_rows, self._held = rows, raw
         return raw
+
+
+class PixelRows:
+    """``read_rows`` over an image Pillow decodes only whole (JPEG, WebP, BMP, GIF, and the
+    PNGs ``PngRows`` cannot read in order): decoded once, at the first call, to its samples
+    as ``load_image`` has them before they become floats (upright; 8-bit samples are a
+    quarter of the float32 image), and made float32 rows only as they are asked for."""
+
+    def __init__(self, path: Path, gray: bool = False):
+        from .images import has_alpha, read_header
+
+        self.path = Path(path)
+        try:
+            self.shape = read_header(self.path, gray=gray)
+            self.has_alpha = has_alpha(self.path)
+        except FileFailure as error:
+            raise _NotStreamable(str(error).split(": ", 1)[-1]) from None
+        if len(self.shape) != 3:
+            raise _NotStreamable("it is not a 2-D image")
+        _, self.height, self.width = self.shape
+        self.gray = gray
+        self._samples = None
+        self.read_ms = 0.0
+
+    @property
+    def bit_depth(self) -> int:
+        return self._decoded()[3]
+
+    def close(self) -> None:
+        self._samples = None
+
+    def _decoded(self):
+        if self._samples is None:
+            from .images import pillow_samples
+
+            started = time.perf_counter()
+            values, alpha, _, scale, bit_depth = pillow_samples(self.path)
+            if values.ndim == 2:
+                values = values[:, :, np.newaxis]
+            self._samples = (values, values.shape[2] - alpha, np.float32(scale), bit_depth)
+            self.read_ms += (time.perf_counter() - started) * 1e3
+        return self._samples
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        values, channels, scale, _ = self._decoded()
+        started = time.perf_counter()
+        picked = values[np.asarray(rows, np.int64)]
+        out = np.empty((channels, picked.shape[0], self.width), np.float32)
+        for channel in range(channels):
+            np.divide(picked[:, :, channel], scale, out=out[channel], casting="unsafe")
+        if self.gray and channels == 3:
+            from .images import LUMA_WEIGHTS
+
+            out = np.tensordot(np.asarray(LUMA_WEIGHTS, np.float32), out, axes=1)[np.newaxis]
+        self.read_ms += (time.perf_counter() - started) * 1e3
+        return out
+
+
+class NpyRows:
+    """``read_rows`` over a (C, H, W) ``.npy`` array, memory-mapped: the rows asked for as
+    float32, values unchanged, as ``load_image`` gives them."""
+
+    bit_depth, has_alpha = 32, False
+
+    def __init__(self, path: Path, gray: bool = False):
+        from ._npy import npy_header
+        from .images import _gray_channels
+
+        self.path = Path(path)
+        try:
+            with open(path, "rb") as file:
+                shape, fortran, dtype = npy_header(file, Path(path).stat().st_size)
+                offset = file.tell()
+        except (ValueError, OSError) as error:
+            raise _NotStreamable(f"its .npy header cannot be read ({error})") from None
+        if len(shape) != 3:
+            raise _NotStreamable(f"its array is {len(shape)}-D; (C, H, W) images stream")
+        try:
+            channels = _gray_channels(shape[0], gray, self.path)
+        except FileFailure as error:
+            raise _NotStreamable(str(error).split(": ", 1)[-1]) from None
+        self._values = np.memmap(path, dtype, "r", offset, shape, order="F" if fortran else "C")
+        self.shape = (channels,) + tuple(shape[1:])
+        self.height, self.width = shape[1], shape[2]
+        self.gray = gray
+        self.read_ms = 0.0
+
+    def close(self) -> None:
+        self._values = None
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        started = time.perf_counter()
+        out = np.ascontiguousarray(self._values[:, np.asarray(rows, np.int64)], np.float32)
+        if self.gray and out.shape[0] == 3:
+            from .images import LUMA_WEIGHTS
+
+            out = np.tensordot(np.asarray(LUMA_WEIGHTS, np.float32), out, axes=1)[np.newaxis]
+        self.read_ms += (time.perf_counter() - started) * 1e3
+        return out
 
 
 # --- filtering and writing -------------------------------------------------------------------

@@ -244,20 +244,20 @@ def test_png_and_tiff_stream_into_each_other(tmp_path, rng, monkeypatch, capsys)
 
 
 def test_a_png_that_cannot_stream_says_why(tmp_path, rng, capsys):
-    """Interlaced, a transparent colour, alpha into a PNG, --normalize minmax: too large for
-    --max-memory, each fails in one line that says why."""
+    """Alpha (or a transparent colour) into a PNG, --normalize minmax, a 5-map picture: too
+    large for --max-memory, each fails in one line that says why."""
     from PIL import Image
 
     rgb = rng.integers(0, 255, (30, 20, 3), dtype=np.uint8)
-    (tmp_path / "interlaced.png").write_bytes(interlaced_png(rng))
     Image.fromarray(rgb).save(tmp_path / "keyed.png", transparency=(1, 2, 3))
     Image.fromarray(np.dstack([rgb, rgb[:, :, :1]])).save(tmp_path / "alpha.png")
     Image.fromarray(rgb).save(tmp_path / "plain.png")
-    for name, extra, why in (("interlaced.png", [], "interlaced"),
-                             ("keyed.png", [], "transparent colour"),
+    for name, extra, why in (("keyed.png", [], "alpha"),
                              ("alpha.png", [], "alpha"),
                              ("plain.png", ["-k", "box", "--normalize", "minmax"],
-                              "--normalize minmax")):
+                              "--normalize minmax"),
+                             ("plain.png", ["--layer", "conv:k=3,c=5,init=random", "--normalize",
+                                            "clip"], "5 maps")):
         with pytest.raises(SystemExit) as stopped:
             main(["apply", str(tmp_path / name), *(extra or ["-k", "box"]), "-q",
                   "-o", str(tmp_path / "out/"), "--max-memory", "1K"])
@@ -265,6 +265,38 @@ def test_a_png_that_cannot_stream_says_why(tmp_path, rng, capsys):
         error = capsys.readouterr().err.strip()
         assert len(error.splitlines()) == 1 and name in error and why in error, error
         assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@pytest.mark.parametrize("kind", ["jpeg", "turned-jpeg", "interlaced-png", "webp", "npy"])
+def test_images_pillow_decodes_whole_stream_as_they_load(tmp_path, rng, monkeypatch, capsys,
+                                                         kind):
+    """JPEG (EXIF-turned too), an interlaced PNG, WebP: decoded whole to their integer
+    samples, floats by strips; a (C, H, W) .npy memory-mapped. Output: the in-memory one."""
+    from PIL import Image
+
+    monkeypatch.setattr(stream, "PNG_ROWS", 16)
+    photo = Image.fromarray((np.cumsum(rng.integers(-9, 10, (61, 47, 3)), axis=1) % 256
+                             ).astype(np.uint8))
+    source = tmp_path / {"jpeg": "a.jpg", "turned-jpeg": "a.jpg", "interlaced-png": "a.png",
+                         "webp": "a.webp", "npy": "a.npy"}[kind]
+    if kind == "turned-jpeg":
+        exif = Image.Exif()
+        exif[0x0112] = 6                                       # turned 90 degrees clockwise
+        photo.save(source, exif=exif)
+    elif kind == "interlaced-png":
+        source.write_bytes(interlaced_png(rng))
+    elif kind == "npy":
+        np.save(source, rng.normal(0.5, 0.3, (3, 61, 47)).astype(">f8"))
+    else:
+        photo.save(source)
+    common = [str(source), "-k", "gaussian:sigma=1.5", "--pad-mode", "circular"]
+    run([*common, "-o", str(tmp_path / "streamed.png"), "--stream", "--max-memory", "1K"])
+    streamed, = records(capsys)
+    run([*common, "-o", str(tmp_path / "memory.png"), "--max-memory", "0"])
+    in_memory, = records(capsys)
+    assert streamed["strips"] > 1 and streamed["output_shape"] == in_memory["output_shape"]
+    np.testing.assert_array_equal(png_rows(tmp_path / "streamed.png"),
+                                  png_rows(tmp_path / "memory.png"))
 
 
 def test_a_damaged_png_fails_in_one_line_and_writes_nothing(tmp_path, rng, capsys):
@@ -304,16 +336,18 @@ def test_gray_alpha_and_many_samples_stream_as_they_load(tmp_path, rng, monkeypa
 
 
 def test_what_cannot_stream_runs_in_memory_when_it_fits(tmp_path, rng, capsys):
-    """An interlaced PNG, a stack of pages, a transposed convolution: --stream leaves them
-    in memory."""
+    """--normalize minmax into a PNG, a stack of pages, a transposed convolution: --stream
+    leaves them in memory."""
     (tmp_path / "a.png").write_bytes(interlaced_png(rng))
     tifffile.imwrite(tmp_path / "stack.tif", rng.random((3, 20, 20), dtype=np.float32),
                      photometric="minisblack")
     tifffile.imwrite(tmp_path / "one.tif", rng.random((20, 20), dtype=np.float32))
-    for args in ([str(tmp_path / "a.png"), "-k", "box"],
-                 [str(tmp_path / "stack.tif"), "-k", "box-3d"],
-                 [str(tmp_path / "one.tif"), "--layer", "tconv:k=2,s=2,init=random"]):
-        run([*args, "-o", str(tmp_path / "out/"), "--format", "tiff", "--stream"])
+    for args in ([str(tmp_path / "a.png"), "-k", "box", "--normalize", "minmax", "--format",
+                  "png"],
+                 [str(tmp_path / "stack.tif"), "-k", "box-3d", "--format", "tiff"],
+                 [str(tmp_path / "one.tif"), "--layer", "tconv:k=2,s=2,init=random", "--format",
+                  "tiff"]):
+        run([*args, "-o", str(tmp_path / "out/"), "--stream"])
         record, = records(capsys)
         assert record["strips"] is None
 
@@ -321,15 +355,15 @@ def test_what_cannot_stream_runs_in_memory_when_it_fits(tmp_path, rng, capsys):
 def test_too_large_to_hold_and_to_stream_fails_in_one_line(tmp_path, rng, capsys):
     from PIL import Image
 
-    Image.fromarray(rng.integers(0, 255, (30, 20), dtype=np.uint8)).save(tmp_path / "a.jpg")
+    Image.fromarray(rng.integers(0, 255, (30, 20), dtype=np.uint8)).save(tmp_path / "a.png")
     with pytest.raises(SystemExit) as stopped:
-        main(["apply", str(tmp_path / "a.jpg"), "-k", "box", "-o", str(tmp_path / "out/"),
-              "--max-memory", "1K", "-q"])
+        main(["apply", str(tmp_path / "a.png"), "-k", "box", "-o", str(tmp_path / "out/"),
+              "--format", "jpeg", "--max-memory", "1K", "-q"])
     assert stopped.value.code == 1
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1
-    assert "a.jpg" in error and "--max-memory" in error and "cannot be streamed" in error
-    assert "not a TIFF or a PNG" in error
+    assert "a.png" in error and "--max-memory" in error and "cannot be streamed" in error
+    assert "the output is jpeg" in error
 
 
 def test_a_tiff_too_large_streams_without_being_asked(tmp_path, rng, monkeypatch, capsys):
