@@ -59,6 +59,7 @@ and a missing Dask is one line (``check_installed``) rather than a traceback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import io
 import logging
@@ -193,20 +194,35 @@ def _engine_threads(share: dict[str, int]) -> int:
     return max(1, available_cores() // max(1, on_host))
 
 
+class _Said:
+    """What a task printed on stderr, once it has ended."""
+
+    text = ""
+
+
+@contextlib.contextmanager
+def _task_on_worker(share: dict[str, int]):
+    """Set this worker up for a task (``_prepare_worker``) and keep what the task prints on
+    stderr: the ``_Said`` it yields holds it once the task has ended."""
+    _prepare_worker(_engine_threads(share))
+    stderr = sys.stderr
+    capturing = isinstance(stderr, _TaskStderr)
+    said = _Said()
+    if capturing:
+        stderr.capture()
+    try:
+        yield said
+    finally:
+        said.text = stderr.release() if capturing else ""
+
+
 def run_task(task, share: dict[str, int]) -> tuple[str, object, str]:
     """One file on a worker: ``batch.process_task(task)`` -> (status, value, its stderr)."""
     from .batch import process_task
 
-    _prepare_worker(_engine_threads(share))
-    stderr = sys.stderr
-    capturing = isinstance(stderr, _TaskStderr)
-    if capturing:
-        stderr.capture()
-    try:
+    with _task_on_worker(share) as said:
         status, value = process_task(task)
-    finally:
-        said = stderr.release() if capturing else ""
-    return status, value, said
+    return status, value, said.text
 
 
 def run_tasks(tasks: list, share: dict[str, int], run=None) -> list[tuple[str, object, str]]:
@@ -232,19 +248,13 @@ def run_strip(row_filter, path: str, gray: bool, low: int, first: int, stop: int
     (no use trying again). Anything else raises, and Dask runs it again."""
     from .errors import ConvcliError
 
-    _prepare_worker(_engine_threads(share))
-    stderr = sys.stderr
-    capturing = isinstance(stderr, _TaskStderr)
-    if capturing:
-        stderr.capture()
-    try:
-        maps, convolve_ms, read_ms = filter_strip(row_filter, path, gray, low, first, stop)
-        return "done", maps, convolve_ms, read_ms, stderr.release() if capturing else ""
-    except ConvcliError as error:
-        return "failed", str(error), 0.0, 0.0, stderr.release() if capturing else ""
-    finally:
-        if capturing:
-            stderr.release()
+    with _task_on_worker(share) as said:
+        try:
+            maps, convolve_ms, read_ms = filter_strip(row_filter, path, gray, low, first, stop)
+            result = ("done", maps, convolve_ms, read_ms)
+        except ConvcliError as error:
+            result = ("failed", str(error), 0.0, 0.0)
+    return (*result, said.text)
 
 
 def filter_strip(row_filter, path: str, gray: bool, low: int, first: int,
