@@ -20,9 +20,12 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .batch import available_cores
+
+if TYPE_CHECKING:                 # NumPy is imported by each case, not with the module
+    import numpy as np
 
 __all__ = ["Measurement", "CASES", "DEFAULT_CASES", "run_cases", "median_ms", "machine_summary",
            "missing_references"]
