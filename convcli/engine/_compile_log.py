@@ -13,6 +13,9 @@ __all__ = ["on_first_compile", "compile_seconds", "seconds_by_function"]
 _listeners: list[Callable[[], None]] = []
 _state = {"seconds": 0.0, "announced": False, "depth": 0, "started": 0.0, "function": ""}
 _by_function: dict[str, float] = {}
+# Loops that compile in under half a second each (PNG's unfilter and pixel levels): the
+# note about compiling "about 4 s" once is for the engine's convolution and pooling loops.
+UNANNOUNCED = ("unfilter_rows", "quantize_plane")
 
 
 def on_first_compile(callback: Callable[[], None]) -> None:
@@ -37,7 +40,7 @@ def started(function: str = "") -> None:
     if _state["depth"] == 0:
         _state["started"] = time.perf_counter()
         _state["function"] = function
-        if not _state["announced"]:
+        if not _state["announced"] and function not in UNANNOUNCED:
             _state["announced"] = True
             for callback in _listeners:
                 callback()
