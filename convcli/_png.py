@@ -1,9 +1,11 @@
-"""A small PNG codec for what Pillow cannot do: 16-bit colour.
+"""A small PNG codec for what Pillow cannot do: 16-bit colour, and rows in file order.
 
 Pillow reads 16-bit RGB, RGBA and gray+alpha PNGs at 8 bits per channel (and gray+alpha
 as RGBA), and cannot write them at all. ``read_png16`` decodes those files exactly
 (all five row filters, Adam7 interlacing, an RGB ``tRNS`` key); ``encode_png`` writes
-8- or 16-bit PNGs. Everything else goes through Pillow. Format: the PNG specification,
+8- or 16-bit PNGs (``PngEncoder``: a band of rows at a time); ``PngRowDecoder`` reads the
+rows of a huge PNG in order, a band at a time (``stream``). Everything else goes through
+Pillow. Format: the PNG specification,
 https://www.w3.org/TR/png/ (chunks section 5, filters section 7.3 and 9, interlacing 8.2).
 """
 
@@ -81,7 +83,13 @@ class PngRowDecoder:
     row 0. The chunks before the image data are read at once: ``width``, ``height``,
     ``depth``, ``colour`` (PNG's colour type), ``interlaced``, ``palette`` (PLTE, (n, 3)
     uint8 or None) and ``transparency`` (tRNS data or None). Raises ValueError on a file
-    that is damaged or is not such a PNG."""
+    that is damaged or is not such a PNG.
+
+    Our own because no maintained library reads a PNG's rows in order at C speed: Pillow,
+    pyspng and imagecodecs decode whole images only; pypng reads rows in pure Python (12
+    MB/s on a 4096x512 RGB photo Pillow wrote, against 264 MB/s here and Pillow's 169 for
+    the whole); libvips would, as a large native dependency. The inflating is ISA-L's.
+    """
 
     READ_BYTES = 1 << 20                                  # compressed bytes read per step
 
