@@ -110,6 +110,9 @@ def why_not_streamed(source, jobs, options, data) -> str | None:
         return f"the output is {options.fmt}; tiff and png outputs stream"
     for job in jobs if options.fmt == "png" else ():
         normalize = _normalize(job, options)
+        if normalize is None:
+            return ("--normalize auto stretches a stack's maps by their whole range unless "
+                    f"they lie in [0, 1]; give --normalize {', '.join(STREAMED_NORMALIZE)}")
         if normalize not in STREAMED_NORMALIZE:
             chosen = "" if normalize == options.normalize else f" (--normalize {options.normalize})"
             return (f"--normalize {normalize}{chosen} stretches by the whole output's range; "

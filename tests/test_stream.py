@@ -257,7 +257,9 @@ def test_a_png_that_cannot_stream_says_why(tmp_path, rng, capsys):
                              ("plain.png", ["-k", "box", "--normalize", "minmax"],
                               "--normalize minmax"),
                              ("plain.png", ["--layer", "conv:k=3,c=5,init=random", "--normalize",
-                                            "clip"], "5 maps")):
+                                            "clip"], "5 maps"),
+                             ("plain.png", ["--layer", "conv:k=3,c=3,init=random"],
+                              "--normalize auto stretches a stack's maps")):
         with pytest.raises(SystemExit) as stopped:
             main(["apply", str(tmp_path / name), *(extra or ["-k", "box"]), "-q",
                   "-o", str(tmp_path / "out/"), "--max-memory", "1K"])
