@@ -43,6 +43,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".we
 PILLOW_FORMATS = {"jpeg": "JPEG", "webp": "WEBP", "bmp": "BMP", "gif": "GIF"}
 ROBUST_PERCENTILE = 99.5          # --normalize robust: this percentile of |response| -> white
 ROBUST_SAMPLES = 1_000_000        # ... estimated from at most this many evenly spaced values
+ROBUST_ROWS = 1024                # ... in at most this many rows (robust_rows)
 NUMPY_NS_PER_LEVEL = 3.0          # NumPy's time to map one value to a level (_levels_into)
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601, as Pillow's convert("L")
 SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
@@ -506,8 +507,8 @@ def robust_rows(shape: tuple[int, int, int]) -> tuple[np.ndarray, int]:
     channels, height, width = shape
     column_step = max(1, -(-channels * width // ROBUST_SAMPLES))
     per_row = channels * -(-width // column_step)
-    row_step = max(1, -(-height * per_row // ROBUST_SAMPLES))
-    return np.arange(0, height, row_step), column_step
+    count = min(ROBUST_ROWS, max(1, ROBUST_SAMPLES // per_row))
+    return np.arange(0, height, max(1, -(-height // count))), column_step
 
 
 def robust_high(samples: np.ndarray) -> float:

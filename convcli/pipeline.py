@@ -43,6 +43,12 @@ DEFAULT_MAX_PIXELS = 250_000_000
 # a 4096^2 RGB PNG Sobel took 1.6 s streamed and 2.8 s in memory, 2048^2 1.6 and 0.8 s
 # (streaming loads the compiled loops, ~0.6 s, which small images never need).
 STREAM_FROM_PIXELS = 10_000_000
+# A streamed image holds strips, not pixels, but a header is not proof of an image: one
+# claiming 10^12 pixels of a few bytes of data would plan and decode for hours. Without
+# --max-pixels, streamed images may have 2^36 pixels (262144^2) and 2^24 rows (whose row
+# maps, 8 bytes a row, the strips share).
+DEFAULT_MAX_STREAMED_PIXELS = 1 << 36
+MAX_STREAMED_ROWS = 1 << 24
 DEFAULT_NAME = "{stem}_{kernel}.{ext}"
 NAME_FIELDS = ("stem", "kernel", "ext", "parent", "suffix")
 PAD_MODES = tuple(PADDING_MODES)
@@ -66,7 +72,7 @@ class ApplyOptions:
     save_stages: bool = False
     split: bool = False
     quality: int = 95
-    max_pixels: int | None = None   # None: DEFAULT_MAX_PIXELS in memory, no limit streamed
+    max_pixels: int | None = None   # None: the defaults of _check_size
     scale: float = 1.0      # multiplies every -k kernel's weights
     bias: float = 0.0       # added to every -k output, after the responses are combined
     max_memory: int = 1 << 30   # a TIFF whose float32 pixels pass this is streamed (0: no limit)
@@ -466,11 +472,15 @@ def _timings(convolve_ms: float, compile_ms: float) -> dict[str, float]:
 
 def _check_size(path: Path, shape: tuple[int, ...], options: ApplyOptions, *,
                 streamed: bool = False) -> None:
-    """``--max-pixels``: its default guards the memory of an in-memory run; a streamed one
-    holds strips, so only a limit the user gave applies to it."""
+    """``--max-pixels``: by default ``DEFAULT_MAX_PIXELS`` for an in-memory run (its
+    memory), ``DEFAULT_MAX_STREAMED_PIXELS`` and ``MAX_STREAMED_ROWS`` for a streamed one
+    (its time, against hostile headers); 0 is no limit."""
     limit = options.max_pixels
-    if limit is None and not streamed:
-        limit = DEFAULT_MAX_PIXELS
+    if limit is None:
+        limit = DEFAULT_MAX_STREAMED_PIXELS if streamed else DEFAULT_MAX_PIXELS
+        if streamed and shape[-2] > MAX_STREAMED_ROWS:
+            raise FileFailure(f"{path}: {shape[-2]:,} rows is more than a streamed image may "
+                              f"have ({MAX_STREAMED_ROWS:,}); --max-pixels 0 lifts the limit")
     pixels = math.prod(shape[1:])
     if limit and pixels > limit:
         why = ("" if streamed else f" if the machine has the memory: {4 * shape[0]} bytes a "

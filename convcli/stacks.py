@@ -14,6 +14,8 @@ chains through a stack.
 
 from __future__ import annotations
 
+import functools
+
 import math
 import time
 
@@ -149,14 +151,23 @@ def layer_row_map(layer: Layer, row: Explanation, pad_mode: str) -> np.ndarray |
     (before, after), kernel, stride, dilation = (row.pads[0], layer.kernel[0], layer.stride[0],
                                                  layer.dilation[0])
     if layer.kind == "conv":
-        return border_map(height, (before, after), layer.border_mode(pad_mode))
+        return _shared_border_map(height, before, after, layer.border_mode(pad_mode))
     if layer.kind == "pool":
         size = geometry.pool_padded_size(height, kernel, stride, before, dilation,
                                          layer.ceil_mode)
-        return border_map(height, (before, size - height - before), "zeros")
+        return _shared_border_map(height, before, size - height - before, "zeros")
     if layer.kind in ("tconv", "fc"):
         raise ValueError(f"a {layer.kind} layer has no row map")     # a programming error
     return None
+
+
+@functools.lru_cache(maxsize=32)
+def _shared_border_map(height: int, before: int, after: int, mode: str) -> np.ndarray:
+    """``border_map``, made once per geometry and read-only: each strip of an image asks for
+    its layers' row maps, and one O(H) map per strip made planning a tall image O(H^2)."""
+    row_map = border_map(height, (before, after), mode)
+    row_map.flags.writeable = False
+    return row_map
 
 
 def input_rows_read(layer: Layer, row: Explanation, pad_mode: str,

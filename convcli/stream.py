@@ -49,6 +49,7 @@ STRIP_BYTES = 24 << 20     # strips of this size run as fast as larger ones, and
 #                            (< 32 MB) reuse freed memory: glibc maps larger ones afresh each
 #                            time, and its page faults took 2.9 of 8.9 CPU seconds (10000^2 RGB)
 HALO_SHARE = 0.125         # ...unless it reads more than this share of extra (halo) rows
+MAX_STRIP_ROWS = 8192      # ...and at most this many rows (a narrow image's strips are cheap)
 STREAMED_FORMATS = ("tiff", "png")
 STREAMED_NORMALIZE = ("clip", "abs", "offset", "robust")    # minmax needs the whole output
 UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -569,22 +570,32 @@ def row_filter_for(job, shape, path: Path, options):
 
 def strip_height(row_filter, max_memory: int, step: int) -> int:
     """The output rows of a strip, a multiple of ``step``: the fewest whose strips hold
-    ``STRIP_BYTES`` of rows and read at most ``HALO_SHARE`` more rows than they write, but
-    none holding more than ``BUDGET_SHARE`` of ``max_memory`` (at least ``step``)."""
+    ``STRIP_BYTES`` of rows and read at most ``HALO_SHARE`` more rows than they write, or
+    ``MAX_STRIP_ROWS``, but none holding more than ``BUDGET_SHARE`` of ``max_memory`` (at
+    least ``step``). Found by doubling, then halving the interval (each test plans three
+    strips)."""
     rows_out = row_filter.output_shape[1]
     budget = max_memory * BUDGET_SHARE if max_memory else float("inf")
-    height = step
-    while height < rows_out:
+
+    def fits(height: int) -> bool:
+        return max(s.peak_bytes for s in _sample_strips(row_filter, height)) <= budget
+
+    def done(height: int) -> bool:           # false, ..., false, true, ... as height grows
+        if height >= min(rows_out, MAX_STRIP_ROWS) or not fits(height + step):
+            return True
         strips = _sample_strips(row_filter, height)
         middle = strips[len(strips) // 2]
         written = middle.out_rows[1] - middle.out_rows[0]
-        big_enough = (max(s.peak_bytes for s in strips) >= STRIP_BYTES
-                      and middle.input_rows.size <= written * (1 + HALO_SHARE))
-        if big_enough or max(s.peak_bytes for s in _sample_strips(row_filter, height + step)) \
-                > budget:
-            break
-        height += step
-    return height
+        return (max(s.peak_bytes for s in strips) >= STRIP_BYTES
+                and middle.input_rows.size <= written * (1 + HALO_SHARE))
+
+    low, high = 0, step                      # done(high) once found; not done(low) (or 0)
+    while not done(high):
+        low, high = high, high * 2
+    while high - low > step:                 # the first multiple of step that is done
+        middle = (low + high) // 2 // step * step
+        low, high = (low, middle) if done(middle) else (middle, high)
+    return high
 
 
 def _sample_strips(row_filter, height: int):
@@ -626,8 +637,10 @@ def stream_image(source, jobs, options, strips_from=None):
             started, compiled_before = time.perf_counter(), compile_seconds()
             row_filter, plan = row_filter_for(job, reader.shape, source.path, options)
             step = PNG_ROWS if options.fmt == "png" else TILE
-            strips = row_filter.strips(strip_height(row_filter, options.max_memory, step))
-            timing = {"convolve": 0.0, "write": 0.0, "strips": len(strips), "clipped": 0}
+            height = strip_height(row_filter, options.max_memory, step)
+            strips = row_filter.iter_strips(height)
+            timing = {"convolve": 0.0, "write": 0.0, "clipped": 0,
+                      "strips": -(-row_filter.output_shape[1] // height)}
             value_range = (_robust_range(row_filter, reader, options.max_memory, timing)
                            if normalize == "robust" else None)
             make = strips_from or _filtered_strips
@@ -688,52 +701,66 @@ def _robust_range(row_filter, reader, max_memory: int, timing: dict) -> tuple[fl
 
 
 def _filtered_strips(row_filter, reader, strips, timing: dict):
-    """Each strip's output rows (C, n, W) in order; the next strip's input is decoded by
-    another thread meanwhile (``_ReadAhead``)."""
-    ahead = _ReadAhead(reader, [strip.input_rows for strip in strips])
+    """Each strip's output rows (C, n, W) in order, ``strips`` planned one ahead (an
+    iterator: a tall image's plan is never made whole); the next strip's input is decoded
+    by another thread meanwhile (``_ReadAhead``)."""
+    ahead = _ReadAhead(reader)
+    strips = iter(strips)
+    current = next(strips, None)
+    if current is not None:
+        ahead.then(current.input_rows)
     try:
         with np.errstate(all="ignore"):          # (per thread) NaN spreads, as in memory
-            for strip in strips:
+            while current is not None:
+                following = next(strips, None)
+                ahead.then(None if following is None else following.input_rows)
                 started = time.perf_counter()
                 waited_before = ahead.waited_ms
-                maps = row_filter.run(ahead, *strip.out_rows)
+                maps = row_filter.run(ahead, *current.out_rows)
                 timing["convolve"] += ((time.perf_counter() - started) * 1e3
                                        - (ahead.waited_ms - waited_before))
                 yield maps
+                current = following
     finally:
         ahead.close()
 
 
 class _ReadAhead:
-    """``read_rows`` that answers the calls ``requests`` in order, each decoded by a thread
-    while the caller works on the one before (any other call is read now)."""
+    """``read_rows`` that reads ahead: ``then(rows)`` names the call after the next one (or
+    the first call), which a thread decodes as soon as the call before it is answered, while
+    the caller works on that one; any other call is read at once."""
 
-    def __init__(self, reader, requests: list[np.ndarray]):
-        self._reader, self._requests = reader, requests
+    def __init__(self, reader):
+        self._reader = reader
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="convcli-read")
-        self._next = 0
-        self._pending = self._pool.submit(reader, requests[0]) if requests else None
+        self._pending = None                      # (rows, future) being read
+        self._next = None                         # rows to read once _pending is taken
         self.waited_ms = 0.0
+
+    def then(self, rows) -> None:
+        if self._pending is None and rows is not None:
+            self._pending = (rows, self._pool.submit(self._reader, rows))
+        else:
+            self._next = rows
 
     def __call__(self, rows: np.ndarray) -> np.ndarray:
         started = time.perf_counter()
-        expected = self._requests[self._next] if self._next < len(self._requests) else None
-        if self._pending is None or not np.array_equal(rows, expected):
-            if self._pending is not None:          # off the plan: read it now, plan over
-                self._pending.result()
-                self._pending = None
-            self.waited_ms += (time.perf_counter() - started) * 1e3
-            return self._reader(rows)
-        result = self._pending.result()
+        pending, self._pending = self._pending, None
+        if pending is not None and np.array_equal(rows, pending[0]):
+            result = pending[1].result()
+        else:                                     # off the plan: read it now
+            if pending is not None:
+                pending[1].result()
+            result = self._reader(rows)
         self.waited_ms += (time.perf_counter() - started) * 1e3
-        self._next += 1
-        self._pending = (self._pool.submit(self._reader, self._requests[self._next])
-                         if self._next < len(self._requests) else None)
+        upcoming, self._next = self._next, None
+        if upcoming is not None:
+            self._pending = (upcoming, self._pool.submit(self._reader, upcoming))
         return result
 
     def close(self) -> None:
         if self._pending is not None:
-            self._pending.cancel()
+            self._pending[1].cancel()
         self._pool.shutdown(wait=True)
 
 

@@ -117,15 +117,16 @@ class RowFilter:
     def strips(self, height: int) -> list[Strip]:
         """The strips of ``height`` output rows (the last may be lower): what each reads and
         holds, so a scheduler can choose the height from a memory budget."""
+        return list(self.iter_strips(height))
+
+    def iter_strips(self, height: int):
+        """``strips``, planned one at a time as they are taken."""
         if height < 1:
             raise UsageError(f"a strip is at least 1 row high; got {height}")
         rows_out = self.output_shape[1]
-        strips = []
         for first in range(0, rows_out, height):
             needed = self.rows_read(first, min(first + height, rows_out))
-            strips.append(Strip((first, first + needed[-1].size), needed[0],
-                                self._peak_bytes(needed)))
-        return strips
+            yield Strip((first, first + needed[-1].size), needed[0], self._peak_bytes(needed))
 
     def _run_layer(self, index: int, layer: Layer, row, x: np.ndarray, held: np.ndarray,
                    wanted: np.ndarray) -> np.ndarray:

@@ -411,3 +411,34 @@ def test_streaming_holds_much_less_than_the_whole_image(tmp_path, rng):
     # (NumPy's path in both: loading the compiled loops costs either run ~100 MB)
     # the in-memory run holds the 72 MB float32 input and its output, and more
     assert peaks["streamed"] < 0.6 * peaks["memory"], peaks
+
+
+@pytest.mark.parametrize("width, height, why", [
+    (1_000_000, 1_000_000, "is more than --max-pixels 68,719,476,736"),
+    (1, (1 << 24) + 1, "rows is more than a streamed image may have"),
+    (200_000, 200_000, "image data ends early"),
+    (3, 5_000_000, "image data ends early"),
+])
+def test_a_header_that_promises_a_huge_image_fails_at_once(tmp_path, capsys, width, height,
+                                                            why):
+    """A PNG header is not proof of an image: a few bytes of data claiming 10^12 pixels, 2^24
+    rows or 4 * 10^10 pixels fail in one line, quickly, writing nothing (they used to plan
+    strips for minutes)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (struct.pack(">I", len(body)) + kind + body
+                + struct.pack(">I", zlib.crc32(kind + body)))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    (tmp_path / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+                                        + chunk(b"IDAT", zlib.compress(bytes(1000)))
+                                        + chunk(b"IEND", b""))
+    with pytest.raises(SystemExit) as stopped:
+        main(["apply", str(tmp_path / "bomb.png"), "-k", "sobel", "-q", "-o",
+              str(tmp_path / "out.png")])
+    assert stopped.value.code == 1
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "bomb.png" in error and why in error, error
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["bomb.png"]
