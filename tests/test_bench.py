@@ -91,7 +91,7 @@ def test_new_cases_run_on_small_shapes_with_gflops_and_issue_16_targets():
     assert dense[0].case == "63x63 dense, 1x128x128" and dense[0].tool == "convcli"
     assert dense[0].gflops == pytest.approx(conv_flops(128 * 128, taps=63 * 63)
                                             / (dense[0].ms * 1e6))
-    assert dense[0].note.startswith("engine path ")
+    assert dense[0].note.startswith("path ")
     assert {row.tool for row in dense} <= {"convcli", "cv2.filter2D"}     # no scipy or torch
     cv2_row = next(row for row in dense if row.tool == "cv2.filter2D")
     assert cv2_row.note == f"target <= 0.6x: {'met' if cv2_row.ratio <= 0.6 else 'missed'}"
