@@ -28,7 +28,7 @@ if TYPE_CHECKING:                 # NumPy is imported by each case, not with the
     import numpy as np
 
 __all__ = ["Measurement", "CASES", "DEFAULT_CASES", "run_cases", "median_ms", "machine_summary",
-           "missing_references"]
+           "missing_references", "conv_flops", "fma_peak_gflops", "measured_peak"]
 
 BENCH_EXTRA = "pip install 'convcli[bench]'"
 # The reference libraries: module, package to install, whose rows it gives, how to install
@@ -52,6 +52,10 @@ class Measurement:
     unit: str = "ms"
     ratio: float | None = None
     note: str = ""
+    # Engine cases' convcli rows only (None elsewhere): the FLOPs the case needs (``conv_flops``)
+    # over the median, and that as a share of ``measured_peak`` (None if not measured).
+    gflops: float | None = None
+    peak_share: float | None = None
 
 
 def median_ms(function: Callable[[], object], repeat: int, warmup: int = 2) -> float:
@@ -168,8 +172,11 @@ def missing_references() -> list[str]:
 
 
 def _compare(case: str, repeat: int, convcli_call: Callable, references: dict[str, Callable],
-             floor_bytes: int | None = None) -> list[Measurement]:
-    """Time convcli and every available reference on the same inputs; ratios convcli / other."""
+             floor_bytes: int | None = None, flops: float | None = None,
+             targets: dict[str, float] | None = None, note: str = "") -> list[Measurement]:
+    """Time convcli and every available reference on the same inputs; ratios convcli / other.
+    ``flops``: the work the case needs (``conv_flops``), for convcli's GFLOP/s; ``targets``:
+    tool -> the largest ratio issue #16 accepts against it; ``note``: on convcli's row."""
     import numpy as np
 
     calls = {"convcli": convcli_call}
@@ -180,11 +187,108 @@ def _compare(case: str, repeat: int, convcli_call: Callable, references: dict[st
         calls["memory copy (floor)"] = block.copy
     medians = interleaved_medians(calls, repeat)
     ours = medians.pop("convcli")
-    rows = [Measurement(case, "convcli", ours)]
+    gflops = achieved_gflops(flops, ours) if flops else None
+    peak = measured_peak()
+    rows = [Measurement(case, "convcli", ours, note=note, gflops=gflops,
+                        peak_share=gflops / peak if gflops and peak else None)]
     for tool, theirs in medians.items():
-        note = "a copy of the input's bytes" if tool == "memory copy (floor)" else ""
-        rows.append(Measurement(case, tool, theirs, ratio=ours / theirs, note=note))
+        notes = ["a copy of the input's bytes"] if tool == "memory copy (floor)" else []
+        if targets and tool in targets:
+            notes.insert(0, _target(ours / theirs, targets[tool]))
+        rows.append(Measurement(case, tool, theirs, ratio=ours / theirs, note="; ".join(notes)))
     return rows
+
+
+# --- GFLOP/s: the work a case needs, and this machine's FMA peak ------------------------------
+
+def conv_flops(output_pixels: int, out_channels: int = 1, taps: int = 1,
+               in_channels_per_group: int = 1) -> int:
+    """FLOPs of a convolution computed directly, 2 per multiply-add: every output pixel of
+    every output channel sums ``taps`` (kernel elements, kH * kW [* kD]; dilation adds
+    none) times its group's input channels. A separable case passes taps = kH + kW, the
+    work of its two 1-D passes. Pooling and borders are not counted."""
+    return 2 * output_pixels * out_channels * taps * in_channels_per_group
+
+
+def achieved_gflops(flops: float, ms: float) -> float:
+    return flops / (ms * 1e6)
+
+
+# The probe: CHAINS independent FMA chains of LANES float32 each; with fastmath Numba keeps
+# them in vector registers (16-lane zmm on AVX-512, 8-lane ymm on AVX2: 12 or 24 registers,
+# enough to cover the FMA latency), and the loop is nothing but register FMAs.
+PROBE_CHAINS, PROBE_LANES = 12, 16
+_peak_gflops: float | None = None
+_probe = None                 # the compiled probe, made on first use (Numba loads lazily)
+
+
+def probe_flops(iterations: int) -> int:
+    """FLOPs one ``_fma_probe(iterations, ...)`` call does: 2 per lane per chain per pass."""
+    return 2 * PROBE_CHAINS * PROBE_LANES * iterations
+
+
+def _fma_probe_function():
+    import numpy as np
+    from numba import njit
+
+    width = PROBE_CHAINS * PROBE_LANES
+
+    @njit(nogil=True, fastmath=True, cache=True)
+    def fma_probe(iterations, scale, shift):
+        accumulators = np.empty(width, np.float32)
+        for lane in range(width):
+            accumulators[lane] = np.float32(lane) * np.float32(1e-3)
+        for _ in range(iterations):
+            for lane in range(width):
+                accumulators[lane] = accumulators[lane] * scale + shift
+        return accumulators.sum()
+
+    return fma_probe
+
+
+def _fma_probe(iterations: int) -> float:
+    """Runs the probe (a contraction towards 0.1: stays finite whatever ``iterations``)."""
+    import numpy as np
+
+    global _probe
+    if _probe is None:
+        _probe = _fma_probe_function()
+    return float(_probe(iterations, np.float32(0.999), np.float32(1e-4)))
+
+
+def fma_peak_gflops(seconds: float = 0.2, threads: int | None = None, rounds: int = 3) -> float:
+    """This machine's float32 FMA peak, measured: the probe on ``threads`` (default every
+    core) at once for about ``seconds``, best of ``rounds``; total FLOPs / wall time. Also
+    what ``measured_peak`` returns from then on."""
+    import threading
+
+    global _peak_gflops
+    threads = threads or available_cores()
+    _fma_probe(1000)                                         # compile (or load) it
+    iterations, taken = 1000, 0.0
+    while taken < seconds / 4:                               # one thread's pace
+        iterations *= 4
+        started = time.perf_counter()
+        _fma_probe(iterations)
+        taken = time.perf_counter() - started
+    iterations = max(1, int(iterations * seconds / taken))
+    best = 0.0
+    for _ in range(rounds):
+        workers = [threading.Thread(target=_fma_probe, args=(iterations,)) for _ in range(threads)]
+        started = time.perf_counter()
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        wall = time.perf_counter() - started
+        best = max(best, probe_flops(iterations) * threads / wall / 1e9)
+    _peak_gflops = best
+    return best
+
+
+def measured_peak() -> float | None:
+    """The last ``fma_peak_gflops`` result in this process (None before one ran)."""
+    return _peak_gflops
 
 
 def _torch():
@@ -194,30 +298,47 @@ def _torch():
     return torch
 
 
-def dense_case(size: int, repeat: int) -> list[Measurement]:
-    """One channel 4096x4096, a dense size x size kernel, reflect borders (same output size)."""
+# Issue #16's targets, convcli / reference: dense kernels against cv2.filter2D, up to 7x7 and
+# from 15x15 on; the channel-mixing layers against torch conv2d.
+DENSE_TARGETS = {3: 0.8, 5: 0.8, 7: 0.8, 15: 0.6, 31: 0.6, 63: 0.6}
+
+
+def dense_case(size: int, repeat: int, side: int = 4096) -> list[Measurement]:
+    """One channel side x side (4096), a dense size x size kernel, reflect borders (same
+    output size). GFLOP/s counts the direct work, size^2 taps per pixel, whichever path
+    convcli takes (its note names it: an FFT path can go past the FMA peak)."""
     import numpy as np
 
-    from .engine import conv2d
+    from .engine import choose_path, conv2d
+    from .geometry import Padding
 
     rng = np.random.default_rng(size)
-    image = rng.random((4096, 4096), dtype=np.float32)
+    image = rng.random((side, side), dtype=np.float32)
     kernel = rng.random((size, size), dtype=np.float32)
     cv2, ndimage, torch = _optional("cv2"), _scipy_ndimage(), _torch()
     weight = kernel[None, None]
     references = {
         "cv2.filter2D": cv2 and (lambda: cv2.filter2D(image, -1, kernel,
                                                       borderType=cv2.BORDER_REFLECT_101)),
-        # scipy would take ~17 s per 31x31 call (4 s at 15x15, times 961/225 taps): skipped.
+        # scipy would take ~17 s per 31x31 call (4 s at 15x15, times 961/225 taps; 63x63 would
+        # be ~70 s): skipped above 15x15.
         "scipy.ndimage.correlate": ndimage and size <= 15 and (
             lambda: ndimage.correlate(image, kernel, mode="mirror")),
         # torch's CPU conv2d took 15 s (15x15) and 58 s (31x31) per call here: skipped above 7x7.
         "torch conv2d (zero border)": torch and size <= 7 and (lambda: torch.nn.functional.conv2d(
             torch.from_numpy(image[None, None]), torch.from_numpy(weight), padding=size // 2)),
     }
-    return _compare(f"{size}x{size} dense, 1x4096x4096", repeat,
+    rows = _compare(f"{size}x{size} dense, 1x{side}x{side}", repeat,
                     lambda: conv2d(image[None], weight, padding="same", padding_mode="reflect"),
-                    references, floor_bytes=image.nbytes if size == 3 else None)
+                    references, floor_bytes=image.nbytes if size == 3 else None,
+                    flops=conv_flops(side * side, taps=size * size),
+                    targets={"cv2.filter2D": DENSE_TARGETS[size]})
+    # Asked after the timed calls: before them a fresh process may still be on NumPy while
+    # the compiled loops load (and asking counts towards that switch).
+    half = size // 2
+    path = choose_path((1, 1, side, side), weight, padding=Padding(half, half, half, half))
+    rows[0].note = f"path {path}" + (": GFLOP/s as if direct" if path != "direct" else "")
+    return rows
 
 
 def _scipy_ndimage():
@@ -248,7 +369,8 @@ def separable_case(repeat: int) -> list[Measurement]:
     return _compare("Gaussian sigma=5 (31 taps, separable), 1x4096x4096", repeat,
                     lambda: convolve(image, weight, padding=Padding(pad, pad, pad, pad),
                                      padding_mode="reflect", factors=(taps[None], taps[None])),
-                    references)
+                    references, flops=conv_flops(4096 * 4096, taps=2 * taps.size),
+                    note=f"GFLOP/s of the two passes ({taps.size} + {taps.size} taps)")
 
 
 def dilated_case(repeat: int) -> list[Measurement]:
@@ -273,7 +395,8 @@ def dilated_case(repeat: int) -> list[Measurement]:
     # the rotation convcli's 23 ms call measured 57-65 ms while cv2's did not change.
     return _compare("3x3 dilation 4, 1x4096x4096", repeat,
                     lambda: conv2d(image[None], kernel[None, None], padding="same", dilation=4,
-                                   padding_mode="reflect"), references)
+                                   padding_mode="reflect"), references,
+                    flops=conv_flops(4096 * 4096, taps=9))
 
 
 def depthwise_case(repeat: int) -> list[Measurement]:
@@ -298,32 +421,38 @@ def depthwise_case(repeat: int) -> list[Measurement]:
     }
     return _compare("3x3 depthwise, 3x2048x2048", repeat,
                     lambda: conv2d(image, weight, padding="same", groups=3, padding_mode="reflect"),
-                    references)
+                    references, flops=conv_flops(2048 * 2048, out_channels=3, taps=9))
 
 
-def channels_case(repeat: int) -> list[Measurement]:
-    """3 -> 16 channels, 3x3, on 2048x2048 (a first CNN layer)."""
+def channels_case(repeat: int, in_channels: int = 3, out_channels: int = 16, side: int = 2048,
+                  target: float = 0.35) -> list[Measurement]:
+    """in_channels -> out_channels, 3x3, zero border, on side x side: 3 -> 16 on 2048^2 (a first
+    CNN layer, #16: <= 0.35x torch) or 16 -> 16 on 1024^2 (a middle one, <= 0.5x)."""
     import numpy as np
 
     from .engine import conv2d
 
     rng = np.random.default_rng(16)
-    image = rng.random((3, 2048, 2048), dtype=np.float32)
-    weight = rng.standard_normal((16, 3, 3, 3)).astype(np.float32)
+    image = rng.random((in_channels, side, side), dtype=np.float32)
+    weight = rng.standard_normal((out_channels, in_channels, 3, 3)).astype(np.float32)
     ndimage, torch = _scipy_ndimage(), _torch()
 
     def scipy_layer():
         """Each output channel is the sum of one 2-D correlation per input channel."""
         return np.stack([sum(ndimage.correlate(image[c], weight[o, c], mode="constant")
-                             for c in range(3)) for o in range(16)])
+                             for c in range(in_channels)) for o in range(out_channels)])
 
     references = {
         "torch conv2d": torch and (lambda: torch.nn.functional.conv2d(
             torch.from_numpy(image[None]), torch.from_numpy(weight), padding=1)),
-        "scipy.ndimage.correlate (16 x 3 planes)": ndimage and scipy_layer,
+        # 16 x 16 planes would be 256 correlations (seconds a call): scipy only for 3 -> 16.
+        f"scipy.ndimage.correlate ({out_channels} x {in_channels} planes)":
+            ndimage and in_channels * out_channels <= 48 and scipy_layer,
     }
-    return _compare("3 -> 16 channels 3x3, 3x2048x2048", repeat,
-                    lambda: conv2d(image, weight, padding=1), references)
+    return _compare(f"{in_channels} -> {out_channels} channels 3x3, {in_channels}x{side}x{side}",
+                    repeat, lambda: conv2d(image, weight, padding=1), references,
+                    flops=conv_flops(side * side, out_channels, 9, in_channels),
+                    targets={"torch conv2d": target})
 
 
 def stride_case(repeat: int) -> list[Measurement]:
@@ -347,7 +476,7 @@ def stride_case(repeat: int) -> list[Measurement]:
     }
     return _compare("3x3 stride 2, 1x4096x4096", repeat,
                     lambda: conv2d(image[None], kernel[None, None], padding=1, stride=2),
-                    references)
+                    references, flops=conv_flops(2048 * 2048, taps=9))
 
 
 # --- layer operations: transposed conv, pooling, conv3d ---------------------------------------
@@ -369,7 +498,9 @@ def tconv_case(repeat: int) -> list[Measurement]:
                 torch.from_numpy(image[None]), torch.from_numpy(weight), stride=2, padding=1))}
         rows += _compare(f"transposed 4x4 stride 2, 16 -> 8 channels, 16x{size}x{size}", repeat,
                          lambda image=image: conv_transpose2d(image, weight, stride=2, padding=1),
-                         references)
+                         references, flops=conv_flops(2 * size * 2 * size, out_channels=8,
+                                                      taps=2 * 2, in_channels_per_group=16),
+                         note="GFLOP/s: 2x2 of the 4x4 taps per output pixel")
     return rows
 
 
@@ -428,7 +559,8 @@ def conv3d_case(repeat: int) -> list[Measurement]:
         }
         rows += _compare(f"conv3d 3x3x3, {channels} -> 8 channels, {channels}x64x64x64", repeat,
                          lambda volume=volume, weight=weight: conv3d(volume, weight, padding=1),
-                         references)
+                         references, flops=conv_flops(64 ** 3, out_channels=8, taps=27,
+                                                      in_channels_per_group=channels))
     return rows
 
 
@@ -922,11 +1054,12 @@ def _tiff_window(path: Path, top: int, left: int, rows: int, cols: int) -> "np.n
 
 
 CASES: dict[str, Callable[[int], list[Measurement]]] = {
-    **{f"dense{k}": (lambda repeat, k=k: dense_case(k, repeat)) for k in (3, 5, 7, 15, 31)},
+    **{f"dense{k}": (lambda repeat, k=k: dense_case(k, repeat)) for k in (3, 5, 7, 15, 31, 63)},
     "separable": separable_case,
     "dilated": dilated_case,
     "depthwise": depthwise_case,
     "channels": channels_case,
+    "channels16": lambda repeat: channels_case(repeat, 16, 16, 1024, 0.5),
     "stride": stride_case,
     "tconv": tconv_case,
     "pool": pool_case,
@@ -941,6 +1074,9 @@ CASES: dict[str, Callable[[int], list[Measurement]]] = {
 # What `convcli bench` runs without --case: every case but scale-tiff (a 20000^2 TIFF
 # streamed to a 4.8 GB BigTIFF takes minutes; `convcli bench --case scale-tiff` runs it).
 DEFAULT_CASES = tuple(name for name in CASES if name != "scale-tiff")
+# The cases timing the engine on arrays (their convcli rows have GFLOP/s, pool's excepted:
+# it does no multiply-adds), before which run_cases measures the FMA peak.
+ENGINE_CASES = tuple(CASES)[:tuple(CASES).index("end-to-end")]
 
 
 def run_cases(names: list[str], repeat: int) -> list[Measurement]:
@@ -951,6 +1087,8 @@ def run_cases(names: list[str], repeat: int) -> list[Measurement]:
 
         raise UsageError(f"unknown bench case {unknown[0]!r}; cases are {', '.join(CASES)}")
     _settle()
+    if set(names or DEFAULT_CASES) & set(ENGINE_CASES):
+        fma_peak_gflops()
     results = []
     for name in names or list(DEFAULT_CASES):
         results.extend(CASES[name](repeat))
@@ -974,5 +1112,12 @@ def machine_summary() -> str:
     return f"{platform.processor() or platform.machine()}, {available_cores()} cores, Python {platform.python_version()}"
 
 
+def peak_summary() -> str:
+    """``FMA peak N GFLOP/s (measured)``, or empty when no engine case ran."""
+    peak = measured_peak()
+    return "" if peak is None else f"FMA peak {peak:.0f} GFLOP/s (measured)"
+
+
 def as_json(results: list[Measurement]) -> dict:
-    return {"machine": machine_summary(), "results": [asdict(r) for r in results]}
+    return {"machine": machine_summary(), "fma_peak_gflops": measured_peak(),
+            "results": [asdict(r) for r in results]}

@@ -25,6 +25,7 @@ POOL_MODES = ("max", "avg")
 BIT_DEPTHS = (8, 16)              # PNG's; the other picture formats are 8-bit
 # The names of ``bench.CASES``, in its order (a test keeps the two equal): bench.py imports
 # the batch driver and with it NumPy.
-BENCH_CASES = ("dense3", "dense5", "dense7", "dense15", "dense31", "separable", "dilated",
-               "depthwise", "channels", "stride", "tconv", "pool", "conv3d", "end-to-end", "batch",
-               "cold-start", "scale-png", "scale-tiff", "scale-sobel")
+BENCH_CASES = ("dense3", "dense5", "dense7", "dense15", "dense31", "dense63", "separable",
+               "dilated", "depthwise", "channels", "channels16", "stride", "tconv", "pool",
+               "conv3d", "end-to-end", "batch", "cold-start", "scale-png", "scale-tiff",
+               "scale-sobel")

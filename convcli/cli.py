@@ -441,23 +441,26 @@ def bench(
     scale-png (10000x10000 PNG, gaussian:sigma=3), scale-sobel (4096x4096 PNG, Sobel) and
     scale-tiff (20000x20000 tiled TIFF streamed, with its output checked against the
     in-memory result on sampled windows), which takes minutes and runs only when named.
+    Engine cases' convcli rows also give GFLOP/s (2 per multiply-add the case needs) and its
+    share of this machine's float32 FMA peak, measured first by a register-only loop.
     """
     import json
 
     from rich.console import Console
     from rich.table import Table
 
-    from .bench import as_json, machine_summary, missing_references, run_cases
+    from .bench import as_json, machine_summary, missing_references, peak_summary, run_cases
 
     if repeat < 1:
         raise UsageError(f"--repeat must be >= 1; got {repeat}")
     for line in missing_references():
         print_note(line)
     results = run_cases(case or [], repeat)
-    table = Table(title=f"convcli bench: {machine_summary()}; medians of {repeat}",
-                  title_justify="left")
+    peak = peak_summary()
+    table = Table(title=f"convcli bench: {machine_summary()}; medians of {repeat}"
+                        + (f"; {peak}" if peak else ""), title_justify="left")
     for column, justify in (("tool", "left"), ("median", "right"), ("convcli / tool", "right"),
-                            ("note", "left")):
+                            ("GFLOP/s (peak %)", "right"), ("note", "left")):
         table.add_column(column, justify=justify, overflow="fold")
     case_seen = None
     for r in results:
@@ -466,10 +469,17 @@ def bench(
             table.add_row(f"[bold]{r.case}[/bold]")
             case_seen = r.case
         table.add_row(f"  {r.tool}", f"{r.ms:.2f} {r.unit}",
-                      "" if r.ratio is None else f"{r.ratio:.2f}x", r.note)
+                      "" if r.ratio is None else f"{r.ratio:.2f}x", _gflops_cell(r), r.note)
     Console(width=max(Console().width, 110)).print(table)
     if json_file is not None:
         json_file.write_text(json.dumps(as_json(results), indent=2) + "\n", encoding="utf-8")
+
+
+def _gflops_cell(row) -> str:
+    """``27.3 (21%)``: a bench row's GFLOP/s and its share of the measured FMA peak."""
+    if row.gflops is None:
+        return ""
+    return f"{row.gflops:.1f}" + ("" if row.peak_share is None else f" ({row.peak_share:.0%})")
 
 
 @app.command(epilog=_examples("convcli warmup", "NUMBA_CACHE_DIR=/opt/convcli-cache convcli warmup"))

@@ -45,6 +45,65 @@ def test_cli_writes_json(tmp_path, capsys):
     assert "3x3 stride 2" in capsys.readouterr().out
 
 
+def test_cli_prints_the_measured_peak_and_gflops_of_engine_rows(tmp_path, capsys):
+    target = tmp_path / "bench.json"
+    code, out, err = run(["bench", "--case", "stride", "--repeat", "1", "--json", str(target)],
+                         capsys)
+    assert code == 0, err
+    result = json.loads(target.read_text())
+    assert result["fma_peak_gflops"] > 0
+    assert f"FMA peak {result['fma_peak_gflops']:.0f} GFLOP/s (measured)" in out
+    assert "GFLOP/s (peak %)" in out
+    ours, *theirs = result["results"]
+    assert ours["gflops"] == pytest.approx(2 * 9 * 2048 * 2048 / (ours["ms"] * 1e6))
+    assert ours["peak_share"] == pytest.approx(ours["gflops"] / result["fma_peak_gflops"])
+    assert all(row["gflops"] is None and row["peak_share"] is None for row in theirs)
+
+
+# --- GFLOP/s and the FMA peak probe (#16) -----------------------------------------------------
+
+def test_conv_flops_counts_two_per_multiply_add_on_a_known_shape():
+    from convcli.bench import achieved_gflops, conv_flops
+
+    # 16 -> 16 channels, 3x3, 1024^2 outputs: 16 * 16 * 9 multiply-adds per output pixel.
+    assert conv_flops(1024 * 1024, out_channels=16, taps=9, in_channels_per_group=16) \
+        == 2 * 16 * 16 * 9 * 1024 * 1024 == 4_831_838_208
+    assert conv_flops(4096 * 4096, taps=63 * 63) == 133_177_540_608
+    assert conv_flops(10, taps=31 + 31) == 1240           # separable: kH + kW per pixel
+    assert achieved_gflops(4_831_838_208, 100.0) == pytest.approx(48.31838208)
+
+
+def test_the_peak_probe_does_a_fixed_count_of_flops_and_returns_a_positive_rate():
+    from convcli import bench
+
+    assert bench.probe_flops(1000) == 2 * bench.PROBE_CHAINS * bench.PROBE_LANES * 1000
+    assert bench._fma_probe(5000) == bench._fma_probe(5000)       # same work, same result
+    peak = bench.fma_peak_gflops(seconds=0.02, rounds=1)
+    assert peak > 0 and bench.measured_peak() == peak
+    assert bench.peak_summary() == f"FMA peak {peak:.0f} GFLOP/s (measured)"
+
+
+def test_new_cases_run_on_small_shapes_with_gflops_and_issue_16_targets():
+    from convcli.bench import channels_case, conv_flops, dense_case
+
+    assert {"dense63", "channels16"} <= set(CASES)
+    dense = dense_case(63, 1, side=128)
+    assert dense[0].case == "63x63 dense, 1x128x128" and dense[0].tool == "convcli"
+    assert dense[0].gflops == pytest.approx(conv_flops(128 * 128, taps=63 * 63)
+                                            / (dense[0].ms * 1e6))
+    assert dense[0].note.startswith("path ")
+    assert {row.tool for row in dense} <= {"convcli", "cv2.filter2D"}     # no scipy or torch
+    cv2_row = next(row for row in dense if row.tool == "cv2.filter2D")
+    assert cv2_row.note == f"target <= 0.6x: {'met' if cv2_row.ratio <= 0.6 else 'missed'}"
+    assert cv2_row.gflops is None
+    layer = channels_case(1, 16, 16, 64, 0.5)
+    assert layer[0].case == "16 -> 16 channels 3x3, 16x64x64"
+    assert layer[0].gflops == pytest.approx(2 * 16 * 16 * 9 * 64 * 64 / (layer[0].ms * 1e6))
+    torch_row = next(row for row in layer if row.tool == "torch conv2d")
+    assert torch_row.note.startswith("target <= 0.5x: ")
+    assert not any("scipy" in row.tool for row in layer)
+
+
 def test_missing_reference_libraries_are_named_before_the_run(monkeypatch, capsys):
     """A library that does not import: one note per library, with how to install it, before
     the cases run (they leave its rows out)."""
