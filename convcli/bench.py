@@ -1096,12 +1096,17 @@ def run_cases(names: list[str], repeat: int) -> list[Measurement]:
 
 
 def _settle(calls: int = 6) -> None:
-    """Untimed large convolutions before the first case. A fresh process runs its first few
-    64 MB allocations and parallel calls several times slower (page faults, thread start-up):
-    without this the first case measured 108 ms for a call that takes 29 ms once settled."""
+    """Untimed large convolutions before the first case, on the compiled loops that every
+    engine case measures (without ``prefer_compiled`` the first calls of a process take
+    NumPy until they would have paid for loading Numba, and these six did). A fresh process
+    runs its first few 64 MB allocations and parallel calls several times slower (page
+    faults, thread start-up): without this the first case measured 108 ms for a call that
+    takes 29 ms once settled."""
     import numpy as np
 
-    from .engine import conv2d
+    from .engine import _runtime, conv2d
+
+    _runtime.prefer_compiled()
 
     image = np.ones((1, 4096, 4096), np.float32)
     for _ in range(calls):
