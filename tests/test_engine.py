@@ -78,7 +78,7 @@ def reference_for(problem):
     return {k: problem[k] for k in ("stride", "padding", "dilation", "groups", "mode")}
 
 
-@pytest.mark.parametrize("engine", ["direct", "fft", "numpy"])
+@pytest.mark.parametrize("engine", ["direct", "fft", "gemm", "numpy"])
 @SETTINGS
 @given(problem=problems())
 def test_general_paths_match_reference(engine, problem):

@@ -105,6 +105,10 @@ def convolve(x, weight, bias=None, *, stride=(1, 1), padding=geometry.Padding(0,
 
         run_tasks(separable_conv, out.shape[0] * out.shape[1] * out.shape[2], x,
                   *_factor_rows(factors, weight.shape[0]), bias, *geometry_args, out)
+    elif path == "gemm":
+        from ._gemm import gemm_conv
+
+        gemm_conv(x, weight, bias, *geometry_args, groups, out)
     elif path == "fft":
         from ._fft import fft_conv
 
@@ -224,7 +228,7 @@ def _choose_path(weight: np.ndarray, groups: int, factors, engine: str, *, out_p
     kernel_h, kernel_w = weight.shape[2:]
     out_channels, group_in = weight.shape[:2]
     depthwise = group_in == 1
-    if engine in ("direct", "fft"):
+    if engine in ("direct", "fft", "gemm"):
         return engine, factors
     worth_it = kernel_h + kernel_w < kernel_h * kernel_w
     if depthwise and (engine == "separable" or worth_it):

@@ -1,0 +1,74 @@
+"""The GEMM path: im2col and one matrix product per block of output rows, through NumPy's
+BLAS, for kernels that mix many channels (issue #16).
+
+The output is cut into blocks of rows whose column matrix stays within ``BLOCK_BYTES``;
+``_runtime.run_tasks`` shares the (image, block) tasks among threads (NumPy releases the
+GIL in its copies and in BLAS). A block's input rows come through the row map and its
+padded columns through the column map (``_numpy._Strips.padded``: no padded copy of the
+image); each tap (ky, kx) is a strided view of them (stride and dilation), copied into its
+rows of the column matrix ``cols`` (C_in/groups x kH x kW, rows x W_out). Per group,
+``out_block = weight (C_out/groups, C_in/groups x kH x kW) @ cols`` goes straight into the
+output's rows (a strided slice BLAS writes in place), then the bias is added.
+
+Unlike NumPy's dense strips (chunks of taps), each block's product is over all taps: K =
+C_in/groups x kH x kW deep. Like them, it is cut into products of at most
+``_numpy.BLAS_SERIAL_MULTIPLY_ADDS`` (``_serial_matmul``), which OpenBLAS runs on the calling
+thread: its own threads on top of ours were 3-10x slower (measured on 2048^2 3 -> 16 and
+1024^2 16 -> 16, 2 of our threads or 1, blocks of 2 or 8 MB), and with OpenBLAS held to one
+thread (``OPENBLAS_NUM_THREADS=1``) whole-block products ran no faster than the cut ones
+(small products keep their columns and output in L1/L2: (16, 144) x (144, N) ran at 64 GFLOP/s
+for N = 113, 34 for N = 16384). No compiled function: Numba's compile time is unchanged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._numpy import FLOAT_BYTES, _columns, _fit, _scratch, _serial_matmul, _Strips
+from ._runtime import run_tasks
+
+# Bytes of one block's column matrix (C_in/groups x kH x kW x rows x W_out floats). From
+# 64 KB to 2 MB ran alike on the busy 2-core machine (3 -> 16 channels on 2048^2: medians
+# 227-333 ms on one thread, 16 -> 16 on 1024^2: 217-316 ms, noise larger than the trend).
+BLOCK_BYTES = 1024 * 1024
+
+
+def gemm_conv(x, weight, bias, row_map, col_map, pad_left, stride_h, stride_w, dilation_h,
+              dilation_w, groups, out):
+    """The arguments and result of ``direct_conv``, by im2col and matrix products."""
+    batch, out_channels, out_h, out_w = out.shape
+    group_in, kernel_h, kernel_w = weight.shape[1:]
+    depth = group_in * kernel_h * kernel_w
+    rows = int(np.clip(BLOCK_BYTES // (FLOAT_BYTES * depth * out_w), 1, out_h))
+    plan = _Strips(rows, -(-out_h // rows), stride_h, stride_w, dilation_h, dilation_w,
+                   kernel_h, kernel_w, row_map, _columns(col_map, pad_left, x.shape[3]))
+    group_out = out_channels // groups
+    matrices = weight.reshape(groups, group_out, depth)          # (ci, ky, kx) like cols
+    bias = bias.reshape(groups, group_out, 1) if bias.any() else None
+    run_tasks(_gemm_blocks, batch * plan.count, x, matrices, bias, plan, out)
+
+
+def _gemm_blocks(first_task, last_task, x, matrices, bias, strips, out):
+    """Per block of output rows and per group: gather the column matrix, one product."""
+    groups, group_out, depth = matrices.shape
+    in_channels = x.shape[1]
+    group_in = in_channels // groups
+    out_h, out_w = out.shape[2:]
+    taps = strips.kernel_h * strips.kernel_w
+    padded_buffer = strips.padded_buffer(in_channels)
+    cols_buffer = _scratch((depth, strips.rows * out_w))
+    for n, top, bottom in strips.each(first_task, last_task, out_h):
+        rows = bottom - top
+        block = strips.padded(x[n], top, bottom, padded_buffer)
+        cols = _fit(cols_buffer, (group_in, taps, rows, out_w))
+        for g in range(groups):
+            inputs = block[g * group_in:(g + 1) * group_in]
+            for ky in range(strips.kernel_h):
+                for kx in range(strips.kernel_w):
+                    cols[:, ky * strips.kernel_w + kx] = strips.window(inputs, ky, kx, rows,
+                                                                       out_w)
+            channels = slice(g * group_out, (g + 1) * group_out)
+            target = out[n, channels, top:bottom].reshape(group_out, rows * out_w)
+            _serial_matmul(matrices[g], cols.reshape(depth, rows * out_w), target)
+            if bias is not None:
+                target += bias[g]
