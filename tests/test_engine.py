@@ -14,7 +14,7 @@ import pytest
 from hypothesis import assume, given, settings, strategies as st
 
 from convcli import UsageError, conv2d
-from convcli.engine import _cache, _fft, _numpy, _runtime, convolve, rank_one_factors
+from convcli.engine import _cache, _fft, _gemm, _numpy, _runtime, convolve, rank_one_factors
 from convcli.geometry import Padding
 from reference import reference_conv2d
 
@@ -126,6 +126,22 @@ def test_numpy_path_in_strips_matches_reference(strip_bytes, multiply_adds, rank
         patch.setattr(_numpy, "BLAS_SERIAL_MULTIPLY_ADDS", multiply_adds)
         result, path = run_engine(problem, "numpy", factors)
     assert path == "numpy"
+    assert_matches_reference(result, problem["x"], problem["weight"], problem["bias"],
+                             **reference_for(problem))
+
+
+@pytest.mark.parametrize("block_bytes, multiply_adds", [(1, 1), (3_000, 40), (3_000, 6_000)])
+@SETTINGS
+@given(data=st.data())
+def test_gemm_path_in_blocks_matches_reference(block_bytes, multiply_adds, data):
+    """Blocks of one output row and products one column wide; blocks of a few rows cut into
+    stacks of products (some 64 columns wide) and a rest: every block border and cut."""
+    problem = data.draw(problems(tall=True, wide=data.draw(st.booleans())))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_gemm, "BLOCK_BYTES", block_bytes)
+        patch.setattr(_gemm, "BLAS_SERIAL_MULTIPLY_ADDS", multiply_adds)
+        result, path = run_engine(problem, "gemm")
+    assert path == "gemm"
     assert_matches_reference(result, problem["x"], problem["weight"], problem["bias"],
                              **reference_for(problem))
 
@@ -270,7 +286,7 @@ def test_nan_spreads_only_to_the_windows_that_cover_it(rng):
         np.testing.assert_array_equal(np.isnan(result[0, 0]), expected)
 
 
-@pytest.mark.parametrize("engine", ["direct", "separable", "numpy"])
+@pytest.mark.parametrize("engine", ["direct", "separable", "gemm", "numpy"])
 def test_inf_gives_inf_not_nan(rng, engine):
     """The unused slots of a pass multiply zeros by zero, never an image value by zero."""
     x = rng.random((1, 1, 9, 40)).astype(np.float32)
