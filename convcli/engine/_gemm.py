@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._numpy import BLAS_SERIAL_MULTIPLY_ADDS, FLOAT_BYTES, _columns, _fit, _scratch, _Strips
+from ._numpy import BLAS_SERIAL_MULTIPLY_ADDS, FLOAT_BYTES, _columns, _Strips
 from ._runtime import run_tasks
 
 # Bytes of one block's column matrix (C_in/groups x kH x kW x rows x W_out floats). From
 # 64 KB to 2 MB ran alike on the busy 2-core machine (3 -> 16 channels on 2048^2: medians
 # 227-333 ms on one thread, 16 -> 16 on 1024^2: 217-316 ms, noise larger than the trend).
-BLOCK_BYTES = 1024 * 1024
+BLOCK_BYTES = 2 * 1024 * 1024
 
 
 def gemm_conv(x, weight, bias, row_map, col_map, pad_left, stride_h, stride_w, dilation_h,
@@ -44,35 +44,35 @@ def gemm_conv(x, weight, bias, row_map, col_map, pad_left, stride_h, stride_w, d
                    kernel_h, kernel_w, row_map, _columns(col_map, pad_left, x.shape[3]))
     group_out = out_channels // groups
     matrices = weight.reshape(groups, group_out, depth)          # (ci, ky, kx) like cols
-    bias = bias.reshape(groups, group_out, 1) if bias.any() else None
-    run_tasks(_gemm_blocks, batch * plan.count, x, matrices, bias, plan, out)
+    if bias.any():               # one more column, times a row of ones in the column matrix
+        matrices = np.concatenate([matrices, bias.reshape(groups, group_out, 1)], axis=2)
+    run_tasks(_gemm_blocks, batch * plan.count, x, np.ascontiguousarray(matrices), plan, out)
 
 
-def _gemm_blocks(first_task, last_task, x, matrices, bias, strips, out):
-    """Per block of output rows and per group: gather the column matrix, one product."""
+def _gemm_blocks(first_task, last_task, x, matrices, strips, out):
+    """Per block of output rows and per group: gather the column matrix, one product. A
+    bias is the matrices' last column, times the column matrix's last row: ones (adding it
+    afterwards, a pass over the output, cost up to a fifth of the time)."""
     groups, group_out, depth = matrices.shape
     in_channels = x.shape[1]
     group_in = in_channels // groups
     out_h, out_w = out.shape[2:]
-    taps = strips.kernel_h * strips.kernel_w
+    kernel_w, taps = strips.kernel_w, strips.kernel_h * strips.kernel_w
     padded_buffer = strips.padded_buffer(in_channels)
-    cols_buffer = _scratch((depth, strips.rows * out_w))
+    cols_buffer = np.ones((depth, strips.rows * out_w), np.float32)
     for n, top, bottom in strips.each(first_task, last_task, out_h):
         rows = bottom - top
         block = strips.padded(x[n], top, bottom, padded_buffer)
-        cols = _fit(cols_buffer, (group_in, taps, rows, out_w))
+        cols = cols_buffer[:, :rows * out_w]
+        by_tap = cols[:group_in * taps].reshape(group_in, taps, rows, out_w)
         for g in range(groups):
             inputs = block[g * group_in:(g + 1) * group_in]
             for ky in range(strips.kernel_h):
-                for kx in range(strips.kernel_w):
-                    cols[:, ky * strips.kernel_w + kx] = strips.window(inputs, ky, kx, rows,
-                                                                       out_w)
+                for kx in range(kernel_w):
+                    by_tap[:, ky * kernel_w + kx] = strips.window(inputs, ky, kx, rows, out_w)
             channels = slice(g * group_out, (g + 1) * group_out)
             target = out[n, channels, top:bottom].reshape(group_out, rows * out_w)
-            _stacked_matmul(matrices[g], cols.reshape(depth, rows * out_w), target)
-            if bias is not None:
-                target += bias[g]
-
+            _stacked_matmul(matrices[g], cols, target)
 
 def _stacked_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
     """``out = a @ b`` as one NumPy call over a stack of column slices of ``b`` and ``out``,
