@@ -14,7 +14,8 @@ import pytest
 from hypothesis import assume, given, settings, strategies as st
 
 from convcli import UsageError, conv2d
-from convcli.engine import _cache, _fft, _gemm, _numpy, _runtime, convolve, rank_one_factors
+from convcli.engine import (_cache, _fft, _gemm, _numpy, _runtime, choose_path, convolve,
+                            rank_one_factors)
 from convcli.geometry import Padding
 from reference import reference_conv2d
 
@@ -248,6 +249,25 @@ def test_auto_picks_separable_only_when_it_saves_work(rng):
     assert convolve(x, rng.standard_normal((2, 1, 3, 3)), groups=2)[1] == "direct"
     assert convolve(x, rng.standard_normal((2, 1, 1, 3)), groups=2)[1] == "direct"  # 1+3 > 3
     assert convolve(x, np.ones((1, 2, 3, 3)))[1] == "direct"                       # not depthwise
+
+
+def test_auto_picks_gemm_for_many_channels_only(rng):
+    """Kernels that mix channels both ways take BLAS; depthwise, single-output and
+    few-channel ones the loops (or NumPy); large kernels on large images the FFT."""
+    shape, same = (1, 16, 512, 512), Padding(1, 1, 1, 1)
+    assert choose_path((1, 3, 2048, 2048), np.ones((16, 3, 3, 3)), padding=same) == "gemm"
+    assert choose_path(shape, np.ones((16, 16, 3, 3)), padding=same) == "gemm"
+    assert choose_path(shape, np.ones((32, 4, 3, 3)), padding=same, groups=4) == "gemm"
+    for weight, groups in [(np.ones((16, 1, 3, 3)), 16), (np.ones((1, 16, 3, 3)), 1),
+                           (np.ones((4, 4, 3, 3)), 4), (np.ones((2, 2, 3, 3)), 8)]:
+        assert choose_path(shape[:1] + (weight.shape[1] * groups,) + shape[2:], weight,
+                           padding=same, groups=groups) != "gemm"
+    assert choose_path(shape, np.ones((16, 16, 41, 41)), padding=Padding(20, 20, 20, 20)) == "fft"
+    x = rng.standard_normal((1, 8, 96, 96)).astype(np.float32)
+    weight = rng.standard_normal((16, 8, 3, 3)).astype(np.float32)
+    result, path = convolve(x, weight, padding=same, engine="auto")
+    assert path == "gemm"
+    assert_matches_reference(result, x, weight, padding=(1, 1, 1, 1))
 
 
 def test_rank_one_factors_rebuild_the_kernel(rng):
