@@ -8,7 +8,8 @@ padded columns through the column map (``_numpy._Strips.padded``: no padded copy
 image); each tap (ky, kx) is a strided view of them (stride and dilation), copied into its
 rows of the column matrix ``cols`` (C_in/groups x kH x kW, rows x W_out). Per group,
 ``out_block = weight (C_out/groups, C_in/groups x kH x kW) @ cols`` goes straight into the
-output's rows (a strided slice BLAS writes in place), then the bias is added.
+output's rows (a strided slice BLAS writes in place); a bias is one more column of the
+weights, times a row of ones in ``cols``.
 
 Unlike NumPy's dense strips (chunks of taps), each block's product is over all taps: K =
 C_in/groups x kH x kW deep. Like them, it is cut into products of at most
@@ -28,8 +29,9 @@ from ._numpy import BLAS_SERIAL_MULTIPLY_ADDS, FLOAT_BYTES, _columns, _Strips
 from ._runtime import run_tasks
 
 # Bytes of one block's column matrix (C_in/groups x kH x kW x rows x W_out floats). From
-# 64 KB to 2 MB ran alike on the busy 2-core machine (3 -> 16 channels on 2048^2: medians
-# 227-333 ms on one thread, 16 -> 16 on 1024^2: 217-316 ms, noise larger than the trend).
+# 64 KB to 4 MB ran alike on the busy 2-core machine (2 threads, medians of 9: 3 -> 16
+# channels on 2048^2 139-149 ms, 16 -> 16 on 1024^2 128-138 ms for 1, 2 and 4 MB); 2 MB gives
+# a 1024-wide 16-channel 3x3 block 3 rows, so its input rows (kH - 1 more) are read less often.
 BLOCK_BYTES = 2 * 1024 * 1024
 
 
@@ -73,6 +75,7 @@ def _gemm_blocks(first_task, last_task, x, matrices, strips, out):
             channels = slice(g * group_out, (g + 1) * group_out)
             target = out[n, channels, top:bottom].reshape(group_out, rows * out_w)
             _stacked_matmul(matrices[g], cols, target)
+
 
 def _stacked_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
     """``out = a @ b`` as one NumPy call over a stack of column slices of ``b`` and ``out``,
