@@ -319,6 +319,18 @@ def test_inf_gives_inf_not_nan(rng, engine):
     assert np.isfinite(result[0, 0][~expected]).all()
 
 
+def test_nan_stays_in_its_windows_on_the_gemm_path(rng):
+    """A NaN in the column matrix reaches only the products' columns (pixels) it is in."""
+    x = rng.standard_normal((1, 4, 20, 70)).astype(np.float32)
+    x[0, 2, 9, 33] = np.nan
+    result, path = convolve(x, rng.standard_normal((8, 4, 3, 3)), rng.standard_normal(8),
+                            padding=Padding(1, 1, 1, 1), engine="gemm")
+    assert path == "gemm"
+    expected = np.zeros((8, 20, 70), bool)
+    expected[:, 8:11, 32:35] = True
+    np.testing.assert_array_equal(np.isnan(result[0]), expected)
+
+
 def test_nan_with_a_large_kernel_stays_local(rng):
     """auto would take the FFT path, where a NaN would fill its whole tile."""
     x = rng.standard_normal((1, 1, 1024, 1024)).astype(np.float32)
