@@ -30,16 +30,20 @@ SVD_MAX_TAPS = 64 * 64
 # FFT wins from about 31 x 31 on 4096^2. When NumPy takes a compiled path's call instead:
 # ``_runtime.use_numpy``.
 # GEMM (im2col + BLAS, ``_gemm``), fitted on 2 threads against the direct loops timed in the
-# same run, scaled so that direct 16 -> 16 7x7 is 0.037 ns per tap (the machine ran ~3.5x
-# slower than when the constants above were measured): ~0.006 ns per tap (the products) +
-# ~0.19 ns per column-matrix row and output pixel (the gather) + the output's stores, which
-# the direct loops pay too (3x3 kernels are bound by them: ~0.5 ns per output value and pixel,
-# from 3 -> 16 channels on 2048^2 at ~104 ms against 67 ms for its taps). Measured medians of
-# 7, gemm / direct: 16 -> 16 7x7 on 512^2 0.67, 16 -> 64 3x3 on 512^2 0.29, 64 -> 16 3x3 0.62,
-# 8 -> 8 3x3 on 1024^2 0.78, 4 -> 4 3x3 1.22 (the model: 0.49, 0.31, 0.49, 0.84, 1.32).
-# Against torch.nn.functional.conv2d (2 threads, same script, medians of 11): see _gemm.py.
+# same run (interleaved, medians of 7), scaled so that direct 16 -> 16 7x7 is 0.037 ns per
+# tap (the shared machine ran ~2.5x slower than when the constants above were measured):
+# ~0.015 ns per tap (the products) + ~0.12 ns per column-matrix row and output pixel (the
+# gather) + the output's stores, which the direct loops pay too (3x3 kernels are bound by
+# them: ~0.5 ns per output value and pixel, from 3 -> 16 channels on 2048^2 at ~104 ms
+# against 67 ms for its taps). gemm / direct measured (model): 16 -> 16 7x7 on 512^2 0.71
+# (0.63), 16 -> 64 3x3 on 512^2 0.33 (0.51), 64 -> 16 3x3 0.53 (0.63), 8 -> 8 3x3 on 1024^2
+# 0.73 (0.85), 4 -> 4 3x3 0.97 (1.17: direct). Against torch.nn.functional.conv2d (2 threads,
+# same script, interleaved, medians of 15, bias and padding 1): 3 -> 16 3x3 on 3 x 2048^2
+# gemm 133 ms, direct 197, torch 376 (0.36x / 0.52x torch); 16 -> 16 3x3 on 16 x 1024^2 gemm
+# 119, direct 245, torch 218 (0.55x / 1.13x). Other runs that hour: 0.37-0.51x and
+# 0.51-0.70x (the machine is shared; single calls vary 2x).
 COST = {"direct_ns_per_tap": 0.037, "fft_ns_per_pixel": 17.0, "fft_fixed_ns": 5e6,
-        "direct_ns_per_output": 0.5, "gemm_ns_per_tap": 0.006, "gemm_ns_per_column": 0.19}
+        "direct_ns_per_output": 0.5, "gemm_ns_per_tap": 0.015, "gemm_ns_per_column": 0.12}
 # Output and input channels per group below which the GEMM path is never taken: depthwise
 # and single-output kernels leave a product one row deep or one row tall.
 GEMM_MIN_CHANNELS = 2
