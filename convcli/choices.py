@@ -15,7 +15,7 @@ PADDING_WORDS = ("same", "valid", "full")      # --padding also takes N or H,W
 # convcli's border names -> numpy.pad modes (PyTorch's names, plus 'symmetric').
 PADDING_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge",
                  "circular": "wrap", "symmetric": "symmetric"}
-ENGINE_PATHS = ("direct", "separable", "fft", "numpy")
+ENGINE_PATHS = ("direct", "separable", "fft", "gemm", "numpy")
 ENGINE_CHOICES = ("auto",) + ENGINE_PATHS
 OUTPUT_FORMATS = ("png", "tiff", "npy", "jpeg", "webp", "bmp", "gif")
 NORMALIZE_MODES = ("clip", "abs", "robust", "minmax", "offset")

@@ -10,8 +10,9 @@ rows wide. Every convolution takes the engine path the whole image would take, d
 once per ``RowFilter`` (``stacks.engine_paths``), so a strip's numbers are the in-memory
 run's: bitwise where each output row is computed on its own (the direct and separable
 loops, NumPy's per-tap passes for depthwise and separable kernels), to float32 rounding
-on the FFT path (its tiles fall elsewhere) and in NumPy's matrix products for kernels
-that mix channels (BLAS sums in an order that depends on the product's width).
+on the FFT path (its tiles fall elsewhere) and in the matrix products of the GEMM path and
+of NumPy's for kernels that mix channels (BLAS sums in an order that depends on the
+product's width).
 
 Conv layers (weights or kernel specs, any stride, dilation, padding and border mode),
 pooling, activations, bias and shuffle stream; transposed convolutions (and fc, which only

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import assume, given, settings, strategies as st
 
 from convcli import UsageError, conv2d
-from convcli.engine import _cache, _fft, _numpy, _runtime, convolve, rank_one_factors
+from convcli.engine import (_cache, _fft, _gemm, _numpy, _runtime, choose_path, convolve,
+                            rank_one_factors)
 from convcli.geometry import Padding
 from reference import reference_conv2d
 
@@ -78,7 +79,7 @@ def reference_for(problem):
     return {k: problem[k] for k in ("stride", "padding", "dilation", "groups", "mode")}
 
 
-@pytest.mark.parametrize("engine", ["direct", "fft", "numpy"])
+@pytest.mark.parametrize("engine", ["direct", "fft", "gemm", "numpy"])
 @SETTINGS
 @given(problem=problems())
 def test_general_paths_match_reference(engine, problem):
@@ -126,6 +127,22 @@ def test_numpy_path_in_strips_matches_reference(strip_bytes, multiply_adds, rank
         patch.setattr(_numpy, "BLAS_SERIAL_MULTIPLY_ADDS", multiply_adds)
         result, path = run_engine(problem, "numpy", factors)
     assert path == "numpy"
+    assert_matches_reference(result, problem["x"], problem["weight"], problem["bias"],
+                             **reference_for(problem))
+
+
+@pytest.mark.parametrize("block_bytes, multiply_adds", [(1, 1), (3_000, 40), (3_000, 6_000)])
+@SETTINGS
+@given(data=st.data())
+def test_gemm_path_in_blocks_matches_reference(block_bytes, multiply_adds, data):
+    """Blocks of one output row and products one column wide; blocks of a few rows cut into
+    stacks of products (some 64 columns wide) and a rest: every block border and cut."""
+    problem = data.draw(problems(tall=True, wide=data.draw(st.booleans())))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_gemm, "BLOCK_BYTES", block_bytes)
+        patch.setattr(_gemm, "BLAS_SERIAL_MULTIPLY_ADDS", multiply_adds)
+        result, path = run_engine(problem, "gemm")
+    assert path == "gemm"
     assert_matches_reference(result, problem["x"], problem["weight"], problem["bias"],
                              **reference_for(problem))
 
@@ -234,6 +251,25 @@ def test_auto_picks_separable_only_when_it_saves_work(rng):
     assert convolve(x, np.ones((1, 2, 3, 3)))[1] == "direct"                       # not depthwise
 
 
+def test_auto_picks_gemm_for_many_channels_only(rng):
+    """Kernels that mix channels both ways take BLAS; depthwise, single-output and
+    few-channel ones the loops (or NumPy); large kernels on large images the FFT."""
+    shape, same = (1, 16, 512, 512), Padding(1, 1, 1, 1)
+    assert choose_path((1, 3, 2048, 2048), np.ones((16, 3, 3, 3)), padding=same) == "gemm"
+    assert choose_path(shape, np.ones((16, 16, 3, 3)), padding=same) == "gemm"
+    assert choose_path(shape, np.ones((64, 8, 3, 3)), padding=same, groups=2) == "gemm"
+    for weight, groups in [(np.ones((16, 1, 3, 3)), 16), (np.ones((1, 16, 3, 3)), 1),
+                           (np.ones((4, 4, 3, 3)), 4), (np.ones((2, 2, 3, 3)), 8)]:
+        assert choose_path(shape[:1] + (weight.shape[1] * groups,) + shape[2:], weight,
+                           padding=same, groups=groups) != "gemm"
+    assert choose_path(shape, np.ones((16, 16, 41, 41)), padding=Padding(20, 20, 20, 20)) == "fft"
+    x = rng.standard_normal((1, 8, 96, 96)).astype(np.float32)
+    weight = rng.standard_normal((16, 8, 3, 3)).astype(np.float32)
+    result, path = convolve(x, weight, padding=same, engine="auto")
+    assert path == "gemm"
+    assert_matches_reference(result, x, weight, padding=(1, 1, 1, 1))
+
+
 def test_rank_one_factors_rebuild_the_kernel(rng):
     weight = np.einsum("ci,cj->cij", rng.standard_normal((3, 4)), rng.standard_normal((3, 5)))
     column, row = rank_one_factors(weight[:, None])
@@ -270,7 +306,7 @@ def test_nan_spreads_only_to_the_windows_that_cover_it(rng):
         np.testing.assert_array_equal(np.isnan(result[0, 0]), expected)
 
 
-@pytest.mark.parametrize("engine", ["direct", "separable", "numpy"])
+@pytest.mark.parametrize("engine", ["direct", "separable", "gemm", "numpy"])
 def test_inf_gives_inf_not_nan(rng, engine):
     """The unused slots of a pass multiply zeros by zero, never an image value by zero."""
     x = rng.random((1, 1, 9, 40)).astype(np.float32)
@@ -281,6 +317,18 @@ def test_inf_gives_inf_not_nan(rng, engine):
     expected[2:7, 18:23] = True
     np.testing.assert_array_equal(np.isposinf(result[0, 0]), expected)
     assert np.isfinite(result[0, 0][~expected]).all()
+
+
+def test_nan_stays_in_its_windows_on_the_gemm_path(rng):
+    """A NaN in the column matrix reaches only the products' columns (pixels) it is in."""
+    x = rng.standard_normal((1, 4, 20, 70)).astype(np.float32)
+    x[0, 2, 9, 33] = np.nan
+    result, path = convolve(x, rng.standard_normal((8, 4, 3, 3)), rng.standard_normal(8),
+                            padding=Padding(1, 1, 1, 1), engine="gemm")
+    assert path == "gemm"
+    expected = np.zeros((8, 20, 70), bool)
+    expected[:, 8:11, 32:35] = True
+    np.testing.assert_array_equal(np.isnan(result[0]), expected)
 
 
 def test_nan_with_a_large_kernel_stays_local(rng):

@@ -64,8 +64,8 @@ def strip_heights(rows: int):
 def assert_same_numbers(got: np.ndarray, expected: np.ndarray, exact: bool) -> None:
     """Bitwise where each output row is computed on its own (NaNs in the same places),
     else to float32 rounding: the FFT path tiles a strip unlike the whole image, and a
-    matrix product (the NumPy path's dense kernels) sums in an order that depends on its
-    width."""
+    matrix product (the GEMM path, the NumPy path's dense kernels) sums in an order that
+    depends on its width."""
     assert got.shape == expected.shape and got.dtype == np.float32
     if exact:
         assert np.array_equal(got, expected, equal_nan=True), np.nanmax(np.abs(got - expected))
@@ -77,13 +77,14 @@ def assert_same_numbers(got: np.ndarray, expected: np.ndarray, exact: bool) -> N
 def bitwise(paths: list[str], dense: bool) -> bool:
     """Do the engine paths a run took compute each output row on its own?"""
     taken = set("+".join(paths).split("+"))
-    return "fft" not in taken and not (dense and "numpy" in taken)
+    return not taken & {"fft", "gemm"} and not (dense and "numpy" in taken)
 
 
 @st.composite
 def operation_cases(draw):
     name = draw(st.sampled_from(OPERATIONS))
-    engines = ("auto", "direct", "numpy", "fft") + (("separable",) if name in SEPARABLE else ())
+    engines = (("auto", "direct", "numpy", "fft", "gemm")
+               + (("separable",) if name in SEPARABLE else ()))
     padding = draw(st.sampled_from(["same", "valid", "numbers"]))
     return dict(
         operation=resolve(name), image=an_image(draw, 3 if name == "sepia" else
@@ -157,7 +158,7 @@ def test_a_stack_in_strips_equals_run_stack(data):
                                min_size=1, max_size=4))
     image = an_image(data.draw, data.draw(st.sampled_from([1, 2, 4])))
     pad_mode, flip = data.draw(st.sampled_from(MODES)), data.draw(st.booleans())
-    engine = data.draw(st.sampled_from(["auto", "direct", "numpy", "fft"]))
+    engine = data.draw(st.sampled_from(["auto", "direct", "numpy", "fft", "gemm"]))
     layers = layers_from_specs(specs)
     try:
         row_filter = RowFilter(image.shape, layers, pad_mode=pad_mode, flip=flip,

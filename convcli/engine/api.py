@@ -29,7 +29,24 @@ SVD_MAX_TAPS = 64 * 64
 # (forward for inputs, inverse for outputs), plus ~5 ms per call for tiles and threads, so
 # FFT wins from about 31 x 31 on 4096^2. When NumPy takes a compiled path's call instead:
 # ``_runtime.use_numpy``.
-COST = {"direct_ns_per_tap": 0.037, "fft_ns_per_pixel": 17.0, "fft_fixed_ns": 5e6}
+# GEMM (im2col + BLAS, ``_gemm``), fitted on 2 threads against the direct loops timed in the
+# same run (interleaved, medians of 7), scaled so that direct 16 -> 16 7x7 is 0.037 ns per
+# tap (the shared machine ran ~2.5x slower than when the constants above were measured):
+# ~0.015 ns per tap (the products) + ~0.12 ns per column-matrix row and output pixel (the
+# gather) + the output's stores, which the direct loops pay too (3x3 kernels are bound by
+# them: ~0.5 ns per output value and pixel, from 3 -> 16 channels on 2048^2 at ~104 ms
+# against 67 ms for its taps). gemm / direct measured (model): 16 -> 16 7x7 on 512^2 0.71
+# (0.63), 16 -> 64 3x3 on 512^2 0.33 (0.51), 64 -> 16 3x3 0.53 (0.63), 8 -> 8 3x3 on 1024^2
+# 0.73 (0.85), 4 -> 4 3x3 0.97 (1.17: direct). Against torch.nn.functional.conv2d (2 threads,
+# same script, interleaved, medians of 15, bias and padding 1): 3 -> 16 3x3 on 3 x 2048^2
+# gemm 133 ms, direct 197, torch 376 (0.36x / 0.52x torch); 16 -> 16 3x3 on 16 x 1024^2 gemm
+# 119, direct 245, torch 218 (0.55x / 1.13x). Other runs that hour: 0.37-0.51x and
+# 0.51-0.70x (the machine is shared; single calls vary 2x).
+COST = {"direct_ns_per_tap": 0.037, "fft_ns_per_pixel": 17.0, "fft_fixed_ns": 5e6,
+        "direct_ns_per_output": 0.5, "gemm_ns_per_tap": 0.015, "gemm_ns_per_column": 0.12}
+# Output and input channels per group below which the GEMM path is never taken: depthwise
+# and single-output kernels leave a product one row deep or one row tall.
+GEMM_MIN_CHANNELS = 2
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
@@ -40,7 +57,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
     (C_out,) or None. ``padding`` is an int, an (H, W) pair, ``'valid'`` or ``'same'``
     (stride 1 only, as in PyTorch). ``padding_mode`` is ``zeros``, ``reflect``,
     ``replicate``, ``circular`` (as ``torch.nn.Conv2d``) or ``symmetric``. ``flip=True``
-    gives a true convolution. ``engine`` forces ``direct``, ``separable`` or ``fft``. Returns
+    gives a true convolution. ``engine`` forces ``direct``, ``separable``, ``fft``, ``gemm``
+    or ``numpy``. Returns
     float32 with the dimensionality of ``x``.
     """
     weight = _as_float32(weight, "weight")
@@ -105,6 +123,10 @@ def convolve(x, weight, bias=None, *, stride=(1, 1), padding=geometry.Padding(0,
 
         run_tasks(separable_conv, out.shape[0] * out.shape[1] * out.shape[2], x,
                   *_factor_rows(factors, weight.shape[0]), bias, *geometry_args, out)
+    elif path == "gemm":
+        from ._gemm import gemm_conv
+
+        gemm_conv(x, weight, bias, *geometry_args, groups, out)
     elif path == "fft":
         from ._fft import fft_conv
 
@@ -215,6 +237,9 @@ def _choose_path(weight: np.ndarray, groups: int, factors, engine: str, *, out_p
     separable: a depthwise rank-1 kernel where kH + kW < kH * kW.
     fft: when its estimated time beats the direct loops': roughly from 31 x 31 on a 4096^2
     image, and only for larger kernels on small images (fixed costs per call).
+    gemm: where its estimated time beats the direct loops' (with their output stores) or
+    the FFT's: kernels that mix several channels each way (3 -> 16 or 16 -> 16 3x3, not
+    4 -> 4 3x3; never depthwise). It needs no compiled loops, so it never becomes ``numpy``.
     direct: everything else.
     numpy: instead of the compiled separable or direct loops when ``_runtime.use_numpy``
     says so: a small call in a process that has not loaded them, or any call NumPy ends
@@ -224,7 +249,7 @@ def _choose_path(weight: np.ndarray, groups: int, factors, engine: str, *, out_p
     kernel_h, kernel_w = weight.shape[2:]
     out_channels, group_in = weight.shape[:2]
     depthwise = group_in == 1
-    if engine in ("direct", "fft"):
+    if engine in ("direct", "fft", "gemm"):
         return engine, factors
     worth_it = kernel_h + kernel_w < kernel_h * kernel_w
     if depthwise and (engine == "separable" or worth_it):
@@ -243,9 +268,28 @@ def _choose_path(weight: np.ndarray, groups: int, factors, engine: str, *, out_p
         fft_ns = (COST["fft_ns_per_pixel"] * (in_channels + out_channels) * full_pixels
                   + COST["fft_fixed_ns"])
         path = "fft" if fft_ns < direct_ns else "direct"
+        best_ns = fft_ns if path == "fft" else direct_ns + _output_ns(out_channels, out_pixels)
+        if engine == "auto" and _gemm_ns(weight, groups, taps, out_pixels) < best_ns:
+            return "gemm", factors            # BLAS, no compiled loops: never "numpy"
     if engine == "numpy" or (path != "fft" and use_numpy(taps * out_pixels)):
         return "numpy", (factors if separable else None)
     return path, factors
+
+
+def _output_ns(out_channels: int, out_pixels: int) -> float:
+    """The direct loops' time beyond their taps': storing the output (small kernels)."""
+    return COST["direct_ns_per_output"] * out_channels * out_pixels
+
+
+def _gemm_ns(weight: np.ndarray, groups: int, taps: int, out_pixels: int) -> float:
+    """The GEMM path's estimated time (inf where it does not fit: a product needs
+    ``GEMM_MIN_CHANNELS`` output and input channels per group to pay for its gather)."""
+    out_channels, group_in, kernel_h, kernel_w = weight.shape
+    if min(out_channels // groups, group_in) < GEMM_MIN_CHANNELS:
+        return float("inf")
+    gathered = group_in * kernel_h * kernel_w * groups          # column-matrix rows
+    return (COST["gemm_ns_per_tap"] * taps + COST["gemm_ns_per_column"] * gathered
+            + COST["direct_ns_per_output"] * out_channels) * out_pixels
 
 
 def _factor_rows(factors, out_channels: int):
