@@ -15,6 +15,7 @@ printed), and any failure becomes a ValueError that names the problem.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import warnings
@@ -63,10 +64,13 @@ def read_raw(source: str | BinaryIO, *, pixels: bool = True):
     """
     import tifffile
 
-    handler = _Collect()
-    logger = logging.getLogger("tifffile")
-    propagate, logger.propagate = logger.propagate, False
-    logger.addHandler(handler)
+    with tifffile_logs() as handler:
+        return _read_raw(source, pixels, handler)
+
+
+def _read_raw(source, pixels: bool, handler: "_Collect"):
+    import tifffile
+
     try:
         with tifffile.TiffFile(source) as tif:
             if pillow_decodes(tif):
@@ -83,10 +87,22 @@ def read_raw(source: str | BinaryIO, *, pixels: bool = True):
         if logged and logged[0] != detail:
             detail = f"{logged[0]}; {detail}"
         raise ValueError(detail) from None
+    return layout, (None if values is None else values.transpose(layout.order))
+
+
+@contextlib.contextmanager
+def tifffile_logs():
+    """Keep tifffile's log messages off stderr meanwhile: the ``_Collect`` it yields holds
+    them (a damaged file's warnings and errors, for convcli's own one-line message)."""
+    handler = _Collect()
+    logger = logging.getLogger("tifffile")
+    propagate, logger.propagate = logger.propagate, False
+    logger.addHandler(handler)
+    try:
+        yield handler
     finally:
         logger.removeHandler(handler)
         logger.propagate = propagate
-    return layout, (None if values is None else values.transpose(layout.order))
 
 
 class _Collect(logging.Handler):

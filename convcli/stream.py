@@ -23,6 +23,7 @@ strip (three are alive at once).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import queue
 import re
@@ -194,7 +195,11 @@ class TiffRows:
 
         from .images import _raw_scale
 
+        from ._tiff import tifffile_logs
+
         self.path = Path(path)
+        self._quiet = contextlib.ExitStack()       # tifffile's warnings off stderr until close
+        self._quiet.enter_context(tifffile_logs())
         self._tif = tifffile.TiffFile(str(path))
         page, self.layout, self.drop_alpha = self._page_and_layout(self._tif)
         self.page = page
@@ -223,6 +228,7 @@ class TiffRows:
 
     def close(self) -> None:
         self._tif.close()
+        self._quiet.close()
 
     @staticmethod
     def check(path: Path) -> None:
@@ -235,13 +241,17 @@ class TiffRows:
 
         if not head.startswith(TIFF_SIGNATURES):
             raise _NotStreamable("it is not a TIFF")
+        from ._tiff import tifffile_logs
+
         try:
-            with tifffile.TiffFile(str(path)) as tif:
+            with tifffile_logs() as logs, tifffile.TiffFile(str(path)) as tif:
                 TiffRows._page_and_layout(tif)
         except _NotStreamable:
             raise
         except Exception as error:       # a damaged file: the in-memory reader says why
             raise _NotStreamable(f"tifffile cannot read it ({error})") from None
+        if logs.errors:                  # read in part: the in-memory reader says why
+            raise _NotStreamable(f"tifffile cannot read it ({logs.errors[0]})")
 
     @staticmethod
     def _page_and_layout(tif):
