@@ -169,7 +169,6 @@ def open_rows(path: Path, gray: bool = False, hold_bytes: int = 0):
     if head.startswith(NPY_SIGNATURE) or Path(path).suffix.lower() == ".npy":
         return NpyRows(path, gray=gray)
     if head.startswith(TIFF_SIGNATURES):
-        TiffRows.check(path)
         return TiffRows(path, gray=gray)
     if head.startswith(SIGNATURE):
         try:
@@ -185,23 +184,53 @@ class _NotStreamable(Exception):
 
 # --- reading ---------------------------------------------------------------------------------
 
-class TiffRows:
+class _Rows:
+    """What the readers share: calling one with sorted row indices gives those rows, (C, n,
+    W) float32, as ``load_image`` gives them: ``_planes`` (each reader's: the colour
+    channels, scaled; alpha left out), then ``images._gray`` for ``--gray``; the time it
+    takes adds up in ``read_ms``."""
+
+    read_ms = 0.0
+    gray = False
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        from .images import _gray
+
+        started = time.perf_counter()
+        out = _gray(self._planes(np.asarray(rows, np.int64)), self.gray, self.path)
+        self.read_ms += (time.perf_counter() - started) * 1e3
+        return out
+
+
+class TiffRows(_Rows):
     """``read_rows`` over the first page of a TIFF: the rows asked for, (C, n, W) float32,
     scaled as ``load_image`` scales a TIFF's samples (alpha left out, ``--gray`` applied),
     decoding only the strips or tiles that hold them (uncompressed strips: only the rows)."""
 
     def __init__(self, path: Path, gray: bool = False):
+        """Raises _NotStreamable saying why the file cannot be streamed (a damaged one: the
+        in-memory reader then says why in its own words)."""
         import tifffile
 
-        from .images import _raw_scale
-
         from ._tiff import tifffile_logs
+        from .images import _gray_channels, _raw_scale
 
         self.path = Path(path)
-        self._quiet = contextlib.ExitStack()       # tifffile's warnings off stderr until close
-        self._quiet.enter_context(tifffile_logs())
-        self._tif = tifffile.TiffFile(str(path))
-        page, self.layout, self.drop_alpha = self._page_and_layout(self._tif)
+        self._open = contextlib.ExitStack()        # the file, and tifffile's logs kept off
+        try:                                       # stderr until close()
+            logs = self._open.enter_context(tifffile_logs())
+            try:
+                self._tif = self._open.enter_context(tifffile.TiffFile(str(path)))
+                page, self.layout, self.drop_alpha = self._page_and_layout(self._tif)
+            except _NotStreamable:
+                raise
+            except Exception as error:
+                raise _NotStreamable(f"tifffile cannot read it ({error})") from None
+            if logs.errors:                        # read in part
+                raise _NotStreamable(f"tifffile cannot read it ({logs.errors[0]})")
+        except BaseException:
+            self._open.close()
+            raise
         self.page = page
         self.height, self.width = int(page.imagelength), int(page.imagewidth)
         self.samples = int(page.samplesperpixel)
@@ -213,45 +242,21 @@ class TiffRows:
         self.down = -(-self.height // self.chunk_rows)
         self.across = -(-self.width // self.chunk_cols)
         self.dtype = page.dtype
-        self.scale = np.float32(_raw_scale(page.dtype)[0])
-        self.bit_depth = _raw_scale(page.dtype)[1]
+        self.scale, self.bit_depth = _raw_scale(page.dtype)
         self.has_alpha = bool(self.drop_alpha)
         self.gray = gray
-        channels = self.samples - self.drop_alpha
-        if gray and channels not in (1, 3):
-            raise FileFailure(f"{path}: --gray makes one luminance channel out of 3 (RGB) but "
-                              f"this input has {channels} channels; leave --gray out")
-        self.shape = (1 if gray else channels, self.height, self.width)
+        self.channels = self.samples - self.drop_alpha
+        try:
+            self.shape = (_gray_channels(self.channels, gray, self.path), self.height,
+                          self.width)
+        except BaseException:
+            self._open.close()
+            raise
         self._decode = page.decode
         self.raw = page.compression == 1 and not self.tiled and page.fillorder == 1
-        self.read_ms = 0.0
 
     def close(self) -> None:
-        self._tif.close()
-        self._quiet.close()
-
-    @staticmethod
-    def check(path: Path) -> None:
-        """Raise _NotStreamable saying why the file cannot be streamed."""
-        import tifffile
-
-        with open(path, "rb") as file:
-            head = file.read(4)
-        from ._tiff import TIFF_SIGNATURES
-
-        if not head.startswith(TIFF_SIGNATURES):
-            raise _NotStreamable("it is not a TIFF")
-        from ._tiff import tifffile_logs
-
-        try:
-            with tifffile_logs() as logs, tifffile.TiffFile(str(path)) as tif:
-                TiffRows._page_and_layout(tif)
-        except _NotStreamable:
-            raise
-        except Exception as error:       # a damaged file: the in-memory reader says why
-            raise _NotStreamable(f"tifffile cannot read it ({error})") from None
-        if logs.errors:                  # read in part: the in-memory reader says why
-            raise _NotStreamable(f"tifffile cannot read it ({logs.errors[0]})")
+        self._open.close()
 
     @staticmethod
     def _page_and_layout(tif):
@@ -279,25 +284,15 @@ class TiffRows:
             drop = layout.alpha
         return page, layout, int(drop)
 
-    def __call__(self, rows: np.ndarray) -> np.ndarray:
-        started = time.perf_counter()
-        rows = np.asarray(rows, np.int64)
-        channels = self.samples - self.drop_alpha
-        out = np.empty((channels, rows.size, self.width), np.float32)
-        for band in np.unique(rows // self.chunk_rows):
-            at = np.flatnonzero(rows // self.chunk_rows == band)
-            local = rows[at] - band * self.chunk_rows
-            values = self._band(int(band), local)          # (len(local), W, S) raw samples
-            place = slice(int(at[0]), int(at[-1]) + 1)    # the rows of one band are a run
-            for channel in range(channels):
-                np.divide(values[:, :, channel], self.scale, out=out[channel, place],
-                          casting="unsafe")
-        if self.gray and channels == 3:
-            from .images import LUMA_WEIGHTS
+    def _planes(self, rows: np.ndarray) -> np.ndarray:
+        from .images import _planes_over
 
-            out = np.tensordot(np.asarray(LUMA_WEIGHTS, np.float32), out, axes=1)[np.newaxis]
-        self.read_ms += (time.perf_counter() - started) * 1e3
-        return out
+        bands = rows // self.chunk_rows
+        values = [self._band(int(band), rows[bands == band] - band * self.chunk_rows)
+                  for band in np.unique(bands)]        # sorted rows: the bands in order
+        values = (np.concatenate(values) if values
+                  else np.empty((0, self.width, self.samples), self.dtype))
+        return _planes_over(values[:, :, :self.channels], self.scale)
 
     def _band(self, band: int, local: np.ndarray) -> np.ndarray:
         """Rows ``local`` (within chunk row ``band``) as (n, W, S) raw samples."""
@@ -353,7 +348,7 @@ class TiffRows:
         return values
 
 
-class PngRows:
+class PngRows(_Rows):
     """``read_rows`` over a non-interlaced 8- or 16-bit PNG: the rows asked for, (C, n, W)
     float32 as ``load_image`` gives them (/255 or /65535; a palette looked up; alpha left
     out; ``--gray`` applied). Decodes in file order (``_png.PngRowDecoder``), keeping only
@@ -392,7 +387,7 @@ class PngRows:
         self.has_alpha = decoder.colour in (4, 6)
         channels = 1 if decoder.colour in (0, 4) else 3
         self.bit_depth = decoder.depth
-        self.scale = np.float32(255.0 if decoder.depth == 8 else 65535.0)
+        self.scale = 255.0 if decoder.depth == 8 else 65535.0
         if decoder.palette is not None:        # missing entries are black, as in Pillow
             self._palette = np.zeros((256, 3), np.uint8)
             self._palette[:len(decoder.palette)] = decoder.palette[:256]
@@ -403,28 +398,18 @@ class PngRows:
         self._held = np.empty((0, decoder.row_bytes), np.uint8)
         self._all = None                       # every row decoded so far, when they fit
         self._hold = decoder.row_bytes * self.height <= hold_bytes
-        self.read_ms = 0.0
 
     def close(self) -> None:
         self._decoder.close()
 
-    def __call__(self, rows: np.ndarray) -> np.ndarray:
-        started = time.perf_counter()
-        rows = np.asarray(rows, np.int64)
-        raw = self._raw_rows(rows)
-        samples = raw.view(">u2" if self.bit_depth == 16 else np.uint8)
+    def _planes(self, rows: np.ndarray) -> np.ndarray:
+        from .images import _planes_over
+
+        samples = self._raw_rows(rows).view(">u2" if self.bit_depth == 16 else np.uint8)
         samples = samples.reshape(rows.size, self.width, self.samples)
         if self._decoder.colour == 3:
             samples = self._palette[samples[:, :, 0]]
-        out = np.empty((self._colour_channels, rows.size, self.width), np.float32)
-        for channel in range(self._colour_channels):
-            np.divide(samples[:, :, channel], self.scale, out=out[channel], casting="unsafe")
-        if self.gray and self._colour_channels == 3:
-            from .images import LUMA_WEIGHTS
-
-            out = np.tensordot(np.asarray(LUMA_WEIGHTS, np.float32), out, axes=1)[np.newaxis]
-        self.read_ms += (time.perf_counter() - started) * 1e3
-        return out
+        return _planes_over(samples[:, :, :self._colour_channels], self.scale)
 
     def _raw_rows(self, rows: np.ndarray) -> np.ndarray:
         """The unfiltered bytes of ``rows`` (sorted), from the rows held or decoded now."""
@@ -459,7 +444,7 @@ class PngRows:
         return raw
 
 
-class PixelRows:
+class PixelRows(_Rows):
     """``read_rows`` over an image Pillow decodes only whole (JPEG, WebP, BMP, GIF, and the
     PNGs ``PngRows`` cannot read in order): decoded once, at the first call, to its samples
     as ``load_image`` has them before they become floats (upright; 8-bit samples are a
@@ -479,7 +464,6 @@ class PixelRows:
         _, self.height, self.width = self.shape
         self.gray = gray
         self._samples = None
-        self.read_ms = 0.0
 
     @property
     def bit_depth(self) -> int:
@@ -496,26 +480,22 @@ class PixelRows:
             values, alpha, _, scale, bit_depth = pillow_samples(self.path)
             if values.ndim == 2:
                 values = values[:, :, np.newaxis]
-            self._samples = (values, values.shape[2] - alpha, np.float32(scale), bit_depth)
+            self._samples = (values, values.shape[2] - alpha, scale, bit_depth)
             self.read_ms += (time.perf_counter() - started) * 1e3
         return self._samples
 
     def __call__(self, rows: np.ndarray) -> np.ndarray:
+        self._decoded()                        # (timed apart: the decode is load time too)
+        return super().__call__(rows)
+
+    def _planes(self, rows: np.ndarray) -> np.ndarray:
+        from .images import _planes_over
+
         values, channels, scale, _ = self._decoded()
-        started = time.perf_counter()
-        picked = values[np.asarray(rows, np.int64)]
-        out = np.empty((channels, picked.shape[0], self.width), np.float32)
-        for channel in range(channels):
-            np.divide(picked[:, :, channel], scale, out=out[channel], casting="unsafe")
-        if self.gray and channels == 3:
-            from .images import LUMA_WEIGHTS
-
-            out = np.tensordot(np.asarray(LUMA_WEIGHTS, np.float32), out, axes=1)[np.newaxis]
-        self.read_ms += (time.perf_counter() - started) * 1e3
-        return out
+        return _planes_over(values[rows][:, :, :channels], scale)
 
 
-class NpyRows:
+class NpyRows(_Rows):
     """``read_rows`` over a (C, H, W) ``.npy`` array, memory-mapped: the rows asked for as
     float32, values unchanged, as ``load_image`` gives them."""
 
@@ -542,20 +522,12 @@ class NpyRows:
         self.shape = (channels,) + tuple(shape[1:])
         self.height, self.width = shape[1], shape[2]
         self.gray = gray
-        self.read_ms = 0.0
 
     def close(self) -> None:
         self._values = None
 
-    def __call__(self, rows: np.ndarray) -> np.ndarray:
-        started = time.perf_counter()
-        out = np.ascontiguousarray(self._values[:, np.asarray(rows, np.int64)], np.float32)
-        if self.gray and out.shape[0] == 3:
-            from .images import LUMA_WEIGHTS
-
-            out = np.tensordot(np.asarray(LUMA_WEIGHTS, np.float32), out, axes=1)[np.newaxis]
-        self.read_ms += (time.perf_counter() - started) * 1e3
-        return out
+    def _planes(self, rows: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(self._values[:, rows], np.float32)
 
 
 # --- filtering and writing -------------------------------------------------------------------
@@ -614,14 +586,7 @@ def _sample_strips(row_filter, height: int):
     rows_out = row_filter.output_shape[1]
     starts = sorted({0, (rows_out // 2 // height) * height,
                      ((rows_out - 1) // height) * height})
-    from .strips import Strip
-
-    strips = []
-    for first in starts:
-        needed = row_filter.rows_read(first, min(first + height, rows_out))
-        strips.append(Strip((first, first + needed[-1].size), needed[0],
-                            row_filter._peak_bytes(needed)))
-    return strips
+    return [row_filter.strip(first, height) for first in starts]
 
 
 def stream_image(source, jobs, options, strips_from=None):
@@ -690,19 +655,19 @@ def _robust_range(row_filter, reader, max_memory: int, timing: dict) -> tuple[fl
 
     def run_group() -> None:
         held = reader(held_rows)
-        for row in group:
-            wanted = row_filter.rows_read(row, row + 1)[0]
-            maps = row_filter.run(lambda _: held[:, np.searchsorted(held_rows, wanted)],
+        for row in group:                    # (run asks for the rows it reads)
+            maps = row_filter.run(lambda wanted: held[:, np.searchsorted(held_rows, wanted)],
                                   row, row + 1)
             samples.append(maps[:, :, ::column_step])
 
     started = time.perf_counter()
     with np.errstate(all="ignore"):
         for row in map(int, rows):
-            needed = np.union1d(held_rows, row_filter.rows_read(row, row + 1)[0])
+            reads = row_filter.rows_read(row, row + 1)[0]
+            needed = np.union1d(held_rows, reads)
             if group and needed.size > most_rows:
                 run_group()
-                group, needed = [], row_filter.rows_read(row, row + 1)[0]
+                group, needed = [], reads
             group.append(row)
             held_rows = needed
         run_group()

@@ -124,10 +124,13 @@ class RowFilter:
         """``strips``, planned one at a time as they are taken."""
         if height < 1:
             raise UsageError(f"a strip is at least 1 row high; got {height}")
-        rows_out = self.output_shape[1]
-        for first in range(0, rows_out, height):
-            needed = self.rows_read(first, min(first + height, rows_out))
-            yield Strip((first, first + needed[-1].size), needed[0], self._peak_bytes(needed))
+        for first in range(0, self.output_shape[1], height):
+            yield self.strip(first, height)
+
+    def strip(self, first: int, height: int) -> Strip:
+        """The strip of ``height`` output rows from ``first`` (fewer at the bottom)."""
+        needed = self.rows_read(first, min(first + height, self.output_shape[1]))
+        return Strip((first, first + needed[-1].size), needed[0], self._peak_bytes(needed))
 
     def _run_layer(self, index: int, layer: Layer, row, x: np.ndarray, held: np.ndarray,
                    wanted: np.ndarray) -> np.ndarray:
