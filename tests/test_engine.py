@@ -140,7 +140,7 @@ def test_gemm_path_in_blocks_matches_reference(block_bytes, multiply_adds, data)
     problem = data.draw(problems(tall=True, wide=data.draw(st.booleans())))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(_gemm, "BLOCK_BYTES", block_bytes)
-        patch.setattr(_gemm, "BLAS_SERIAL_MULTIPLY_ADDS", multiply_adds)
+        patch.setattr(_numpy, "BLAS_SERIAL_MULTIPLY_ADDS", multiply_adds)
         result, path = run_engine(problem, "gemm")
     assert path == "gemm"
     assert_matches_reference(result, problem["x"], problem["weight"], problem["bias"],

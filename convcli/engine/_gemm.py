@@ -13,7 +13,7 @@ weights, times a row of ones in ``cols``.
 
 Unlike NumPy's dense strips (chunks of taps), each block's product is over all taps: K =
 C_in/groups x kH x kW deep. Like them, it is cut into products of at most
-``_numpy.BLAS_SERIAL_MULTIPLY_ADDS`` (``_stacked_matmul``), which OpenBLAS runs on the
+``_numpy.BLAS_SERIAL_MULTIPLY_ADDS`` (``_numpy._stacked_matmul``), which OpenBLAS runs on the
 calling thread: its own threads on top of ours were 3-10x slower (measured on 2048^2 3 -> 16 and
 1024^2 16 -> 16, 2 of our threads or 1, blocks of 2 or 8 MB), and with OpenBLAS held to one
 thread (``OPENBLAS_NUM_THREADS=1``) whole-block products ran no faster than the cut ones
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._numpy import BLAS_SERIAL_MULTIPLY_ADDS, FLOAT_BYTES, _columns, _Strips
+from ._numpy import FLOAT_BYTES, _columns, _stacked_matmul, _Strips
 from ._runtime import run_tasks
 
 # Bytes of one block's column matrix (C_in/groups x kH x kW x rows x W_out floats). From
@@ -87,22 +87,3 @@ def _taps_view(inputs: np.ndarray, strips: _Strips, rows: int, out_w: int) -> np
         (channel, row * strips.dilation_h, column * strips.dilation_w, row * strips.stride_h,
          column * strips.stride_w), writeable=False)
     return view
-
-
-def _stacked_matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
-    """``out = a @ b`` as one NumPy call over a stack of column slices of ``b`` and ``out``,
-    each product within ``BLAS_SERIAL_MULTIPLY_ADDS`` (OpenBLAS's own threads stay idle) and
-    a multiple of 64 columns wide where that fits, plus one product for the rest. NumPy runs
-    the stack's products in C: (16, 144) x (144, 8192) took 406 us in 64-column slices, 945 us
-    by ``_numpy._serial_matmul``'s one Python call per 113 columns (and 113-column slices
-    stacked, 812 us: OpenBLAS's kernels like widths in multiples of 64 here)."""
-    depth, width = b.shape
-    columns = max(1, BLAS_SERIAL_MULTIPLY_ADDS // a.size)
-    if columns >= 64:
-        columns -= columns % 64
-    whole = width - width % columns
-    if whole:
-        np.matmul(a, b[:, :whole].reshape(depth, -1, columns).transpose(1, 0, 2),
-                  out=out[:, :whole].reshape(a.shape[0], -1, columns).transpose(1, 0, 2))
-    if whole < width:
-        np.matmul(a, b[:, whole:], out=out[:, whole:])
