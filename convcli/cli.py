@@ -170,15 +170,17 @@ def apply(
     quality: Annotated[int, typer.Option(help="JPEG and WebP quality.", metavar="1-100")] = 95,
     max_pixels: Annotated[Optional[int], typer.Option(
         "--max-pixels", help="Fail inputs with more pixels (or voxels) than this; 0: no limit. "
-                             "Default: 250,000,000.", metavar="N", show_default=False)] = None,
+                             "Default: 250,000,000; streamed images: 2^36, and 2^24 rows.",
+        metavar="N", show_default=False)] = None,
     max_memory: Annotated[Optional[str], typer.Option(
-        "--max-memory", help="Stream single-page TIFFs and PNGs larger than this as float32 "
-                             "(or of 10 megapixels or more) in strips, to --format png or tiff "
-                             "(tiled BigTIFF); larger inputs that cannot stream fail. Bytes or "
-                             "K/M/G; 0: no limit, never streamed but with --stream. Default: 1G.",
+        "--max-memory", help="Stream 2-D images (a TIFF page, PNG, JPEG, ...) larger than this "
+                             "as float32 (or of 10 megapixels or more) in strips, to --format "
+                             "png or tiff (tiled BigTIFF); larger inputs that cannot stream "
+                             "fail. Bytes or K/M/G; 0: no limit, never streamed but with "
+                             "--stream. Default: 1G.",
         metavar="SIZE", show_default=False)] = None,
     stream: Annotated[bool, typer.Option(
-        "--stream", help="Stream every single-page TIFF or PNG that can be (see --max-memory)."
+        "--stream", help="Stream every image that can be (see --max-memory)."
     )] = False,
     max_kernel: Annotated[int, typer.Option(
         "--max-kernel", help="Refuse kernels with a side larger than this; 0: no limit.",

@@ -75,8 +75,8 @@ class ApplyOptions:
     max_pixels: int | None = None   # None: the defaults of _check_size
     scale: float = 1.0      # multiplies every -k kernel's weights
     bias: float = 0.0       # added to every -k output, after the responses are combined
-    max_memory: int = 1 << 30   # a TIFF whose float32 pixels pass this is streamed (0: no limit)
-    stream: bool = False        # stream every TIFF that can be (--stream)
+    max_memory: int = 1 << 30   # an image whose float32 pixels pass this is streamed (0: no limit)
+    stream: bool = False        # stream every image that can be (--stream)
 
     def __post_init__(self) -> None:
         check_choice("--pad-mode", self.pad_mode, PAD_MODES)
@@ -438,9 +438,8 @@ def _streamed(source: Source, jobs: list[Job], options: ApplyOptions,
     if too_big:
         raise FileFailure(f"{source.path}: {_size_text(size)} as float32 is more than "
                           f"--max-memory {_size_text(options.max_memory)} and it cannot be "
-                          f"streamed ({reason}); single-page TIFFs and PNGs stream to --format "
-                          "tiff or png; or raise --max-memory (0: no limit) if the machine "
-                          "has the memory")
+                          f"streamed ({reason}); 2-D images stream to --format png or tiff; "
+                          "or raise --max-memory (0: no limit) if the machine has the memory")
     return False
 
 
