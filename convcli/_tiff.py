@@ -62,8 +62,6 @@ def read_raw(source: str | BinaryIO, *, pixels: bool = True):
     chain, a corrupted tag list: tifffile then reads what it can, e.g. fewer pages) fails
     the file too. Photographs are left to Pillow whatever tifffile logged, as before.
     """
-    import tifffile
-
     with tifffile_logs() as handler:
         return _read_raw(source, pixels, handler)
 

@@ -30,6 +30,7 @@ from ._npy import NPY_SIGNATURE, npy_header, read_npy
 from ._png import deep_colour_channels, encode_png, read_png16
 from ._tiff import TIFF_SIGNATURES, orientation_number, read_raw, write_tiff
 from .choices import NORMALIZE_MODES, OUTPUT_FORMATS
+from .engine.api import all_finite
 from .errors import FileFailure, UsageError, check_choice
 
 __all__ = ["LoadedImage", "load_image", "read_header", "map_to_unit", "save_image", "encode_image",
@@ -446,7 +447,7 @@ def _unit_and_clipped(maps: np.ndarray, normalize: str,
     """``map_to_unit`` and how many values it clipped (fell outside [0, 1])."""
     check_choice("--normalize", normalize, NORMALIZE_MODES)
     maps = np.array(maps, dtype=np.float32)        # one copy; every step below is in place
-    if not _all_finite(maps):
+    if not all_finite(maps):
         np.nan_to_num(maps, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
     if normalize in ("abs", "robust"):
         np.abs(maps, out=maps)
@@ -495,7 +496,7 @@ def _value_range(maps: np.ndarray, normalize: str) -> tuple[float, float]:
             return (0.0, robust_high(maps[:, rows, ::column_step]))
         flat = maps.reshape(-1)
         return (0.0, robust_high(flat[::max(1, flat.size // ROBUST_SAMPLES)]))
-    finite = maps if _all_finite(maps) else np.nan_to_num(maps, nan=0.0, posinf=1.0, neginf=0.0)
+    finite = maps if all_finite(maps) else np.nan_to_num(maps, nan=0.0, posinf=1.0, neginf=0.0)
     return (float(finite.min()), float(finite.max()))
 
 
@@ -516,13 +517,6 @@ def robust_high(samples: np.ndarray) -> float:
     samples = np.abs(np.nan_to_num(np.asarray(samples, np.float32), nan=0.0, posinf=1.0,
                                    neginf=0.0))
     return float(np.percentile(samples, ROBUST_PERCENTILE)) if samples.size else 0.0
-
-
-def _all_finite(values: np.ndarray) -> bool:
-    """No NaN or infinity in ``values``: their float64 sum (which finite float32 values cannot
-    overflow) is finite; one pass and no full-size temporary, unlike ``np.isfinite``."""
-    with np.errstate(invalid="ignore", over="ignore"):          # inf - inf: NaN, quietly
-        return bool(np.isfinite(np.sum(values, dtype=np.float64)))
 
 
 def _quantize(unit: np.ndarray, bit_depth: int) -> np.ndarray:

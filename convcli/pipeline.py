@@ -21,7 +21,7 @@ import numpy as np
 
 from . import geometry, images
 from .choices import BIT_DEPTHS, NORMALIZE_CHOICES
-from .engine import PADDING_MODES, compile_seconds, rank_one_factors
+from .engine import PADDING_MODES, all_finite, compile_seconds, rank_one_factors
 from .errors import ConvcliError, FileFailure, UsageError, check_choice, print_warning
 from .inputs import Source, is_stream
 from .kernels import Operation
@@ -382,7 +382,7 @@ def apply_to_image(source: Source, jobs: list[Job], options: ApplyOptions, *,
     image = images.load_image(source.path, gray=options.gray, data=data)
     _check_size(source.path, image.pixels.shape, options)
     load_ms = _ms_since(started)
-    if not np.isfinite(image.pixels.sum(dtype=np.float64)):   # no full-size temporary
+    if not all_finite(image.pixels):                           # no full-size temporary
         bad = image.pixels.size - int(np.count_nonzero(np.isfinite(image.pixels)))
         print_warning(f"{source.path}: {bad:,} NaN or infinite input value(s); they spread to every "
                       "output whose window reads them")

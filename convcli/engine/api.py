@@ -15,8 +15,8 @@ from ..choices import ENGINE_CHOICES, ENGINE_PATHS, PADDING_MODES
 from ..errors import UsageError, check_choice
 from ._runtime import run_tasks, use_numpy
 
-__all__ = ["conv2d", "convolve", "choose_path", "fft_only_if_finite", "border_map",
-           "rank_one_factors", "ENGINE_PATHS", "PADDING_MODES"]
+__all__ = ["conv2d", "convolve", "choose_path", "fft_only_if_finite", "all_finite",
+           "border_map", "rank_one_factors", "ENGINE_PATHS", "PADDING_MODES"]
 
 RANK_ONE_TOLERANCE = 1e-6  # second singular value relative to the first
 # Above this many taps an SVD takes seconds to hours (O(n^3): a 6001^2 kernel, hours); larger
@@ -157,7 +157,14 @@ def fft_only_if_finite(path: str, x: np.ndarray) -> str:
     """``path``, or ``direct`` instead of ``fft`` when ``x`` holds a NaN or inf: on an FFT tile
     it would spread over the whole tile, not just the windows that cover it. (For paths
     chosen automatically; a forced ``fft`` is taken as asked.)"""
-    return "direct" if path == "fft" and not np.isfinite(x).all() else path
+    return "direct" if path == "fft" and not all_finite(x) else path
+
+
+def all_finite(values: np.ndarray) -> bool:
+    """No NaN or infinity in ``values``: their float64 sum (which finite float32 values cannot
+    overflow) is finite; one pass and no full-size temporary, unlike ``np.isfinite``."""
+    with np.errstate(invalid="ignore", over="ignore"):          # inf - inf: NaN, quietly
+        return bool(np.isfinite(np.sum(values, dtype=np.float64)))
 
 
 def _output_sizes(size_hw, weight, padding, stride, dilation):
