@@ -659,8 +659,9 @@ def _alpha_at_outputs(alpha: np.ndarray, out_hw: tuple[int, int], kernel_hw: tup
     return np.ascontiguousarray(alpha[np.ix_(rows, cols)])
 
 
-def _bit_depth(image: images.LoadedImage, options: ApplyOptions) -> int:
-    """``--bit-depth``, else 16 for a 16-bit input written as PNG, else 8."""
+def _bit_depth(image, options: ApplyOptions) -> int:
+    """``--bit-depth``, else 16 for a 16-bit input (an ``images.LoadedImage`` or a streamed
+    reader: its ``bit_depth``) written as PNG, else 8."""
     return options.bit_depth or (16 if image.bit_depth >= 16 and options.fmt == "png" else 8)
 
 

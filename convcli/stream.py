@@ -590,17 +590,16 @@ def _sample_strips(row_filter, height: int):
 
 
 def stream_image(source, jobs, options, strips_from=None):
-    """Every job's output of a TIFF or PNG, streamed; one ``OutputRecord`` per job.
-    ``strips_from`` makes the strips' outputs, as ``_filtered_strips`` (its default) does
-    here: ``cluster.ClusterPool.strips`` has a Dask cluster's workers make them."""
-    from .images import atomic_write
-
-    records = []
-    for job in jobs:
-        if not options.overwrite and job.destination.exists():
-            raise FileFailure(f"{job.destination}: already exists; use --overwrite to replace it")
+    """Every job's output of an image, streamed; one ``OutputRecord`` per job (outputs that
+    exist were refused by ``pipeline.apply_to_image``). ``strips_from`` makes the strips'
+    outputs, as ``_filtered_strips`` (its default) does here: ``cluster.ClusterPool.strips``
+    has a Dask cluster's workers make them."""
     from .engine import _runtime
     from .engine._compile_log import compile_seconds
+    from .images import atomic_write
+    from .pipeline import _bit_depth
+
+    records = []
 
     _runtime.expect_a_long_run()
     for job in jobs:
@@ -621,9 +620,8 @@ def stream_image(source, jobs, options, strips_from=None):
             make = strips_from or _filtered_strips
             outputs = _made_ahead(lambda: make(row_filter, reader, strips, timing))
             if options.fmt == "png":
-                bit_depth = options.bit_depth or (16 if reader.bit_depth >= 16 else 8)
-                write = _png_writer(row_filter.output_shape, outputs, bit_depth, normalize,
-                                    value_range, timing)
+                write = _png_writer(row_filter.output_shape, outputs, _bit_depth(reader, options),
+                                    normalize, value_range, timing)
             else:
                 write = _tile_writer(row_filter.output_shape, outputs)
             writing = time.perf_counter()
