@@ -291,23 +291,15 @@ def _take_reader(path: str, gray: bool, low: int):
     with _readers_lock:
         idle = _readers.get(key, [])
         if idle:
-            on_the_way = [r for r in idle if _lowest_row(r) <= low]
-            reader = max(on_the_way, key=_lowest_row) if on_the_way else idle[-1]
+            on_the_way = [r for r in idle if r.first_row_in_order <= low]
+            reader = (max(on_the_way, key=lambda r: r.first_row_in_order) if on_the_way
+                      else idle[-1])
             idle.remove(reader)
             return key, reader
     try:
         return key, open_rows(Path(path), gray=gray)
     except _NotStreamable as error:      # changed since the client planned it
         raise FileFailure(f"{path}: cannot be streamed any more ({error})") from None
-
-
-def _lowest_row(reader) -> int:
-    """The first row ``reader`` gives without starting over (a PNG's; a TIFF's: any)."""
-    decoder = getattr(reader, "_decoder", None)
-    if decoder is None:
-        return 0
-    held = getattr(reader, "_held_rows", None)
-    return int(held[0]) if held is not None and held.size else int(decoder.next_row)
 
 
 def _give_back(key: tuple, reader) -> None:

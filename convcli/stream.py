@@ -192,6 +192,7 @@ class _Rows:
 
     read_ms = 0.0
     gray = False
+    first_row_in_order = 0       # the lowest row it gives without starting over (PngRows')
 
     def __call__(self, rows: np.ndarray) -> np.ndarray:
         from .images import _gray
@@ -401,6 +402,13 @@ class PngRows(_Rows):
 
     def close(self) -> None:
         self._decoder.close()
+
+    @property
+    def first_row_in_order(self) -> int:
+        """The lowest row a call gives without decoding from the top again."""
+        if self._all is not None:              # every row decoded so far is kept
+            return 0
+        return int(self._held_rows[0]) if self._held_rows.size else self._decoder.next_row
 
     def _planes(self, rows: np.ndarray) -> np.ndarray:
         from .images import _planes_over
