@@ -14,8 +14,8 @@ import pytest
 from hypothesis import assume, given, settings, strategies as st
 
 from convcli import UsageError, conv2d
-from convcli.engine import (_cache, _fft, _gemm, _numpy, _runtime, choose_path, convolve,
-                            rank_one_factors)
+from convcli.engine import (_cache, _fft, _gemm, _numpy, _runtime, border_map, choose_path,
+                            convolve, rank_one_factors)
 from convcli.geometry import Padding
 from reference import reference_conv2d
 
@@ -87,6 +87,43 @@ def test_general_paths_match_reference(engine, problem):
     assert path == engine
     assert_matches_reference(result, problem["x"], problem["weight"], problem["bias"],
                              **reference_for(problem))
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(data=st.data(), kernel=st.tuples(st.integers(1, 12), st.integers(1, 12)))
+def test_direct_blocks_of_every_kernel_size_match_reference(data, kernel):
+    """``direct_conv`` (stride and dilation 1 across) cuts kernels into 3x3, 5x5, 4x7 and 5x1
+    blocks: sizes up to 12 take every mix of them, on rows wide enough to vectorise."""
+    problem = data.draw(problems(wide=True))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    weight = problem["weight"]
+    problem["weight"] = rng.standard_normal(weight.shape[:2] + kernel).astype(np.float32)
+    problem["stride"], problem["dilation"] = (problem["stride"][0], 1), (problem["dilation"][0], 1)
+    top, bottom, left, right = problem["padding"]
+    assume(problem["x"].shape[2] + top + bottom >= problem["dilation"][0] * (kernel[0] - 1) + 1)
+    assume(problem["x"].shape[3] + left + right >= kernel[1])
+    result, path = run_engine(problem, "direct")
+    assert path == "direct"
+    assert_matches_reference(result, problem["x"], problem["weight"], problem["bias"],
+                             **reference_for(problem))
+
+
+def test_direct_rows_have_the_same_bits_whatever_the_task_split(rng):
+    """Threads and strips cut the output rows anywhere: a row's sums must not depend on it."""
+    from convcli.engine._loops import direct_conv
+
+    x = rng.standard_normal((1, 2, 23, 97)).astype(np.float32)
+    weight = rng.standard_normal((3, 2, 7, 9)).astype(np.float32)
+    bias = rng.standard_normal(3).astype(np.float32)
+    row_map, col_map = border_map(23, (3, 3), "reflect"), border_map(97, (4, 4), "reflect")
+    arguments = (x, weight, bias, row_map, col_map, 4, 1, 1, 1, 1, 1)
+    whole = np.zeros((1, 3, 23, 97), np.float32)
+    direct_conv(0, 69, *arguments, whole)
+    for cuts in ([0, 1, 69], [0, 5, 6, 40, 69], list(range(70))):
+        pieces = np.zeros_like(whole)
+        for first, last in zip(cuts, cuts[1:]):
+            direct_conv(first, last, *arguments, pieces)
+        np.testing.assert_array_equal(pieces, whole)
 
 
 @pytest.mark.parametrize("engine", ["direct", "separable"])

@@ -132,9 +132,10 @@ def convolve(x, weight, bias=None, *, stride=(1, 1), padding=geometry.Padding(0,
 
         fft_conv(x, weight, bias, *geometry_args, groups, out)
     else:
-        from ._loops import direct_conv
+        from ._loops import direct_conv, strided_conv
 
-        run_tasks(direct_conv, out.shape[0] * out.shape[1] * out.shape[2], x, weight, bias,
+        loop = direct_conv if stride[1] == dilation[1] == 1 else strided_conv
+        run_tasks(loop, out.shape[0] * out.shape[1] * out.shape[2], x, weight, bias,
                   *geometry_args, groups, out)
     return out, path
 

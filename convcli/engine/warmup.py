@@ -18,8 +18,8 @@ from .pooling import avg_pool2d, max_pool2d
 
 __all__ = ["warm_up", "cache_folder", "COMPILED_FUNCTIONS"]
 
-COMPILED_FUNCTIONS = ("direct_conv", "separable_conv", "pool_axis", "unfilter_rows",
-                      "quantize_plane")
+COMPILED_FUNCTIONS = ("direct_conv", "strided_conv", "separable_conv", "pool_axis",
+                      "unfilter_rows", "quantize_plane")
 
 
 def warm_up(*, locked: bool = False) -> dict[str, float]:
@@ -34,6 +34,7 @@ def warm_up(*, locked: bool = False) -> dict[str, float]:
         square = np.arange(9, dtype=np.float32).reshape(1, 1, 3, 3) - 4      # rank 2: direct
         rank_one = np.outer([1.0, 2.0, 1.0], [-1.0, 0.0, 1.0]).astype(np.float32)[None, None]
         convolve(image[:, :1], square, np.ones(1, np.float32), engine="direct")
+        convolve(image[:, :1], square, stride=(1, 2), engine="direct")     # strided_conv
         depthwise = np.broadcast_to(rank_one, (2, 1, 3, 3))
         convolve(image, np.ascontiguousarray(depthwise), groups=2, engine="separable")
         max_pool2d(image, 2)
