@@ -12,8 +12,8 @@ row/column, the input index it reads (-1: a zero); columns are looked up only at
 borders. Dilation is index arithmetic.
 
 Direct (``direct_conv``, stride and dilation 1 across): every output pixel is a sum over
-C_in/groups x kH x kW taps. The kernel is cut into blocks of 3 x 3, 5 x 5, 4 x 7 taps (and
-5 x 1 for a last odd column; ``add_block``), and each block is one pass over the output
+C_in/groups x kH x kW taps. The kernel is cut into blocks of 3 x 3, 5 x 5, 4 x 7 or 3 x 7
+taps (and 5 x 1 for a last odd column; ``add_block``), and each block is one pass over the output
 row that sums its taps in registers, a row's taps left to right, then the rows, and loads
 and stores each output once. A 3x3 or 5x5 kernel is one pass, a 7x7 two. The block sizes are
 constants, so LLVM unrolls them and vectorises across the row; it cannot keep a sum in
@@ -77,30 +77,32 @@ def direct_conv(first_task, last_task, x, weight, bias, row_map, col_map, pad_le
             image = x[n, first_in + ci]
             kx0 = 0
             while kx0 < kernel_w:
-                left = kernel_w - kx0
-                columns = 7 if left >= 7 else (5 if left >= 5 else (3 if left >= 3 else 1))
-                rows = 4 if columns == 7 else (3 if columns == 3 else 5)
-                for ky0 in range(0, kernel_h, rows):
-                    # A block of kernel rows x columns; a row in the zero padding or past
-                    # the kernel reads a row of zeros with weights 0 (0 * 0: never 0 * inf).
+                columns = block_columns(kernel_w - kx0)
+                ky0 = 0
+                while ky0 < kernel_h:
+                    rows = block_rows(columns, kernel_h - ky0)
+                    # Kernel rows in the zero padding or past the kernel read a row of zeros
+                    # with weights 0 (0 * 0: never 0 * inf).
                     used = False
                     for j in range(MOST_PASS_ROWS):
                         ky = ky0 + j
-                        inside_kernel = j < rows and ky < kernel_h and sources[min(ky, kernel_h - 1)] >= 0
-                        used = used or inside_kernel
+                        on_image = (j < rows and ky < kernel_h
+                                    and sources[min(ky, kernel_h - 1)] >= 0)
+                        used = used or on_image
                         for kx in range(columns):
-                            taps[j, kx] = (weight[co, ci, ky, kx0 + kx] if inside_kernel
+                            taps[j, kx] = (weight[co, ci, ky, kx0 + kx] if on_image
                                            else np.float32(0.0))
-                    if not used:
-                        continue
-                    add_block(destination, first, last - first, pass_row(image, sources, ky0, rows, 0, zero_row),
-                              pass_row(image, sources, ky0, rows, 1, zero_row),
-                              pass_row(image, sources, ky0, rows, 2, zero_row),
-                              pass_row(image, sources, ky0, rows, 3, zero_row),
-                              pass_row(image, sources, ky0, rows, 4, zero_row),
-                              taps, columns, first - pad_left + kx0,
-                              np.float32(0.0) if written else bias[co], written)
-                    written = True
+                    if used:
+                        add_block(destination, first, last - first,
+                                  block_row(image, sources, ky0, rows, 0, zero_row),
+                                  block_row(image, sources, ky0, rows, 1, zero_row),
+                                  block_row(image, sources, ky0, rows, 2, zero_row),
+                                  block_row(image, sources, ky0, rows, 3, zero_row),
+                                  block_row(image, sources, ky0, rows, 4, zero_row),
+                                  taps, rows, columns, first - pad_left + kx0,
+                                  np.float32(0.0) if written else bias[co], written)
+                        written = True
+                    ky0 += rows
                 kx0 += columns
         if not written:                      # every kernel row in the zero padding
             destination[first:last] = bias[co]
@@ -189,8 +191,23 @@ def add_taps_with_borders(destination, row0, row1, row2, row3, t0, t1, t2, t3, c
 
 
 @jit_inline
-def pass_row(image, sources, ky0, rows, j, zero_row):
-    """The image row under kernel row ``ky0 + j`` of a pass of ``rows`` (zeros outside)."""
+def block_columns(left):
+    """The columns of the next block when ``left`` kernel columns remain: 7, 5, 3 or 1."""
+    return 7 if left >= 7 else (5 if left >= 5 else (3 if left >= 3 else 1))
+
+
+@jit_inline
+def block_rows(columns, left):
+    """The kernel rows of a block of ``columns`` when ``left`` rows remain: 4 or 3 (exact)
+    for 7 columns, 3 for 3, 5 for 5 and 1; a block may reach past the kernel's last row."""
+    if columns == 7:
+        return 4 if left >= 4 else 3
+    return 3 if columns == 3 else 5
+
+
+@jit_inline
+def block_row(image, sources, ky0, rows, j, zero_row):
+    """The image row under kernel row ``ky0 + j`` of a block of ``rows`` (zeros outside)."""
     ky = ky0 + j
     if j < rows and ky < sources.shape[0] and sources[ky] >= 0:
         return image[sources[ky]]
@@ -198,25 +215,38 @@ def pass_row(image, sources, ky0, rows, j, zero_row):
 
 
 @jit_inline
-def add_block(destination, first, count, row0, row1, row2, row3, row4, taps, columns, start,
-              bias, accumulate):
-    """``destination[first + o] (+)= bias + sum_{j, k} taps[j, k] * row_j[start + o + k]`` for
-    o < ``count``, over a block of 3 x 3, 5 x 5, 4 x 7 or 5 x 1 taps (``columns``: 3, 5, 7,
-    1): each row's taps summed, then the rows', in registers; the destination is loaded and
-    stored once. (Whole rows indexed from offsets LLVM can tell are >= 0 let it vectorise;
-    slices of them ran 1.5x slower.)"""
+def add_block(destination, first, count, r0, r1, r2, r3, r4, taps, rows, columns, start, bias,
+              accumulate):
+    """``destination[first + o] (+)= bias + sum_{j, k} taps[j, k] * r_j[start + o + k]`` for
+    o < ``count``, over a block of 3 x 3, 5 x 5, 4 x 7, 3 x 7 or 5 x 1 taps (``rows`` x
+    ``columns``): each row's taps summed, then the rows', in registers; the destination is
+    loaded and stored once. (Whole rows indexed from offsets LLVM can tell are >= 0 let it
+    vectorise; slices of them ran 1.5x slower.)"""
     first, start = max(first, 0), max(start, 0)
-    r0, r1, r2, r3, r4 = row0, row1, row2, row3, row4
     if columns == 7:
-        a0, a1, a2, a3, a4, a5, a6 = taps[0, 0], taps[0, 1], taps[0, 2], taps[0, 3], taps[0, 4], taps[0, 5], taps[0, 6]
-        b0, b1, b2, b3, b4, b5, b6 = taps[1, 0], taps[1, 1], taps[1, 2], taps[1, 3], taps[1, 4], taps[1, 5], taps[1, 6]
-        c0, c1, c2, c3, c4, c5, c6 = taps[2, 0], taps[2, 1], taps[2, 2], taps[2, 3], taps[2, 4], taps[2, 5], taps[2, 6]
-        d0, d1, d2, d3, d4, d5, d6 = taps[3, 0], taps[3, 1], taps[3, 2], taps[3, 3], taps[3, 4], taps[3, 5], taps[3, 6]
-        for o in range(count):
-            i = start + o
-            s = ((seven(r0, i, a0, a1, a2, a3, a4, a5, a6) + seven(r1, i, b0, b1, b2, b3, b4, b5, b6))
-                 + (seven(r2, i, c0, c1, c2, c3, c4, c5, c6) + seven(r3, i, d0, d1, d2, d3, d4, d5, d6)))
-            destination[first + o] = destination[first + o] + s if accumulate else bias + s
+        a0, a1, a2, a3, a4, a5, a6 = (taps[0, 0], taps[0, 1], taps[0, 2], taps[0, 3], taps[0, 4],
+                                      taps[0, 5], taps[0, 6])
+        b0, b1, b2, b3, b4, b5, b6 = (taps[1, 0], taps[1, 1], taps[1, 2], taps[1, 3], taps[1, 4],
+                                      taps[1, 5], taps[1, 6])
+        c0, c1, c2, c3, c4, c5, c6 = (taps[2, 0], taps[2, 1], taps[2, 2], taps[2, 3], taps[2, 4],
+                                      taps[2, 5], taps[2, 6])
+        d0, d1, d2, d3, d4, d5, d6 = (taps[3, 0], taps[3, 1], taps[3, 2], taps[3, 3], taps[3, 4],
+                                      taps[3, 5], taps[3, 6])
+        if rows == 4:
+            for o in range(count):
+                i = start + o
+                s = ((seven(r0, i, a0, a1, a2, a3, a4, a5, a6)
+                      + seven(r1, i, b0, b1, b2, b3, b4, b5, b6))
+                     + (seven(r2, i, c0, c1, c2, c3, c4, c5, c6)
+                        + seven(r3, i, d0, d1, d2, d3, d4, d5, d6)))
+                destination[first + o] = destination[first + o] + s if accumulate else bias + s
+        else:
+            for o in range(count):
+                i = start + o
+                s = ((seven(r0, i, a0, a1, a2, a3, a4, a5, a6)
+                      + seven(r1, i, b0, b1, b2, b3, b4, b5, b6))
+                     + seven(r2, i, c0, c1, c2, c3, c4, c5, c6))
+                destination[first + o] = destination[first + o] + s if accumulate else bias + s
     elif columns == 5:
         a0, a1, a2, a3, a4 = taps[0, 0], taps[0, 1], taps[0, 2], taps[0, 3], taps[0, 4]
         b0, b1, b2, b3, b4 = taps[1, 0], taps[1, 1], taps[1, 2], taps[1, 3], taps[1, 4]
