@@ -13,15 +13,17 @@ borders. Dilation is index arithmetic.
 
 Direct (``direct_conv``, stride and dilation 1 across): every output pixel is a sum over
 C_in/groups x kH x kW taps. The kernel is cut into blocks of 3 x 3, 5 x 5, 4 x 7 or 3 x 7
-taps (and 5 x 1 for a last odd column; ``add_block``), and each block is one pass over the output
-row that sums its taps in registers, a row's taps left to right, then the rows, and loads
-and stores each output once. A 3x3 or 5x5 kernel is one pass, a 7x7 two. The block sizes are
-constants, so LLVM unrolls them and vectorises across the row; it cannot keep a sum in
-registers over a loop of runtime length. Kernel rows in the zero padding or past the
+taps (and 5 x 1 for a last odd column; ``add_block``). Each block is one pass over the
+output row that sums its taps in registers, a row's taps left to right, then the rows, and
+loads and stores each output once: a 3x3 or 5x5 kernel is one pass, a 7x7 two. The block
+sizes are constants, so LLVM unrolls them and vectorises across the row; it cannot keep a
+sum in registers over a loop of runtime length. Kernel rows in the zero padding or past the
 kernel's last row read a row of zeros with weight 0 (0 * 0, never 0 * inf). Each output's
 sum runs in the same order wherever its task range starts, so threads and strips give the
-same bits. (Against the four-taps-a-pass loop below: 3x3 2.4 against 5.2 ms, 5x5 4.1 against
-9.0, 7x7 8.8 against 13.9, one thread on 2048^2; cv2.filter2D 2.7, 5.4, 8.5.)
+same bits. Against the four-taps-a-pass loop below, one thread on 2048^2: 3x3 2.4-2.6
+against 5.2 ms, 5x5 4.1-4.6 against 9.0, 7x7 8.2-8.5 against 13.9 (cv2.filter2D 2.7, 4.7,
+8.2). Two output rows a pass (each input load shared) ran 2.7x slower at 7x7: 56 weights
+and two sums do not fit the registers.
 
 Strided (``strided_conv``, any other stride or dilation across): the taps that fall on
 image rows are listed once and added four per pass (``add_four_taps``: a row, where it
