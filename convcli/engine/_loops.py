@@ -74,7 +74,9 @@ def direct_conv(first_task, last_task, x, weight, bias, row_map, col_map, pad_le
         destination = out[n, co, oy]
         for ky in range(kernel_h):
             sources[ky] = row_map[oy * stride_h + ky * dilation_h]
-        written = False                       # the first pass writes bias + its sum
+        # The bias is added last, to the whole sum, as adding it afterwards would.
+        passes = group_in * blocks_on_image(sources, kernel_h, kernel_w)
+        done = 0
         for ci in range(group_in):
             image = x[n, first_in + ci]
             kx0 = 0
@@ -83,18 +85,17 @@ def direct_conv(first_task, last_task, x, weight, bias, row_map, col_map, pad_le
                 ky0 = 0
                 while ky0 < kernel_h:
                     rows = block_rows(columns, kernel_h - ky0)
-                    # Kernel rows in the zero padding or past the kernel read a row of zeros
-                    # with weights 0 (0 * 0: never 0 * inf).
-                    used = False
-                    for j in range(MOST_PASS_ROWS):
-                        ky = ky0 + j
-                        on_image = (j < rows and ky < kernel_h
-                                    and sources[min(ky, kernel_h - 1)] >= 0)
-                        used = used or on_image
-                        for kx in range(columns):
-                            taps[j, kx] = (weight[co, ci, ky, kx0 + kx] if on_image
-                                           else np.float32(0.0))
-                    if used:
+                    if any_on_image(sources, ky0, ky0 + rows):
+                        # Kernel rows in the zero padding or past the kernel read a row of
+                        # zeros with weights 0 (0 * 0: never 0 * inf).
+                        for j in range(MOST_PASS_ROWS):
+                            ky = ky0 + j
+                            on_image = (j < rows and ky < kernel_h
+                                        and sources[min(ky, kernel_h - 1)] >= 0)
+                            for kx in range(columns):
+                                taps[j, kx] = (weight[co, ci, ky, kx0 + kx] if on_image
+                                               else np.float32(0.0))
+                        done += 1
                         add_block(destination, first, last - first,
                                   block_row(image, sources, ky0, rows, 0, zero_row),
                                   block_row(image, sources, ky0, rows, 1, zero_row),
@@ -102,24 +103,22 @@ def direct_conv(first_task, last_task, x, weight, bias, row_map, col_map, pad_le
                                   block_row(image, sources, ky0, rows, 3, zero_row),
                                   block_row(image, sources, ky0, rows, 4, zero_row),
                                   taps, rows, columns, first - pad_left + kx0,
-                                  np.float32(0.0) if written else bias[co], written)
-                        written = True
+                                  bias[co] if done == passes else np.float32(0.0), done > 1)
                     ky0 += rows
                 kx0 += columns
-        if not written:                      # every kernel row in the zero padding
+        if passes == 0:                      # every kernel row in the zero padding
             destination[first:last] = bias[co]
         for k in range(out_w - (last - first)):     # the border outputs, tap by tap
             o = k if k < first else k + last - first
-            total = bias[co]
+            total = np.float32(0.0)
             for ci in range(group_in):
                 for ky in range(kernel_h):
-                    source = row_map[oy * stride_h + ky * dilation_h]
-                    if source >= 0:
-                        row = x[n, first_in + ci, source]
+                    if sources[ky] >= 0:
+                        row = x[n, first_in + ci, sources[ky]]
                         for kx in range(kernel_w):
                             total += mapped_term(weight[co, ci, ky, kx], row,
                                                  col_map[o + kx])
-            destination[o] = total
+            destination[o] = total + bias[co]
 
 
 @jit
@@ -208,6 +207,31 @@ def block_rows(columns, left):
 
 
 @jit_inline
+def blocks_on_image(sources, kernel_h, kernel_w):
+    """How many blocks of a kH x kW kernel have a row on the image (``sources`` >= 0)."""
+    count = 0
+    kx0 = 0
+    while kx0 < kernel_w:
+        columns = block_columns(kernel_w - kx0)
+        ky0 = 0
+        while ky0 < kernel_h:
+            rows = block_rows(columns, kernel_h - ky0)
+            count += any_on_image(sources, ky0, ky0 + rows)
+            ky0 += rows
+        kx0 += columns
+    return count
+
+
+@jit_inline
+def any_on_image(sources, first, stop):
+    """Whether a kernel row in [first, stop) lies on the image (``sources`` >= 0)."""
+    for ky in range(first, min(stop, sources.shape[0])):
+        if sources[ky] >= 0:
+            return True
+    return False
+
+
+@jit_inline
 def block_row(image, sources, ky0, rows, j, zero_row):
     """The image row under kernel row ``ky0 + j`` of a block of ``rows`` (zeros outside)."""
     ky = ky0 + j
@@ -219,8 +243,8 @@ def block_row(image, sources, ky0, rows, j, zero_row):
 @jit_inline
 def add_block(destination, first, count, r0, r1, r2, r3, r4, taps, rows, columns, start, bias,
               accumulate):
-    """``destination[first + o] (+)= bias + sum_{j, k} taps[j, k] * r_j[start + o + k]`` for
-    o < ``count``, over a block of 3 x 3, 5 x 5, 4 x 7, 3 x 7 or 5 x 1 taps (``rows`` x
+    """``destination[first + o] = (destination[first + o] if accumulate else 0) + sum_{j, k}
+    taps[j, k] * r_j[start + o + k] + bias`` for o < ``count``, over a block of 3 x 3, 5 x 5, 4 x 7, 3 x 7 or 5 x 1 taps (``rows`` x
     ``columns``): each row's taps summed, then the rows', in registers; the destination is
     loaded and stored once. (Whole rows indexed from offsets LLVM can tell are >= 0 let it
     vectorise; slices of them ran 1.5x slower.)"""
@@ -241,14 +265,14 @@ def add_block(destination, first, count, r0, r1, r2, r3, r4, taps, rows, columns
                       + seven(r1, i, b0, b1, b2, b3, b4, b5, b6))
                      + (seven(r2, i, c0, c1, c2, c3, c4, c5, c6)
                         + seven(r3, i, d0, d1, d2, d3, d4, d5, d6)))
-                destination[first + o] = destination[first + o] + s if accumulate else bias + s
+                destination[first + o] = (destination[first + o] + s if accumulate else s) + bias
         else:
             for o in range(count):
                 i = start + o
                 s = ((seven(r0, i, a0, a1, a2, a3, a4, a5, a6)
                       + seven(r1, i, b0, b1, b2, b3, b4, b5, b6))
                      + seven(r2, i, c0, c1, c2, c3, c4, c5, c6))
-                destination[first + o] = destination[first + o] + s if accumulate else bias + s
+                destination[first + o] = (destination[first + o] + s if accumulate else s) + bias
     elif columns == 5:
         a0, a1, a2, a3, a4 = taps[0, 0], taps[0, 1], taps[0, 2], taps[0, 3], taps[0, 4]
         b0, b1, b2, b3, b4 = taps[1, 0], taps[1, 1], taps[1, 2], taps[1, 3], taps[1, 4]
@@ -260,7 +284,7 @@ def add_block(destination, first, count, r0, r1, r2, r3, r4, taps, rows, columns
             s = (((five(r0, i, a0, a1, a2, a3, a4) + five(r1, i, b0, b1, b2, b3, b4))
                   + (five(r2, i, c0, c1, c2, c3, c4) + five(r3, i, d0, d1, d2, d3, d4)))
                  + five(r4, i, e0, e1, e2, e3, e4))
-            destination[first + o] = destination[first + o] + s if accumulate else bias + s
+            destination[first + o] = (destination[first + o] + s if accumulate else s) + bias
     elif columns == 3:
         a0, a1, a2 = taps[0, 0], taps[0, 1], taps[0, 2]
         b0, b1, b2 = taps[1, 0], taps[1, 1], taps[1, 2]
@@ -268,13 +292,13 @@ def add_block(destination, first, count, r0, r1, r2, r3, r4, taps, rows, columns
         for o in range(count):
             i = start + o
             s = (three(r0, i, a0, a1, a2) + three(r1, i, b0, b1, b2)) + three(r2, i, c0, c1, c2)
-            destination[first + o] = destination[first + o] + s if accumulate else bias + s
+            destination[first + o] = (destination[first + o] + s if accumulate else s) + bias
     else:
         a0, b0, c0, d0, e0 = taps[0, 0], taps[1, 0], taps[2, 0], taps[3, 0], taps[4, 0]
         for o in range(count):
             i = start + o
             s = ((a0 * r0[i] + b0 * r1[i]) + (c0 * r2[i] + d0 * r3[i])) + e0 * r4[i]
-            destination[first + o] = destination[first + o] + s if accumulate else bias + s
+            destination[first + o] = (destination[first + o] + s if accumulate else s) + bias
 
 
 @jit_inline
