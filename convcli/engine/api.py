@@ -29,21 +29,24 @@ SVD_MAX_TAPS = 64 * 64
 # (forward for inputs, inverse for outputs), plus ~5 ms per call for tiles and threads, so
 # FFT wins from about 31 x 31 on 4096^2. When NumPy takes a compiled path's call instead:
 # ``_runtime.use_numpy``.
-# GEMM (im2col + BLAS, ``_gemm``), fitted on 2 threads against the direct loops timed in the
-# same run (interleaved, medians of 7), scaled so that direct 16 -> 16 7x7 is 0.037 ns per
-# tap (the shared machine ran ~2.5x slower than when the constants above were measured):
-# ~0.015 ns per tap (the products) + ~0.12 ns per column-matrix row and output pixel (the
-# gather) + the output's stores, which the direct loops pay too (3x3 kernels are bound by
-# them: ~0.5 ns per output value and pixel, from 3 -> 16 channels on 2048^2 at ~104 ms
-# against 67 ms for its taps). gemm / direct measured (model): 16 -> 16 7x7 on 512^2 0.71
-# (0.63), 16 -> 64 3x3 on 512^2 0.33 (0.51), 64 -> 16 3x3 0.53 (0.63), 8 -> 8 3x3 on 1024^2
-# 0.73 (0.85), 4 -> 4 3x3 0.97 (1.17: direct). Against torch.nn.functional.conv2d (2 threads,
-# same script, interleaved, medians of 15, bias and padding 1): 3 -> 16 3x3 on 3 x 2048^2
-# gemm 133 ms, direct 197, torch 376 (0.36x / 0.52x torch); 16 -> 16 3x3 on 16 x 1024^2 gemm
-# 119, direct 245, torch 218 (0.55x / 1.13x). Other runs that hour: 0.37-0.51x and
-# 0.51-0.70x (the machine is shared; single calls vary 2x).
+# GEMM (im2col or shifted copies + BLAS, ``_gemm``), fitted on 2 threads against the direct
+# loops timed in the same run (interleaved, two runs of medians of 7 and 9 on the shared
+# machine, ratios averaged; 16 shapes), in the direct loops' units: ~0.003 ns per tap (the
+# products: deep ones run near BLAS's peak) + ~0.2 ns per column-matrix row and output pixel
+# (the copies) + the output's stores, which the direct loops pay too (3x3 kernels are bound by
+# them). gemm / direct measured (model): 16 -> 16 7x7 on 512^2 0.42 (0.43), 16 -> 64 3x3 on
+# 512^2 0.28 (0.24), 64 -> 16 0.30 (0.43), 64 -> 64 on 128^2 0.17 (0.18), 32 -> 32 on 256^2 0.22
+# (0.28), 16 -> 16 3x3 on 1024^2 0.44 (0.47), 3 -> 16 on 2048^2 0.68 (0.61), on 512^2 0.81
+# (0.61), 8 -> 8 3x3 on 1024^2 0.60 (0.80), 8 -> 8 5x5 on 512^2 0.58 (0.77), 4 -> 8 3x3 on
+# 1024^2 0.88 (0.82), 6 -> 6 1.04 (0.99: gemm, 0.89 and 1.19 in the two runs), 2 -> 8 1.05
+# (0.86: gemm), 4 -> 4 1.27 (1.31: direct). (A per-output cost of its own for the GEMM path,
+# ~0.8 against the direct loops' 0.5, fitted every one of them but 6 -> 6.) Against
+# torch.nn.functional.conv2d (2 threads, same script, interleaved, medians of 11, padding 1,
+# load average 4 from another benchmark): 3 -> 16 3x3 on 3 x 2048^2 gemm 275 ms, the GEMM path
+# before the shifted copies 308, torch 591 (0.47x / 0.52x); 16 -> 16 3x3 on 16 x 1024^2 114,
+# 121, 276 (0.41x / 0.44x). Other runs that hour: 0.41-0.47x and 0.41-0.48x.
 COST = {"direct_ns_per_tap": 0.037, "fft_ns_per_pixel": 17.0, "fft_fixed_ns": 5e6,
-        "direct_ns_per_output": 0.5, "gemm_ns_per_tap": 0.015, "gemm_ns_per_column": 0.12}
+        "direct_ns_per_output": 0.5, "gemm_ns_per_tap": 0.003, "gemm_ns_per_column": 0.2}
 # Output and input channels per group below which the GEMM path is never taken: depthwise
 # and single-output kernels leave a product one row deep or one row tall.
 GEMM_MIN_CHANNELS = 2
