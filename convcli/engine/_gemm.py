@@ -43,6 +43,10 @@ from ._runtime import run_tasks
 # 64 KB to 4 MB ran alike on the busy 2-core machine (2 threads, medians of 9: 3 -> 16
 # channels on 2048^2 139-149 ms, 16 -> 16 on 1024^2 128-138 ms for 1, 2 and 4 MB); 2 MB gives
 # a 1024-wide 16-channel 3x3 block 3 rows, so its input rows (kH - 1 more) are read less often.
+# (The shifted copies, C_in/groups x kW x (rows + dH x (kH - 1)) x W_out floats, fill it too.)
+# Measured again with both (one thread, CPU medians of 9, output already touched): 2 MB still
+# fastest, 3 -> 16 98 ms against 107 at 1 MB, 113 at 4 MB, 134 at 512 KB; 16 -> 16 92 against
+# 113, 100, 153.
 BLOCK_BYTES = 2 * 1024 * 1024
 # C_in/groups x kW from which a stride-1 (in rows) call takes the shifted copies
 # (``_shifted_blocks``): kW copies of the block instead of kH x kW, and kH products of that
