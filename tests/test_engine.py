@@ -168,15 +168,23 @@ def test_numpy_path_in_strips_matches_reference(strip_bytes, multiply_adds, rank
                              **reference_for(problem))
 
 
+# ``_gemm.SHIFTED_MIN_DEPTH`` for each of the GEMM path's ways: shifted copies (stride 1 in
+# rows) for every kernel, or im2col for every kernel.
+GEMM_WAYS = {"shifted": 1, "im2col": 10**9}
+
+
+@pytest.mark.parametrize("way", GEMM_WAYS)
 @pytest.mark.parametrize("block_bytes, multiply_adds", [(1, 1), (3_000, 40), (3_000, 6_000)])
 @SETTINGS
 @given(data=st.data())
-def test_gemm_path_in_blocks_matches_reference(block_bytes, multiply_adds, data):
+def test_gemm_path_in_blocks_matches_reference(way, block_bytes, multiply_adds, data):
     """Blocks of one output row and products one column wide; blocks of a few rows cut into
-    stacks of products (some 64 columns wide) and a rest: every block border and cut."""
+    stacks of products (some 64 columns wide) and a rest: every block border and cut, with
+    shifted copies where the rows' stride is 1 and with im2col."""
     problem = data.draw(problems(tall=True, wide=data.draw(st.booleans())))
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(_gemm, "BLOCK_BYTES", block_bytes)
+        patch.setattr(_gemm, "SHIFTED_MIN_DEPTH", GEMM_WAYS[way])
         patch.setattr(_numpy, "BLAS_SERIAL_MULTIPLY_ADDS", multiply_adds)
         result, path = run_engine(problem, "gemm")
     assert path == "gemm"
@@ -356,8 +364,12 @@ def test_inf_gives_inf_not_nan(rng, engine):
     assert np.isfinite(result[0, 0][~expected]).all()
 
 
-def test_nan_stays_in_its_windows_on_the_gemm_path(rng):
-    """A NaN in the column matrix reaches only the products' columns (pixels) it is in."""
+@pytest.mark.parametrize("way", GEMM_WAYS)
+def test_nan_stays_in_its_windows_on_the_gemm_path(rng, monkeypatch, way):
+    """A NaN in the column matrix reaches only the products' columns (pixels) it is in (with
+    shifted copies, each tap row's product reads rows the others read too)."""
+    monkeypatch.setattr(_gemm, "SHIFTED_MIN_DEPTH", GEMM_WAYS[way])
+    monkeypatch.setattr(_gemm, "BLOCK_BYTES", 4 * 12 * 70 * 4)     # blocks of 2-3 rows
     x = rng.standard_normal((1, 4, 20, 70)).astype(np.float32)
     x[0, 2, 9, 33] = np.nan
     result, path = convolve(x, rng.standard_normal((8, 4, 3, 3)), rng.standard_normal(8),
@@ -366,6 +378,44 @@ def test_nan_stays_in_its_windows_on_the_gemm_path(rng):
     expected = np.zeros((8, 20, 70), bool)
     expected[:, 8:11, 32:35] = True
     np.testing.assert_array_equal(np.isnan(result[0]), expected)
+
+
+@pytest.mark.parametrize("way", GEMM_WAYS)
+def test_inf_gives_inf_not_nan_on_the_gemm_path(rng, monkeypatch, way):
+    """Zero padding is zeros in the copies, and a zero bias adds no row: an inf reaches only
+    its windows, as inf (each weight positive), with and without a bias."""
+    monkeypatch.setattr(_gemm, "SHIFTED_MIN_DEPTH", GEMM_WAYS[way])
+    monkeypatch.setattr(_gemm, "BLOCK_BYTES", 3 * 15 * 40 * 4)
+    x = rng.random((1, 3, 17, 40)).astype(np.float32)
+    x[0, 1, 4, 20] = np.inf
+    x[0, 0, 0, 0] = np.inf                                       # next to the zero padding
+    weight = rng.random((4, 3, 5, 5)) + 0.5
+    expected = np.zeros((4, 17, 40), bool)
+    expected[:, 2:7, 18:23] = True
+    expected[:, :3, :3] = True
+    for bias in (None, rng.standard_normal(4)):
+        result, path = convolve(x, weight, bias, padding=Padding(2, 2, 2, 2), engine="gemm")
+        assert path == "gemm"
+        np.testing.assert_array_equal(np.isposinf(result[0]), expected)
+        assert np.isfinite(result[0][~expected]).all()
+
+
+@pytest.mark.parametrize("shape, groups", [((1, 16, 37, 150), 1), ((2, 24, 20, 67), 2)])
+@pytest.mark.parametrize("mode", MODES)
+def test_gemm_takes_shifted_copies_for_deep_kernels(rng, shape, groups, mode):
+    """Kernels deep enough for the shifted copies by default (16 and 12 inputs per group, 3
+    columns), in blocks of a few rows, against the reference: every border mode, a bias."""
+    assert shape[1] // groups * 3 >= _gemm.SHIFTED_MIN_DEPTH
+    x = rng.standard_normal(shape).astype(np.float32)
+    weight = rng.standard_normal((8, shape[1] // groups, 3, 3)).astype(np.float32)
+    bias = rng.standard_normal(8)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_gemm, "BLOCK_BYTES", 16 * 3 * 150 * 4 * 6)
+        result, path = convolve(x, weight, bias, padding=Padding(1, 2, 2, 1), dilation=(2, 1),
+                                groups=groups, padding_mode=mode, engine="gemm")
+    assert path == "gemm"
+    assert_matches_reference(result, x, weight, bias, padding=(1, 2, 2, 1), dilation=(2, 1),
+                             groups=groups, mode=mode)
 
 
 def test_nan_with_a_large_kernel_stays_local(rng):

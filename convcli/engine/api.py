@@ -29,21 +29,30 @@ SVD_MAX_TAPS = 64 * 64
 # (forward for inputs, inverse for outputs), plus ~5 ms per call for tiles and threads, so
 # FFT wins from about 31 x 31 on 4096^2. When NumPy takes a compiled path's call instead:
 # ``_runtime.use_numpy``.
-# GEMM (im2col + BLAS, ``_gemm``), fitted on 2 threads against the direct loops timed in the
-# same run (interleaved, medians of 7), scaled so that direct 16 -> 16 7x7 is 0.037 ns per
-# tap (the shared machine ran ~2.5x slower than when the constants above were measured):
-# ~0.015 ns per tap (the products) + ~0.12 ns per column-matrix row and output pixel (the
-# gather) + the output's stores, which the direct loops pay too (3x3 kernels are bound by
-# them: ~0.5 ns per output value and pixel, from 3 -> 16 channels on 2048^2 at ~104 ms
-# against 67 ms for its taps). gemm / direct measured (model): 16 -> 16 7x7 on 512^2 0.71
-# (0.63), 16 -> 64 3x3 on 512^2 0.33 (0.51), 64 -> 16 3x3 0.53 (0.63), 8 -> 8 3x3 on 1024^2
-# 0.73 (0.85), 4 -> 4 3x3 0.97 (1.17: direct). Against torch.nn.functional.conv2d (2 threads,
-# same script, interleaved, medians of 15, bias and padding 1): 3 -> 16 3x3 on 3 x 2048^2
-# gemm 133 ms, direct 197, torch 376 (0.36x / 0.52x torch); 16 -> 16 3x3 on 16 x 1024^2 gemm
-# 119, direct 245, torch 218 (0.55x / 1.13x). Other runs that hour: 0.37-0.51x and
-# 0.51-0.70x (the machine is shared; single calls vary 2x).
+# GEMM (im2col or shifted copies + BLAS, ``_gemm``), against main's direct loops of 1 Dec
+# (the 3x3/5x5/4x7 register blocks, ~2x faster on 3x3 than the four-taps loop; timed in this
+# tree with main's _loops.py in place), 2 threads, interleaved, two runs of medians of 9 on the
+# shared machine, ratios averaged, 16 shapes: ~0.007 ns per tap (the products: deep ones run
+# near BLAS's peak) + ~0.36 ns per column-matrix row and output pixel (the copies) + the
+# output's stores, which the direct loops pay too. In this model gemm beats direct where
+# C_out/groups > 0.36 / (0.037 - 0.007) = 12, whatever the kernel: what the measurements say
+# for 3x3, give or take one shape each way. gemm / direct measured (model): 16 -> 16 7x7 on
+# 512^2 0.72 (0.80), 16 -> 16 5x5 0.66 (0.80), 16 -> 64 3x3 0.46 (0.40), 64 -> 16 0.40 (0.80),
+# 64 -> 64 on 128^2 0.27 (0.36), 32 -> 32 on 256^2 0.28 (0.52), 16 -> 16 3x3 on 1024^2 0.44
+# (0.81), 3 -> 16 on 2048^2 0.86 (0.86), on 512^2 1.18 (0.86: gemm, wrongly; the per-pixel
+# model cannot tell the two sizes apart), 8 -> 8 3x3 on 1024^2 0.85 and on 512^2 0.84 (1.34:
+# direct, wrongly), 8 -> 8 5x5 0.97 (1.38), 4 -> 8 3x3 on 1024^2 1.30 (1.29), 2 -> 8 1.37
+# (1.23), 6 -> 6 1.02 (1.65), 4 -> 4 2.21 (2.18). (With the older direct loops on this branch,
+# 4 -> 8 and 2 -> 8 measured 0.88 and 1.05.) A per-output cost of the GEMM path's own (~1.0
+# against the direct loops' 0.5, fitted: 0.0044 per tap, 0.18 per row) would separate the
+# 8 -> 8 cases from the 4 -> 8 ones. Against torch.nn.functional.conv2d (2 threads, same
+# script, interleaved, medians of 11, padding 1; three runs, load average 2-3 from another
+# benchmark): 3 -> 16 3x3 on 3 x 2048^2 gemm 119-150 ms, the GEMM path before the shifted
+# copies and row gathers 140-174, torch 399-474 (0.30-0.33x / 0.34-0.39x); 16 -> 16 3x3 on
+# 16 x 1024^2 57-117 ms, 68-118, 129-265 (0.44-0.55x / 0.45-0.58x). At load 4: 0.47x / 0.52x
+# and 0.41x / 0.44x.
 COST = {"direct_ns_per_tap": 0.037, "fft_ns_per_pixel": 17.0, "fft_fixed_ns": 5e6,
-        "direct_ns_per_output": 0.5, "gemm_ns_per_tap": 0.015, "gemm_ns_per_column": 0.12}
+        "direct_ns_per_output": 0.5, "gemm_ns_per_tap": 0.007, "gemm_ns_per_column": 0.36}
 # Output and input channels per group below which the GEMM path is never taken: depthwise
 # and single-output kernels leave a product one row deep or one row tall.
 GEMM_MIN_CHANNELS = 2
