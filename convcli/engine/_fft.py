@@ -10,6 +10,7 @@ run on a thread per core. Stride > 1 takes every S-th pixel of the stride-1 resu
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -17,25 +18,23 @@ import numpy as np
 from .. import geometry
 from ._runtime import thread_count
 
-FAST_SIZES = sorted({2**a * 3**b * 5**c for a in range(14) for b in range(6) for c in range(4)
-                     if 2**a * 3**b * 5**c <= 16384})
-# Useful outputs per tile side (then rounded up to a fast size). 31 x 31 on 4096^2, two
-# threads: 288^2 tiles took 215-245 ms, 576^2 ones 500-650 ms (their transforms fall out of
-# the 512 KB L2 cache), so tiles stay small even though their borders are recomputed.
 TILE_TARGET = 256
-# NumPy's float64 transforms ran 1.3-2x faster here than its float32 ones (NumPy 2.4).
-TRANSFORM_DTYPE = np.float64
+TRANSFORM_DTYPE = np.float32
 
 
 def fft_size(span: int) -> int:
-    """The tile side: at least ``TILE_TARGET + span - 1`` and ``2 * span``, a 2-3-5 number."""
-    need = max(TILE_TARGET + span - 1, 2 * span)
-    return next(size for size in FAST_SIZES if size >= need)
+    """The tile side: at least ``TILE_TARGET + span - 1`` and ``2 * span``, a size ducc0's
+    real FFT is fast on (``ducc0.fft.good_size``)."""
+    from ducc0.fft import good_size
+
+    return good_size(max(TILE_TARGET + span - 1, 2 * span), True)
 
 
 def fft_conv(x, weight, bias, row_map, col_map, pad_left, stride_h, stride_w, dilation_h,
              dilation_w, groups, out):
     """Same arguments and result as ``direct_conv``."""
+    from ducc0.fft import c2r, r2c
+
     batch, out_channels = out.shape[:2]
     group_in, kernel_h, kernel_w = weight.shape[1:]
     group_out = out_channels // groups
@@ -44,28 +43,43 @@ def fft_conv(x, weight, bias, row_map, col_map, pad_left, stride_h, stride_w, di
     full_w = geometry.conv_output_size(col_map.shape[0], kernel_w, dilation=dilation_w)
     tile = fft_size(max(span_h, span_w))
     step_h, step_w = tile - span_h + 1, tile - span_w + 1
-    # Correlation is convolution with the flipped (and, for dilation, zero-stuffed) kernel.
-    stuffed = np.zeros((out_channels, group_in, span_h, span_w), TRANSFORM_DTYPE)
-    stuffed[:, :, ::dilation_h, ::dilation_w] = weight
-    spectra = np.fft.rfft2(stuffed[:, :, ::-1, ::-1], s=(tile, tile))
+    threads = thread_count()
+    # Correlation is convolution with the flipped (and, for dilation, zero-stuffed) kernel;
+    # its spectrum, once per call, carries the inverse transform's 1 / tile^2 (inorm=2).
+    stuffed = np.zeros((out_channels, group_in, tile, tile), TRANSFORM_DTYPE)
+    stuffed[:, :, :span_h:dilation_h, :span_w:dilation_w] = weight[:, :, ::-1, ::-1]
+    spectra = r2c(stuffed, axes=(2, 3), inorm=2, nthreads=threads)
+    del stuffed
     origins = [(top, left) for top in range(0, full_h, step_h) for left in range(0, full_w, step_w)]
+    buffers = threading.local()
 
     def run_tile(n, g, top, left):
+        if not hasattr(buffers, "block"):               # one set per thread, reused
+            buffers.block = np.empty((group_in, tile, tile), TRANSFORM_DTYPE)
+            buffers.spectra = np.empty((group_in, tile, tile // 2 + 1), spectra.dtype)
+            buffers.product = np.empty((tile, tile // 2 + 1), spectra.dtype)
+            buffers.result = np.empty((tile, tile), TRANSFORM_DTYPE)
         block = _tile(x[n, g * group_in:(g + 1) * group_in], row_map[top:top + tile],
                       col_map[left:left + tile])
-        image_spectra = np.fft.rfft2(block.astype(TRANSFORM_DTYPE), s=(tile, tile))
+        rows, cols = block.shape[1:]
+        padded = buffers.block
+        padded[:, :rows, :cols] = block                 # the last tiles of a row or column
+        padded[:, rows:] = 0.0                          # are cut short: zeros beyond
+        padded[:, :rows, cols:] = 0.0
+        image_spectra = r2c(padded, axes=(1, 2), out=buffers.spectra)
+        height, width = min(step_h, full_h - top), min(step_w, full_w - left)
         for index in range(group_out):
             co = g * group_out + index
-            product = image_spectra[0] * spectra[co, 0]       # summed over the group's inputs
-            for ci in range(1, group_in):
+            product = np.multiply(image_spectra[0], spectra[co, 0], out=buffers.product)
+            for ci in range(1, group_in):               # summed over the group's inputs
                 product += image_spectra[ci] * spectra[co, ci]
-            result = np.fft.irfft2(product, s=(tile, tile))
-            height, width = min(step_h, full_h - top), min(step_w, full_w - left)
+            result = c2r(product, axes=(0, 1), lastsize=tile, forward=False,
+                         out=buffers.result, allow_overwriting_input=True)
             valid = result[span_h - 1:span_h - 1 + height, span_w - 1:span_w - 1 + width]
             _store(out[n, co], valid, top, left, stride_h, stride_w, bias[co])
 
     jobs = [(n, g, top, left) for n in range(batch) for g in range(groups) for top, left in origins]
-    with ThreadPoolExecutor(max_workers=thread_count()) as pool:
+    with ThreadPoolExecutor(max_workers=threads) as pool:
         for _ in pool.map(lambda job: run_tile(*job), jobs):  # consume: re-raises tile errors
             pass
 
