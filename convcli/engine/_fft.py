@@ -17,12 +17,11 @@ S-th pixel of the stride-1 result.
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from .. import geometry
-from ._runtime import thread_count
+from ._runtime import run_tasks, thread_count
 
 # Useful outputs per tile side (then rounded up to a good size). 4096^2, reflect, 2 threads,
 # against cv2.filter2D interleaved (medians of 9; the shared machine moved ratios by 1.5x
@@ -35,12 +34,14 @@ TILE_TARGET = 320
 TRANSFORM_DTYPE = np.float32      # ducc0's transforms run in this precision (see above)
 
 
-def fft_size(span: int) -> int:
-    """The tile side: at least ``TILE_TARGET + span - 1`` and ``2 * span``, a size ducc0's
-    real FFT is fast on (``ducc0.fft.good_size``)."""
+def fft_size(span: int, padded: int | None = None) -> int:
+    """A tile side: at least ``TILE_TARGET + span - 1`` and ``2 * span``, a size ducc0's
+    real FFT is fast on (``ducc0.fft.good_size``); at most the good size covering the
+    ``padded`` input's side along that axis, so a small image (or strip) is one small tile."""
     from ducc0.fft import good_size
 
-    return good_size(max(TILE_TARGET + span - 1, 2 * span), True)
+    side = good_size(max(TILE_TARGET + span - 1, 2 * span), True)
+    return side if padded is None else min(side, good_size(padded, True))
 
 
 def fft_conv(x, weight, bias, row_map, col_map, pad_left, stride_h, stride_w, dilation_h,
@@ -54,26 +55,28 @@ def fft_conv(x, weight, bias, row_map, col_map, pad_left, stride_h, stride_w, di
     span_h, span_w = dilation_h * (kernel_h - 1) + 1, dilation_w * (kernel_w - 1) + 1
     full_h = geometry.conv_output_size(row_map.shape[0], kernel_h, dilation=dilation_h)
     full_w = geometry.conv_output_size(col_map.shape[0], kernel_w, dilation=dilation_w)
-    tile = fft_size(max(span_h, span_w))
-    step_h, step_w = tile - span_h + 1, tile - span_w + 1
-    threads = thread_count()
+    span = max(span_h, span_w)
+    tile_h, tile_w = fft_size(span, row_map.shape[0]), fft_size(span, col_map.shape[0])
+    step_h, step_w = tile_h - span_h + 1, tile_w - span_w + 1
     # Correlation is convolution with the flipped (and, for dilation, zero-stuffed) kernel;
-    # its spectrum, once per call, carries the inverse transform's 1 / tile^2 (inorm=2).
-    stuffed = np.zeros((out_channels, group_in, tile, tile), TRANSFORM_DTYPE)
+    # its spectrum, once per call, carries the inverse transform's 1 / (tile_h tile_w)
+    # (inorm=2); ducc0's threads only for many kernels (waking them cost more for a few).
+    stuffed = np.zeros((out_channels, group_in, tile_h, tile_w), TRANSFORM_DTYPE)
     stuffed[:, :, :span_h:dilation_h, :span_w:dilation_w] = weight[:, :, ::-1, ::-1]
-    spectra = r2c(stuffed, axes=(2, 3), inorm=2, nthreads=threads)
+    spectra = r2c(stuffed, axes=(2, 3), inorm=2,
+                  nthreads=thread_count() if out_channels * group_in >= 8 else 1)
     del stuffed
     origins = [(top, left) for top in range(0, full_h, step_h) for left in range(0, full_w, step_w)]
     buffers = threading.local()
 
     def run_tile(n, g, top, left):
         if not hasattr(buffers, "block"):               # one set per thread, reused
-            buffers.block = np.empty((group_in, tile, tile), TRANSFORM_DTYPE)
-            buffers.spectra = np.empty((group_in, tile, tile // 2 + 1), spectra.dtype)
-            buffers.product = np.empty((tile, tile // 2 + 1), spectra.dtype)
-            buffers.result = np.empty((tile, tile), TRANSFORM_DTYPE)
-        block = _tile(x[n, g * group_in:(g + 1) * group_in], row_map[top:top + tile],
-                      col_map[left:left + tile])
+            buffers.block = np.empty((group_in, tile_h, tile_w), TRANSFORM_DTYPE)
+            buffers.spectra = np.empty((group_in,) + spectra.shape[2:], spectra.dtype)
+            buffers.product = np.empty(spectra.shape[2:], spectra.dtype)
+            buffers.result = np.empty((tile_h, tile_w), TRANSFORM_DTYPE)
+        block = _tile(x[n, g * group_in:(g + 1) * group_in], row_map[top:top + tile_h],
+                      col_map[left:left + tile_w])
         rows, cols = block.shape[1:]
         padded = buffers.block
         padded[:, :rows, :cols] = block                 # the last tiles of a row or column
@@ -86,15 +89,20 @@ def fft_conv(x, weight, bias, row_map, col_map, pad_left, stride_h, stride_w, di
             product = np.multiply(image_spectra[0], spectra[co, 0], out=buffers.product)
             for ci in range(1, group_in):               # summed over the group's inputs
                 product += image_spectra[ci] * spectra[co, ci]
-            result = c2r(product, axes=(0, 1), lastsize=tile, forward=False,
+            result = c2r(product, axes=(0, 1), lastsize=tile_w, forward=False,
                          out=buffers.result, allow_overwriting_input=True)
             valid = result[span_h - 1:span_h - 1 + height, span_w - 1:span_w - 1 + width]
             _store(out[n, co], valid, top, left, stride_h, stride_w, bias[co])
 
+    def run_tiles(first, last):
+        for n, g, top, left in jobs[first:last]:
+            run_tile(n, g, top, left)
+
     jobs = [(n, g, top, left) for n in range(batch) for g in range(groups) for top, left in origins]
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        for _ in pool.map(lambda job: run_tile(*job), jobs):  # consume: re-raises tile errors
-            pass
+    # The compiled loops' thread pool, this thread taking chunks of tiles too: a pool started
+    # per call (and a single tile sent to it) cost 0.2-7 ms of thread start-up and wake-ups
+    # on the shared 2 cores, 10-16 ms a call on 48^2.
+    run_tasks(run_tiles, len(jobs))
 
 
 def _tile(channels: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
