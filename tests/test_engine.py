@@ -177,9 +177,11 @@ def test_fft_path_on_tiles_larger_than_one(rng):
 
 
 def test_auto_uses_fft_only_where_the_cost_model_says(rng):
+    """Measured on 1024^2 (see ``COST``): FFT / direct 1.19 at 11 x 11, 0.61 at 15 x 15."""
     big = rng.standard_normal((1, 1, 1024, 1024)).astype(np.float32)
     assert convolve(big, rng.standard_normal((1, 1, 41, 41)))[1] == "fft"
-    assert convolve(big, rng.standard_normal((1, 1, 15, 15)))[1] == "direct"
+    assert convolve(big, rng.standard_normal((1, 1, 15, 15)))[1] == "fft"
+    assert convolve(big, rng.standard_normal((1, 1, 11, 11)))[1] == "direct"
     small = rng.standard_normal((1, 1, 40, 40)).astype(np.float32)
     assert convolve(small, rng.standard_normal((1, 1, 15, 15)))[1] == "direct"
 

@@ -25,10 +25,19 @@ SVD_MAX_TAPS = 64 * 64
 # Time model for choosing a path, measured with 2 threads on a 4096^2 image in one run
 # (convcli bench; the machine's speed drifts 2x, so the constants are relative): direct
 # ~0.037 ns per tap per output pixel and channel pair (7x7 and up; smaller kernels are bound
-# by memory, where no other path competes); FFT ~17 ns per pixel per transformed channel
-# (forward for inputs, inverse for outputs), plus ~5 ms per call for tiles and threads, so
-# FFT wins from about 31 x 31 on 4096^2. When NumPy takes a compiled path's call instead:
-# ``_runtime.use_numpy``.
+# by memory, where no other path competes). FFT (ducc0 float32 tiles, ``_fft``), fitted to
+# its time over the direct loops' in the same run (2 threads, reflect, same size, interleaved,
+# medians of 9; the shared machine's load moved single ratios by up to 1.4x): ~2.05 ns per
+# pixel per transformed channel (forward for inputs, inverse for outputs) + ~1.7 ns per pixel
+# per spectral product (input channel of a group x output channel) + ~0.01 ms per call.
+# Depthwise, fft / direct measured: 4096^2 9x9 1.91, 11x11 1.40, 13x13 1.12 (0.90 in an
+# earlier run), 15x15 0.76, 19x19 0.51, 31x31 0.19; 1024^2 1.64, 1.19, 0.83, 0.61, 0.38, 0.22;
+# 3 x 1024^2 1.50, 1.11, 0.83, 0.61, 0.37, 0.28; 3 x 4096^2 1.67, 1.58, 1.38, 0.96, 0.34,
+# 0.25; 256^2 from 11x11 0.85; 40^2 (no padding) 15x15 0.86, 11x11 1.02, 24^2 9x9 1.27. So
+# FFT wins from 13 x 13 (a tie on 4096^2) and the model switches between 12 and 13. Mixing
+# channels: 16 -> 16 3x3 on 512^2 3.00, 16 -> 16 7x7 1.13, 8 -> 8 9x9 0.65, 4 -> 4 11x11 on
+# 1024^2 0.42, 16 -> 16 13x13 on 256^2 0.47. When NumPy takes a compiled path's call
+# instead: ``_runtime.use_numpy``.
 # GEMM (im2col + BLAS, ``_gemm``), fitted on 2 threads against the direct loops timed in the
 # same run (interleaved, medians of 7), scaled so that direct 16 -> 16 7x7 is 0.037 ns per
 # tap (the shared machine ran ~2.5x slower than when the constants above were measured):
@@ -42,8 +51,9 @@ SVD_MAX_TAPS = 64 * 64
 # gemm 133 ms, direct 197, torch 376 (0.36x / 0.52x torch); 16 -> 16 3x3 on 16 x 1024^2 gemm
 # 119, direct 245, torch 218 (0.55x / 1.13x). Other runs that hour: 0.37-0.51x and
 # 0.51-0.70x (the machine is shared; single calls vary 2x).
-COST = {"direct_ns_per_tap": 0.037, "fft_ns_per_pixel": 17.0, "fft_fixed_ns": 5e6,
-        "direct_ns_per_output": 0.5, "gemm_ns_per_tap": 0.015, "gemm_ns_per_column": 0.12}
+COST = {"direct_ns_per_tap": 0.037, "fft_ns_per_pixel": 2.05, "fft_ns_per_product": 1.7,
+        "fft_fixed_ns": 1e4, "direct_ns_per_output": 0.5, "gemm_ns_per_tap": 0.015,
+        "gemm_ns_per_column": 0.12}
 # Output and input channels per group below which the GEMM path is never taken: depthwise
 # and single-output kernels leave a product one row deep or one row tall.
 GEMM_MIN_CHANNELS = 2
@@ -242,8 +252,9 @@ def _choose_path(weight: np.ndarray, groups: int, factors, engine: str, *, out_p
     The factors are the given ones, or found here (once) when a kernel may be separable.
 
     separable: a depthwise rank-1 kernel where kH + kW < kH * kW.
-    fft: when its estimated time beats the direct loops': roughly from 31 x 31 on a 4096^2
-    image, and only for larger kernels on small images (fixed costs per call).
+    fft: when its estimated time beats the direct loops': depthwise from 13 x 13 (on images
+    larger than a few dozen pixels a side), later where many channels mix (each input and
+    output channel pair is a product of spectra).
     gemm: where its estimated time beats the direct loops' (with their output stores) or
     the FFT's: kernels that mix several channels each way (3 -> 16 or 16 -> 16 3x3, not
     4 -> 4 3x3; never depthwise). It needs no compiled loops, so it never becomes ``numpy``.
@@ -272,7 +283,8 @@ def _choose_path(weight: np.ndarray, groups: int, factors, engine: str, *, out_p
         path = "separable"
     else:
         direct_ns = COST["direct_ns_per_tap"] * taps * out_pixels
-        fft_ns = (COST["fft_ns_per_pixel"] * (in_channels + out_channels) * full_pixels
+        fft_ns = ((COST["fft_ns_per_pixel"] * (in_channels + out_channels)
+                   + COST["fft_ns_per_product"] * group_in * out_channels) * full_pixels
                   + COST["fft_fixed_ns"])
         path = "fft" if fft_ns < direct_ns else "direct"
         best_ns = fft_ns if path == "fft" else direct_ns + _output_ns(out_channels, out_pixels)
