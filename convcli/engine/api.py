@@ -223,9 +223,12 @@ def rank_one_factors(weight: np.ndarray, tolerance: float = RANK_ONE_TOLERANCE):
             columns.append(factors[0])
             rows.append(factors[1])
             continue
-        u, s, vt = np.linalg.svd(kernel)
+        # Singular values alone first: most kernels are not rank 1, and OpenBLAS's threaded
+        # full SVD of a 63 x 63 kernel took 96 ms here (0.17 ms for the values alone).
+        s = np.linalg.svd(kernel, compute_uv=False)
         if s[0] == 0 or (s.size > 1 and s[1] > tolerance * s[0]):
             return None
+        u, s, vt = np.linalg.svd(kernel)
         scale = np.sqrt(s[0])
         columns.append(u[:, 0] * scale)
         rows.append(vt[0] * scale)
