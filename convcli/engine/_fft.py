@@ -1,7 +1,8 @@
 """FFT convolution by overlap-save, for large kernels.
 
-The padded image is cut into square tiles of a size ducc0's real FFT is fast on
-(``ducc0.fft.good_size``, at least twice the dilated kernel); each tile's spectrum times the
+The padded image is cut into tiles of a size ducc0's real FFT is fast on
+(``ducc0.fft.good_size``: 2-3-5 numbers), square and at least twice the dilated kernel, or
+cut to the padded image along an axis where it is smaller; each tile's spectrum times the
 kernel's (computed once per call) gives, by the convolution theorem, the valid part of the
 tile's correlation. Work per pixel grows with log(tile) instead of kH x kW. Transforms are
 ducc0's float32 ``r2c`` / ``c2r`` into per-thread buffers: on a 288^2 tile ducc0 took 0.18 ms
@@ -9,9 +10,12 @@ forward where NumPy's float64 rfft2 took 0.58 ms (its float32 one 1.44 ms), and 
 within 4e-7 of the float64 reference (relative to the sum of |terms|, 41 x 41 kernels and
 offset images included; the tests allow 1e-5). An image mixing very large and very small
 values within one tile loses the small ones' digits below ~1e-7 of the large ones. ducc0
-releases the GIL, so tiles run on ``thread_count()`` threads, one tile per thread: giving one
-tile's transforms ducc0's own 2 threads ran 1.0-1.3x slower on 4096^2. Stride > 1 takes every
-S-th pixel of the stride-1 result.
+releases the GIL, so tiles run on ``thread_count()`` threads (``run_tasks``, whole tiles per
+thread): giving each tile's transforms ducc0's own 2 threads instead ran 1.0-1.3x slower on
+4096^2. On one thread, 63 x 63 on 4096^2 (256 tiles of 320^2) spent 121 of 219 ms in the
+transforms, 54 in gathering and copying tiles, 35 in storing results (first writes to the
+output's pages) and 9 in the spectral products. Stride > 1 takes every S-th pixel of the
+stride-1 result.
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ from ._runtime import run_tasks, thread_count
 # with targets 192 / 256 / 320 / 384 / 448 (tiles 225 / 288 / 360 / 432 / 480), 63 x 63
 # 1.06 / 0.70 / 0.70 / 0.84 / 0.90x, 15 x 15 1.10 / 0.74 / 0.64 / 0.63 / 0.60x. One tile's
 # transforms took ~4.1-4.8 ns per pixel (270^2 to 512^2, single thread); larger targets
-# recompute fewer borders but fall out of the 512 KB L2 cache.
+# recompute fewer borders but fall out of the 512 KB L2 cache. A later run (lighter load)
+# found tiles 288 to 400 level within noise for 31 x 31 (0.88-0.92x) and 320 to 384 for
+# 63 x 63 (0.89-0.96x), 432 and up slower.
 TILE_TARGET = 320
 TRANSFORM_DTYPE = np.float32      # ducc0's transforms run in this precision (see above)
 
