@@ -79,8 +79,9 @@ def fft_conv(x, weight, bias, row_map, col_map, pad_left, stride_h, stride_w, di
         if not hasattr(buffers, "block"):               # one set per thread, reused
             buffers.block = np.empty((group_in, tile_h, tile_w), TRANSFORM_DTYPE)
             buffers.spectra = np.empty((group_in,) + spectra.shape[2:], spectra.dtype)
-            buffers.product = np.empty(spectra.shape[2:], spectra.dtype)
-            buffers.result = np.empty((tile_h, tile_w), TRANSFORM_DTYPE)
+            # One output channel per group multiplies in place: no product buffer.
+            buffers.product = (buffers.spectra[0] if group_out == 1 else
+                               np.empty(spectra.shape[2:], spectra.dtype))
         block = _tile(x[n, g * group_in:(g + 1) * group_in], row_map[top:top + tile_h],
                       col_map[left:left + tile_w])
         rows, cols = block.shape[1:]
@@ -96,7 +97,7 @@ def fft_conv(x, weight, bias, row_map, col_map, pad_left, stride_h, stride_w, di
             for ci in range(1, group_in):               # summed over the group's inputs
                 product += image_spectra[ci] * spectra[co, ci]
             result = c2r(product, axes=(0, 1), lastsize=tile_w, forward=False,
-                         out=buffers.result, allow_overwriting_input=True)
+                         out=padded[0], allow_overwriting_input=True)   # input read by now
             valid = result[span_h - 1:span_h - 1 + height, span_w - 1:span_w - 1 + width]
             _store(out[n, co], valid, top, left, stride_h, stride_w, bias[co])
 
