@@ -27,17 +27,23 @@ SVD_MAX_TAPS = 64 * 64
 # ~0.037 ns per tap per output pixel and channel pair (7x7 and up; smaller kernels are bound
 # by memory, where no other path competes). FFT (ducc0 float32 tiles, ``_fft``), fitted to
 # its time over the direct loops' in the same run (2 threads, reflect, same size, interleaved,
-# medians of 9; the shared machine's load moved single ratios by up to 1.4x): ~2.05 ns per
-# pixel per transformed channel (forward for inputs, inverse for outputs) + ~1.7 ns per pixel
+# medians of 9; the shared machine's load moved single ratios by up to 1.4x): ~2.3 ns per
+# pixel per transformed channel (forward for inputs, inverse for outputs) + ~1.9 ns per pixel
 # per spectral product (input channel of a group x output channel) + ~0.01 ms per call.
-# Depthwise, fft / direct measured: 4096^2 9x9 1.91, 11x11 1.40, 13x13 1.12 (0.90 in an
+# Against main's blocked direct loops (3x3 / 5x5 / 4x7 passes, 72aacf3) depthwise fft / direct
+# for 9, 11, 13, 15, 17, 19, 23: 4096^2 1.68 1.37 1.10 0.90 0.60 0.52 0.38; 1024^2 2.06 1.73
+# 0.96 0.79 0.57 0.57 0.54; 3 x 1024^2 1.96 1.40 1.05 0.72 0.65 0.54 0.53; 3 x 4096^2 2.14
+# 1.31 0.94 0.81 0.59 0.52 0.41: a tie at 13 x 13, so the model switches between 13 and 14.
+# Against the loops before them (2.05 and 1.7 fitted those, 1.12x less; crossover 12 / 13),
+# depthwise, fft / direct: 4096^2 9x9 1.91, 11x11 1.40, 13x13 1.12 (0.90 in an
 # earlier run), 15x15 0.76, 19x19 0.51, 31x31 0.19; 1024^2 1.64, 1.19, 0.83, 0.61, 0.38, 0.22;
 # 3 x 1024^2 1.50, 1.11, 0.83, 0.61, 0.37, 0.28; 3 x 4096^2 1.67, 1.58, 1.38, 0.96, 0.34,
-# 0.25; 256^2 from 11x11 0.85; 40^2 (no padding) 15x15 0.86, 11x11 1.02, 24^2 9x9 1.27. So
-# FFT wins from 13 x 13 (a tie on 4096^2) and the model switches between 12 and 13. Mixing
-# channels: 16 -> 16 3x3 on 512^2 3.00, 16 -> 16 7x7 1.13, 8 -> 8 9x9 0.65, 4 -> 4 11x11 on
-# 1024^2 0.42, 16 -> 16 13x13 on 256^2 0.47. When NumPy takes a compiled path's call
-# instead: ``_runtime.use_numpy``.
+# 0.25; 256^2 from 11x11 0.85; 40^2 (no padding) 15x15 0.86, 11x11 1.02, 24^2 9x9 1.27. Mixing
+# channels, against the earlier loops: 16 -> 16 3x3 on 512^2 3.00, 16 -> 16 7x7 1.13-2.0,
+# 8 -> 8 9x9 0.65-1.12, 4 -> 4 11x11 on 1024^2 0.42, 16 -> 16 13x13 on 256^2 0.47; a later
+# run's 8 -> 8 9x9 and 11x11, 16 -> 16 9x9 on 256^2 cost 136-140, 486 model ns per pixel
+# where 2.05 / 1.7 predicted 142, 501. When NumPy takes a compiled path's call instead:
+# ``_runtime.use_numpy``.
 # GEMM (im2col + BLAS, ``_gemm``), fitted on 2 threads against the direct loops timed in the
 # same run (interleaved, medians of 7), scaled so that direct 16 -> 16 7x7 is 0.037 ns per
 # tap (the shared machine ran ~2.5x slower than when the constants above were measured):
@@ -51,7 +57,7 @@ SVD_MAX_TAPS = 64 * 64
 # gemm 133 ms, direct 197, torch 376 (0.36x / 0.52x torch); 16 -> 16 3x3 on 16 x 1024^2 gemm
 # 119, direct 245, torch 218 (0.55x / 1.13x). Other runs that hour: 0.37-0.51x and
 # 0.51-0.70x (the machine is shared; single calls vary 2x).
-COST = {"direct_ns_per_tap": 0.037, "fft_ns_per_pixel": 2.05, "fft_ns_per_product": 1.7,
+COST = {"direct_ns_per_tap": 0.037, "fft_ns_per_pixel": 2.3, "fft_ns_per_product": 1.9,
         "fft_fixed_ns": 1e4, "direct_ns_per_output": 0.5, "gemm_ns_per_tap": 0.015,
         "gemm_ns_per_column": 0.12}
 # Output and input channels per group below which the GEMM path is never taken: depthwise
@@ -255,7 +261,7 @@ def _choose_path(weight: np.ndarray, groups: int, factors, engine: str, *, out_p
     The factors are the given ones, or found here (once) when a kernel may be separable.
 
     separable: a depthwise rank-1 kernel where kH + kW < kH * kW.
-    fft: when its estimated time beats the direct loops': depthwise from 13 x 13 (on images
+    fft: when its estimated time beats the direct loops': depthwise from 14 x 14 (on images
     larger than a few dozen pixels a side), later where many channels mix (each input and
     output channel pair is a product of spectra).
     gemm: where its estimated time beats the direct loops' (with their output stores) or
