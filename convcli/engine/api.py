@@ -25,9 +25,24 @@ SVD_MAX_TAPS = 64 * 64
 # Time model for choosing a path, measured with 2 threads on a 4096^2 image in one run
 # (convcli bench; the machine's speed drifts 2x, so the constants are relative): direct
 # ~0.037 ns per tap per output pixel and channel pair (7x7 and up; smaller kernels are bound
-# by memory, where no other path competes); FFT ~17 ns per pixel per transformed channel
-# (forward for inputs, inverse for outputs), plus ~5 ms per call for tiles and threads, so
-# FFT wins from about 31 x 31 on 4096^2. When NumPy takes a compiled path's call instead:
+# by memory, where no other path competes). FFT (ducc0 float32 tiles, ``_fft``), fitted to
+# its time over the direct loops' in the same run (2 threads, reflect, same size, interleaved,
+# medians of 9; the shared machine's load moved single ratios by up to 1.4x): ~2.3 ns per
+# pixel per transformed channel (forward for inputs, inverse for outputs) + ~1.9 ns per pixel
+# per spectral product (input channel of a group x output channel) + ~0.01 ms per call.
+# Against main's blocked direct loops (3x3 / 5x5 / 4x7 passes, 72aacf3) depthwise fft / direct
+# for 9, 11, 13, 15, 17, 19, 23: 4096^2 1.68 1.37 1.10 0.90 0.60 0.52 0.38; 1024^2 2.06 1.73
+# 0.96 0.79 0.57 0.57 0.54; 3 x 1024^2 1.96 1.40 1.05 0.72 0.65 0.54 0.53; 3 x 4096^2 2.14
+# 1.31 0.94 0.81 0.59 0.52 0.41: a tie at 13 x 13, so the model switches between 13 and 14.
+# Against the loops before them (2.05 and 1.7 fitted those, 1.12x less; crossover 12 / 13),
+# depthwise, fft / direct: 4096^2 9x9 1.91, 11x11 1.40, 13x13 1.12 (0.90 in an
+# earlier run), 15x15 0.76, 19x19 0.51, 31x31 0.19; 1024^2 1.64, 1.19, 0.83, 0.61, 0.38, 0.22;
+# 3 x 1024^2 1.50, 1.11, 0.83, 0.61, 0.37, 0.28; 3 x 4096^2 1.67, 1.58, 1.38, 0.96, 0.34,
+# 0.25; 256^2 from 11x11 0.85; 40^2 (no padding) 15x15 0.86, 11x11 1.02, 24^2 9x9 1.27. Mixing
+# channels, against the earlier loops: 16 -> 16 3x3 on 512^2 3.00, 16 -> 16 7x7 1.13-2.0,
+# 8 -> 8 9x9 0.65-1.12, 4 -> 4 11x11 on 1024^2 0.42, 16 -> 16 13x13 on 256^2 0.47; a later
+# run's 8 -> 8 9x9 and 11x11, 16 -> 16 9x9 on 256^2 cost 136-140, 486 model ns per pixel
+# where 2.05 / 1.7 predicted 142, 501. When NumPy takes a compiled path's call instead:
 # ``_runtime.use_numpy``.
 # GEMM (im2col or shifted copies + BLAS, ``_gemm``), against main's direct loops of 1 Dec
 # (the 3x3/5x5/4x7 register blocks, ~2x faster on 3x3 than the four-taps loop; timed in this
@@ -51,8 +66,9 @@ SVD_MAX_TAPS = 64 * 64
 # copies and row gathers 140-174, torch 399-474 (0.30-0.33x / 0.34-0.39x); 16 -> 16 3x3 on
 # 16 x 1024^2 57-117 ms, 68-118, 129-265 (0.44-0.55x / 0.45-0.58x). At load 4: 0.47x / 0.52x
 # and 0.41x / 0.44x.
-COST = {"direct_ns_per_tap": 0.037, "fft_ns_per_pixel": 17.0, "fft_fixed_ns": 5e6,
-        "direct_ns_per_output": 0.5, "gemm_ns_per_tap": 0.007, "gemm_ns_per_column": 0.36}
+COST = {"direct_ns_per_tap": 0.037, "fft_ns_per_pixel": 2.3, "fft_ns_per_product": 1.9,
+        "fft_fixed_ns": 1e4, "direct_ns_per_output": 0.5, "gemm_ns_per_tap": 0.007,
+        "gemm_ns_per_column": 0.36}
 # Output and input channels per group below which the GEMM path is never taken: depthwise
 # and single-output kernels leave a product one row deep or one row tall.
 GEMM_MIN_CHANNELS = 2
@@ -223,9 +239,12 @@ def rank_one_factors(weight: np.ndarray, tolerance: float = RANK_ONE_TOLERANCE):
             columns.append(factors[0])
             rows.append(factors[1])
             continue
-        u, s, vt = np.linalg.svd(kernel)
+        # Singular values alone first: most kernels are not rank 1, and OpenBLAS's threaded
+        # full SVD of a 63 x 63 kernel took 96 ms here (0.17 ms for the values alone).
+        s = np.linalg.svd(kernel, compute_uv=False)
         if s[0] == 0 or (s.size > 1 and s[1] > tolerance * s[0]):
             return None
+        u, s, vt = np.linalg.svd(kernel)
         scale = np.sqrt(s[0])
         columns.append(u[:, 0] * scale)
         rows.append(vt[0] * scale)
@@ -252,8 +271,9 @@ def _choose_path(weight: np.ndarray, groups: int, factors, engine: str, *, out_p
     The factors are the given ones, or found here (once) when a kernel may be separable.
 
     separable: a depthwise rank-1 kernel where kH + kW < kH * kW.
-    fft: when its estimated time beats the direct loops': roughly from 31 x 31 on a 4096^2
-    image, and only for larger kernels on small images (fixed costs per call).
+    fft: when its estimated time beats the direct loops': depthwise from 14 x 14 (on images
+    larger than a few dozen pixels a side), later where many channels mix (each input and
+    output channel pair is a product of spectra).
     gemm: where its estimated time beats the direct loops' (with their output stores) or
     the FFT's: kernels that mix several channels each way (3 -> 16 or 16 -> 16 3x3, not
     4 -> 4 3x3; never depthwise). It needs no compiled loops, so it never becomes ``numpy``.
@@ -282,7 +302,8 @@ def _choose_path(weight: np.ndarray, groups: int, factors, engine: str, *, out_p
         path = "separable"
     else:
         direct_ns = COST["direct_ns_per_tap"] * taps * out_pixels
-        fft_ns = (COST["fft_ns_per_pixel"] * (in_channels + out_channels) * full_pixels
+        fft_ns = ((COST["fft_ns_per_pixel"] * (in_channels + out_channels)
+                   + COST["fft_ns_per_product"] * group_in * out_channels) * full_pixels
                   + COST["fft_fixed_ns"])
         path = "fft" if fft_ns < direct_ns else "direct"
         best_ns = fft_ns if path == "fft" else direct_ns + _output_ns(out_channels, out_pixels)
