@@ -123,13 +123,13 @@ def _prepare_process(threads: int | None, quiet: bool) -> None:
 
 
 def _announce_compiling() -> None:
-    print_note("compiling the engine's machine code once (Numba; about 4 s on 2 cores); it is "
+    print_note("compiling the engine's machine code once (Numba; up to 9 s on 2 cores); it is "
                "cached, so later runs start at once")
 
 
 def _announce_background_compile() -> None:
     print_note("first run on this machine: NumPy filters while the engine's machine code "
-               "compiles in the background (about 4 s of one core, at low priority, once this "
+               "compiles in the background (about 9 s of one core, at low priority, once this "
                "run ends or after 10 s)")
 
 

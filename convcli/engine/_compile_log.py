@@ -14,7 +14,7 @@ _listeners: list[Callable[[], None]] = []
 _state = {"seconds": 0.0, "announced": False, "depth": 0, "started": 0.0, "function": ""}
 _by_function: dict[str, float] = {}
 # Loops that compile in under half a second each (PNG's unfilter and pixel levels): the
-# note about compiling "about 4 s" once is for the engine's convolution and pooling loops.
+# note about compiling "up to 9 s" once is for the engine's convolution and pooling loops.
 UNANNOUNCED = ("unfilter_rows", "quantize_plane")
 
 

@@ -31,10 +31,11 @@ CHUNKS_PER_THREAD = 8  # chunks of rows per thread: uneven rows (borders) even o
 # NumPy (``_numpy``, 2 threads) takes ~0.35 ns per tap and pixel: 0.37 / 0.31 on 512^2 /
 # 4096^2 RGB with a 3x3 depthwise kernel, 0.33 / 0.22 with a 13 x 13 separable one (and 0.07
 # with dense 3 -> 16 channels, one matrix product per tap chunk). Importing Numba and loading
-# the cached loops costs ~0.3 s per process; compiling them all, 4.1 s on 2 cores (idle).
+# the cached loops costs ~0.3 s per process; compiling them all, 8.9 s on 2 cores (idle;
+# 4.1 s before the blocked direct loops, which take 4.2 s of it, and strided_conv 1.9).
 NUMPY_NS_PER_TAP = 0.35
 NUMBA_START_NS = 3e8
-COMPILE_NS = 4e9
+COMPILE_NS = 9e9
 
 _state = {"threads": 0, "background": False, "compiled_in_use": False, "numpy_ns_spent": 0.0,
           "on_background_start": None}
