@@ -22,50 +22,23 @@ RANK_ONE_TOLERANCE = 1e-6  # second singular value relative to the first
 # Above this many taps an SVD takes seconds to hours (O(n^3): a 6001^2 kernel, hours); larger
 # kernels are tested by one cross of the matrix instead, in O(kH * kW).
 SVD_MAX_TAPS = 64 * 64
-# Time model for choosing a path, measured with 2 threads on a 4096^2 image in one run
-# (convcli bench; the machine's speed drifts 2x, so the constants are relative): direct
-# ~0.037 ns per tap per output pixel and channel pair (7x7 and up; smaller kernels are bound
-# by memory, where no other path competes). FFT (ducc0 float32 tiles, ``_fft``), fitted to
-# its time over the direct loops' in the same run (2 threads, reflect, same size, interleaved,
-# medians of 9; the shared machine's load moved single ratios by up to 1.4x): ~2.3 ns per
-# pixel per transformed channel (forward for inputs, inverse for outputs) + ~1.9 ns per pixel
-# per spectral product (input channel of a group x output channel) + ~0.01 ms per call.
-# Against main's blocked direct loops (3x3 / 5x5 / 4x7 passes, 72aacf3) depthwise fft / direct
-# for 9, 11, 13, 15, 17, 19, 23: 4096^2 1.68 1.37 1.10 0.90 0.60 0.52 0.38; 1024^2 2.06 1.73
-# 0.96 0.79 0.57 0.57 0.54; 3 x 1024^2 1.96 1.40 1.05 0.72 0.65 0.54 0.53; 3 x 4096^2 2.14
-# 1.31 0.94 0.81 0.59 0.52 0.41: a tie at 13 x 13, so the model switches between 13 and 14.
-# Against the loops before them (2.05 and 1.7 fitted those, 1.12x less; crossover 12 / 13),
-# depthwise, fft / direct: 4096^2 9x9 1.91, 11x11 1.40, 13x13 1.12 (0.90 in an
-# earlier run), 15x15 0.76, 19x19 0.51, 31x31 0.19; 1024^2 1.64, 1.19, 0.83, 0.61, 0.38, 0.22;
-# 3 x 1024^2 1.50, 1.11, 0.83, 0.61, 0.37, 0.28; 3 x 4096^2 1.67, 1.58, 1.38, 0.96, 0.34,
-# 0.25; 256^2 from 11x11 0.85; 40^2 (no padding) 15x15 0.86, 11x11 1.02, 24^2 9x9 1.27. Mixing
-# channels, against the earlier loops: 16 -> 16 3x3 on 512^2 3.00, 16 -> 16 7x7 1.13-2.0,
-# 8 -> 8 9x9 0.65-1.12, 4 -> 4 11x11 on 1024^2 0.42, 16 -> 16 13x13 on 256^2 0.47; a later
-# run's 8 -> 8 9x9 and 11x11, 16 -> 16 9x9 on 256^2 cost 136-140, 486 model ns per pixel
-# where 2.05 / 1.7 predicted 142, 501. When NumPy takes a compiled path's call instead:
-# ``_runtime.use_numpy``.
-# GEMM (im2col or shifted copies + BLAS, ``_gemm``), against main's direct loops of 1 Dec
-# (the 3x3/5x5/4x7 register blocks, ~2x faster on 3x3 than the four-taps loop; timed in this
-# tree with main's _loops.py in place), 2 threads, interleaved, two runs of medians of 9 on the
-# shared machine, ratios averaged, 16 shapes: ~0.007 ns per tap (the products: deep ones run
-# near BLAS's peak) + ~0.36 ns per column-matrix row and output pixel (the copies) + the
-# output's stores, which the direct loops pay too. In this model gemm beats direct where
-# C_out/groups > 0.36 / (0.037 - 0.007) = 12, whatever the kernel: what the measurements say
-# for 3x3, give or take one shape each way. gemm / direct measured (model): 16 -> 16 7x7 on
-# 512^2 0.72 (0.80), 16 -> 16 5x5 0.66 (0.80), 16 -> 64 3x3 0.46 (0.40), 64 -> 16 0.40 (0.80),
-# 64 -> 64 on 128^2 0.27 (0.36), 32 -> 32 on 256^2 0.28 (0.52), 16 -> 16 3x3 on 1024^2 0.44
-# (0.81), 3 -> 16 on 2048^2 0.86 (0.86), on 512^2 1.18 (0.86: gemm, wrongly; the per-pixel
-# model cannot tell the two sizes apart), 8 -> 8 3x3 on 1024^2 0.85 and on 512^2 0.84 (1.34:
-# direct, wrongly), 8 -> 8 5x5 0.97 (1.38), 4 -> 8 3x3 on 1024^2 1.30 (1.29), 2 -> 8 1.37
-# (1.23), 6 -> 6 1.02 (1.65), 4 -> 4 2.21 (2.18). (With the older direct loops on this branch,
-# 4 -> 8 and 2 -> 8 measured 0.88 and 1.05.) A per-output cost of the GEMM path's own (~1.0
-# against the direct loops' 0.5, fitted: 0.0044 per tap, 0.18 per row) would separate the
-# 8 -> 8 cases from the 4 -> 8 ones. Against torch.nn.functional.conv2d (2 threads, same
-# script, interleaved, medians of 11, padding 1; three runs, load average 2-3 from another
-# benchmark): 3 -> 16 3x3 on 3 x 2048^2 gemm 119-150 ms, the GEMM path before the shifted
-# copies and row gathers 140-174, torch 399-474 (0.30-0.33x / 0.34-0.39x); 16 -> 16 3x3 on
-# 16 x 1024^2 57-117 ms, 68-118, 129-265 (0.44-0.55x / 0.45-0.58x). At load 4: 0.47x / 0.52x
-# and 0.41x / 0.44x.
+# Time model for choosing a path. Only ratios between paths matter (the shared machine's speed
+# drifts 2x); each entry was fitted on 2 threads, interleaved with the direct loops, on 1 Dec
+# 2026 (issue #16; the commits that set them give every measured shape):
+# - direct: ~0.037 ns per tap per output pixel and channel pair (7x7 and up; smaller kernels
+#   are bound by memory), plus ~0.5 ns per output value for their stores (``_output_ns``).
+# - FFT (ducc0 float32 tiles, ``_fft``): ~2.3 ns per pixel per transformed channel (forward
+#   for inputs, inverse for outputs) + ~1.9 ns per pixel per spectral product (input channel
+#   of a group x output channel) + ~0.01 ms per call. Depthwise fft / direct measured for
+#   11, 13, 15, 17 x 17 kernels: 4096^2 1.37 1.10 0.90 0.60; 1024^2 1.73 0.96 0.79 0.57;
+#   3 x 4096^2 1.31 0.94 0.81 0.59: a tie at 13 x 13, so the model switches at 13-14.
+# - GEMM (``_gemm``): ~0.007 ns per tap (BLAS) + ~0.36 ns per column-matrix row and output
+#   pixel (the copies) + the same stores as direct: gemm wins where C_out/groups > 0.36 /
+#   (0.037 - 0.007) = 12. gemm / direct measured (model): 16 -> 16 3x3 on 1024^2 0.44
+#   (0.81), 3 -> 16 on 2048^2 0.86 (0.86), 64 -> 64 on 128^2 0.27 (0.36), 4 -> 4 2.21
+#   (2.18); wrong calls left: 8 -> 8 3x3 0.85 (1.34: direct), 3 -> 16 on 512^2 1.18 (0.86:
+#   gemm). A per-output cost of its own (~1.0) would separate them.
+# When NumPy takes a compiled path's call instead: ``_runtime.use_numpy``.
 COST = {"direct_ns_per_tap": 0.037, "fft_ns_per_pixel": 2.3, "fft_ns_per_product": 1.9,
         "fft_fixed_ns": 1e4, "direct_ns_per_output": 0.5, "gemm_ns_per_tap": 0.007,
         "gemm_ns_per_column": 0.36}
