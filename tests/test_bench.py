@@ -261,3 +261,16 @@ def test_scale_tiff_case_streams_a_small_tiff_and_its_windows_match():
     assert streamed.unit == "s" and "strips" in streamed.note
     assert peak.unit == "MB" and "target <= 1024 MB" in peak.note
     assert windows.tool == "windows equal to in-memory: yes" and windows.ms == 9
+
+
+def test_interleaved_rounds_start_one_tool_further_on():
+    """Every tool is timed ``repeat`` times, and no tool always follows the same one (a call
+    right after another library's long call runs slower)."""
+    from convcli.bench import interleaved_medians
+
+    calls = []
+    tools = {name: (lambda name=name: calls.append(name)) for name in "abc"}
+    medians = interleaved_medians(tools, repeat=4, warmup=1)
+    assert set(medians) == set("abc") and all(value >= 0 for value in medians.values())
+    timed = calls[3:]                                   # after one warm-up call each
+    assert timed == list("abc" "bca" "cab" "abc")
