@@ -66,46 +66,43 @@ def direct_conv(first_task, last_task, x, weight, bias, row_map, col_map, pad_le
     last = max(last, first)
     sources = np.empty(kernel_h, np.int64)    # the image row under each kernel row (-1: zeros)
     taps = np.zeros((MOST_PASS_ROWS, MOST_PASS_COLUMNS), np.float32)
+    blocks = kernel_blocks(kernel_h, kernel_w)
     for task in range(first_task, last_task):
-        n = task // (out_channels * out_h)
-        co = (task // out_h) % out_channels
-        oy = task % out_h
+        n, co, oy = output_row(task, out_channels, out_h)
         first_in = (co // group_out) * group_in
         destination = out[n, co, oy]
         for ky in range(kernel_h):
             sources[ky] = row_map[oy * stride_h + ky * dilation_h]
         # The bias is added last, to the whole sum, as adding it afterwards would.
-        passes = group_in * blocks_on_image(sources, kernel_h, kernel_w)
+        passes = 0
+        for b in range(blocks.shape[0]):
+            passes += any_on_image(sources, blocks[b, 2], blocks[b, 2] + blocks[b, 3])
+        passes *= group_in
         done = 0
         for ci in range(group_in):
             image = x[n, first_in + ci]
-            kx0 = 0
-            while kx0 < kernel_w:
-                columns = block_columns(kernel_w - kx0)
-                ky0 = 0
-                while ky0 < kernel_h:
-                    rows = block_rows(columns, kernel_h - ky0)
-                    if any_on_image(sources, ky0, ky0 + rows):
-                        # Kernel rows in the zero padding or past the kernel read a row of
-                        # zeros with weights 0 (0 * 0: never 0 * inf).
-                        for j in range(MOST_PASS_ROWS):
-                            ky = ky0 + j
-                            on_image = (j < rows and ky < kernel_h
-                                        and sources[min(ky, kernel_h - 1)] >= 0)
-                            for kx in range(columns):
-                                taps[j, kx] = (weight[co, ci, ky, kx0 + kx] if on_image
-                                               else np.float32(0.0))
-                        done += 1
-                        add_block(destination, first, last - first,
-                                  block_row(image, sources, ky0, rows, 0, zero_row),
-                                  block_row(image, sources, ky0, rows, 1, zero_row),
-                                  block_row(image, sources, ky0, rows, 2, zero_row),
-                                  block_row(image, sources, ky0, rows, 3, zero_row),
-                                  block_row(image, sources, ky0, rows, 4, zero_row),
-                                  taps, rows, columns, first - pad_left + kx0,
-                                  bias[co] if done == passes else np.float32(0.0), done > 1)
-                    ky0 += rows
-                kx0 += columns
+            for b in range(blocks.shape[0]):
+                kx0, columns, ky0, rows = blocks[b, 0], blocks[b, 1], blocks[b, 2], blocks[b, 3]
+                if not any_on_image(sources, ky0, ky0 + rows):
+                    continue
+                # Kernel rows in the zero padding or past the kernel read a row of zeros
+                # with weights 0 (0 * 0: never 0 * inf).
+                for j in range(MOST_PASS_ROWS):
+                    ky = ky0 + j
+                    on_image = (j < rows and ky < kernel_h
+                                and sources[min(ky, kernel_h - 1)] >= 0)
+                    for kx in range(columns):
+                        taps[j, kx] = (weight[co, ci, ky, kx0 + kx] if on_image
+                                       else np.float32(0.0))
+                done += 1
+                add_block(destination, first, last - first,
+                          block_row(image, sources, ky0, rows, 0, zero_row),
+                          block_row(image, sources, ky0, rows, 1, zero_row),
+                          block_row(image, sources, ky0, rows, 2, zero_row),
+                          block_row(image, sources, ky0, rows, 3, zero_row),
+                          block_row(image, sources, ky0, rows, 4, zero_row),
+                          taps, rows, columns, first - pad_left + kx0,
+                          bias[co] if done == passes else np.float32(0.0), done > 1)
         if passes == 0:                      # every kernel row in the zero padding
             destination[first:last] = bias[co]
         for k in range(out_w - (last - first)):     # the border outputs, tap by tap
@@ -130,9 +127,7 @@ def strided_conv(first_task, last_task, x, weight, bias, row_map, col_map, pad_l
     group_out = out_channels // groups
     most = group_in * kernel_h * kernel_w
     for task in range(first_task, last_task):
-        n = task // (out_channels * out_h)
-        co = (task // out_h) % out_channels
-        oy = task % out_h
+        n, co, oy = output_row(task, out_channels, out_h)
         first_in = (co // group_out) * group_in
         destination = out[n, co, oy]
         destination[:] = bias[co]
@@ -192,34 +187,34 @@ def add_taps_with_borders(destination, row0, row1, row2, row3, t0, t1, t2, t3, c
 
 
 @jit_inline
-def block_columns(left):
-    """The columns of the next block when ``left`` kernel columns remain: 7, 5, 3 or 1."""
-    return 7 if left >= 7 else (5 if left >= 5 else (3 if left >= 3 else 1))
+def output_row(task, out_channels, out_h):
+    """The (image, output channel, row) of a task: tasks count rows over (n, c_out, row)."""
+    return task // (out_channels * out_h), (task // out_h) % out_channels, task % out_h
 
 
 @jit_inline
-def block_rows(columns, left):
-    """The kernel rows of a block of ``columns`` when ``left`` rows remain: 4 or 3 (exact)
-    for 7 columns, 3 for 3, 5 for 5 and 1; a block may reach past the kernel's last row."""
-    if columns == 7:
-        return 4 if left >= 4 else 3
-    return 3 if columns == 3 else 5
-
-
-@jit_inline
-def blocks_on_image(sources, kernel_h, kernel_w):
-    """How many blocks of a kH x kW kernel have a row on the image (``sources`` >= 0)."""
+def kernel_blocks(kernel_h, kernel_w):
+    """The blocks ``add_block`` sums a kH x kW kernel in, one row each: first column, columns
+    (7, 5, 3, then 1 while that many are left), first row, rows (4 or, for the last three,
+    3 for 7 columns; 3 for 3; 5 for 5 and 1: a block may reach past the kernel's last row)."""
+    blocks = np.empty((kernel_h * kernel_w, 4), np.int64)        # more than enough
     count = 0
     kx0 = 0
     while kx0 < kernel_w:
-        columns = block_columns(kernel_w - kx0)
+        left = kernel_w - kx0
+        columns = 7 if left >= 7 else (5 if left >= 5 else (3 if left >= 3 else 1))
         ky0 = 0
         while ky0 < kernel_h:
-            rows = block_rows(columns, kernel_h - ky0)
-            count += any_on_image(sources, ky0, ky0 + rows)
+            if columns == 7:
+                rows = 4 if kernel_h - ky0 >= 4 else 3
+            else:
+                rows = 3 if columns == 3 else 5
+            blocks[count, 0], blocks[count, 1] = kx0, columns
+            blocks[count, 2], blocks[count, 3] = ky0, rows
+            count += 1
             ky0 += rows
         kx0 += columns
-    return count
+    return blocks[:count]
 
 
 @jit_inline
@@ -244,9 +239,9 @@ def block_row(image, sources, ky0, rows, j, zero_row):
 def add_block(destination, first, count, r0, r1, r2, r3, r4, taps, rows, columns, start, bias,
               accumulate):
     """``destination[first + o] = (destination[first + o] if accumulate else 0) + sum_{j, k}
-    taps[j, k] * r_j[start + o + k] + bias`` for o < ``count``, over a block of 3 x 3, 5 x 5, 4 x 7, 3 x 7 or 5 x 1 taps (``rows`` x
-    ``columns``): each row's taps summed, then the rows', in registers; the destination is
-    loaded and stored once. (Whole rows indexed from offsets LLVM can tell are >= 0 let it
+    taps[j, k] * r_j[start + o + k] + bias`` for o < ``count``, over a block of 3 x 3, 5 x 5,
+    4 x 7, 3 x 7 or 5 x 1 taps (``rows`` x ``columns``): each row's taps summed, then the
+    rows', in registers; the destination is loaded and stored once. (Whole rows indexed from offsets LLVM can tell are >= 0 let it
     vectorise; slices of them ran 1.5x slower.)"""
     first, start = max(first, 0), max(start, 0)
     if columns == 7:
@@ -347,9 +342,7 @@ def separable_conv(first_task, last_task, x, column, row, bias, row_map, col_map
     kernel_h = column.shape[1]
     per_input = out_channels // in_channels
     for task in range(first_task, last_task):
-        n = task // (out_channels * out_h)
-        co = (task // out_h) % out_channels
-        oy = task % out_h
+        n, co, oy = output_row(task, out_channels, out_h)
         ci = co // per_input
         image = x[n, ci]
         rows, values = np.empty(kernel_h, np.int64), np.empty(kernel_h, np.float32)
