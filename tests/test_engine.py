@@ -321,6 +321,9 @@ def test_auto_picks_gemm_for_many_channels_only(rng):
     shape, same = (1, 16, 512, 512), Padding(1, 1, 1, 1)
     assert choose_path((1, 3, 2048, 2048), np.ones((16, 3, 3, 3)), padding=same) == "gemm"
     assert choose_path(shape, np.ones((16, 16, 3, 3)), padding=same) == "gemm"
+    # 8 -> 8 3x3 on 1024^2 measured 0.84-0.93x the direct loops' time, 4 -> 8 1.12x.
+    assert choose_path((1, 8, 1024, 1024), np.ones((8, 8, 3, 3)), padding=same) == "gemm"
+    assert choose_path((1, 4, 1024, 1024), np.ones((8, 4, 3, 3)), padding=same) != "gemm"
     assert choose_path(shape, np.ones((64, 8, 3, 3)), padding=same, groups=2) == "gemm"
     for weight, groups in [(np.ones((16, 1, 3, 3)), 16), (np.ones((1, 16, 3, 3)), 1),
                            (np.ones((4, 4, 3, 3)), 4), (np.ones((2, 2, 3, 3)), 8)]:

@@ -32,16 +32,17 @@ SVD_MAX_TAPS = 64 * 64
 #   of a group x output channel) + ~0.01 ms per call. Depthwise fft / direct measured for
 #   11, 13, 15, 17 x 17 kernels: 4096^2 1.37 1.10 0.90 0.60; 1024^2 1.73 0.96 0.79 0.57;
 #   3 x 4096^2 1.31 0.94 0.81 0.59: a tie at 13 x 13, so the model switches at 13-14.
-# - GEMM (``_gemm``): ~0.007 ns per tap (BLAS) + ~0.36 ns per column-matrix row and output
-#   pixel (the copies) + the same stores as direct: gemm wins where C_out/groups > 0.36 /
-#   (0.037 - 0.007) = 12. gemm / direct measured (model): 16 -> 16 3x3 on 1024^2 0.44
-#   (0.81), 3 -> 16 on 2048^2 0.86 (0.86), 64 -> 64 on 128^2 0.27 (0.36), 4 -> 4 2.21
-#   (2.18); wrong calls left: 8 -> 8 3x3 0.85 (1.34: direct), 3 -> 16 on 512^2 1.18 (0.86:
-#   gemm). A per-output cost of its own (~1.0) would separate them.
+# - GEMM (``_gemm``): ~0.011 ns per tap (BLAS) + ~0.13 ns per column-matrix row and output
+#   pixel (the copies) + ~0.9 ns per output value (its products write the output planes, and
+#   shallow ones are bound by that). gemm / direct measured (model), 3x3 on 1024^2 unless
+#   said: 16 -> 16 0.50 (0.63), 8 -> 8 0.84-0.93 (0.90), 8 -> 8 5x5 on 512^2 0.86 (0.80),
+#   4 -> 8 1.12 (1.03), 6 -> 6 1.97 (1.07), 2 -> 8 1.62 (1.19), 4 -> 4 2.63 (1.35),
+#   64 -> 64 on 128^2 0.29 (0.39); 3 -> 16 a tie, 0.91-1.08 on 2048^2 (0.94) but 1.10-1.21
+#   on 512^2, which a per-pixel model cannot tell apart.
 # When NumPy takes a compiled path's call instead: ``_runtime.use_numpy``.
 COST = {"direct_ns_per_tap": 0.037, "fft_ns_per_pixel": 2.3, "fft_ns_per_product": 1.9,
-        "fft_fixed_ns": 1e4, "direct_ns_per_output": 0.5, "gemm_ns_per_tap": 0.007,
-        "gemm_ns_per_column": 0.36}
+        "fft_fixed_ns": 1e4, "direct_ns_per_output": 0.5, "gemm_ns_per_tap": 0.011,
+        "gemm_ns_per_column": 0.13, "gemm_ns_per_output": 0.9}
 # Output and input channels per group below which the GEMM path is never taken: depthwise
 # and single-output kernels leave a product one row deep or one row tall.
 GEMM_MIN_CHANNELS = 2
@@ -300,7 +301,7 @@ def _gemm_ns(weight: np.ndarray, groups: int, taps: int, out_pixels: int) -> flo
         return float("inf")
     gathered = group_in * kernel_h * kernel_w * groups          # column-matrix rows
     return (COST["gemm_ns_per_tap"] * taps + COST["gemm_ns_per_column"] * gathered
-            + COST["direct_ns_per_output"] * out_channels) * out_pixels
+            + COST["gemm_ns_per_output"] * out_channels) * out_pixels
 
 
 def _factor_rows(factors, out_channels: int):
