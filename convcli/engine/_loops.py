@@ -343,25 +343,27 @@ def separable_conv(first_task, last_task, x, column, row, bias, row_map, col_map
     in_channels, width = x.shape[1], x.shape[3]
     kernel_h = column.shape[1]
     per_input = out_channels // in_channels
+    rows, values = np.empty(kernel_h, np.int64), np.empty(kernel_h, np.float32)
+    padded = np.zeros(col_map.shape[0], dtype=np.float32)
+    summed = padded[pad_left:pad_left + width]
+    # The unused slots of a pass read zeros with weight 0 (0 * 0, never 0 * NaN).
+    zeros = np.zeros(max(width, col_map.shape[0]), np.float32)
     for task in range(first_task, last_task):
         n, co, oy = output_row(task, out_channels, out_h)
         ci = co // per_input
         image = x[n, ci]
-        rows, values = np.empty(kernel_h, np.int64), np.empty(kernel_h, np.float32)
         count = 0
         for ky in range(kernel_h):                   # the kernel rows that fall on the image
             source_row = row_map[oy * stride_h + ky * dilation_h]
             if source_row >= 0:
                 rows[count], values[count] = source_row, column[co, ky]
                 count += 1
-        padded = np.zeros(col_map.shape[0], dtype=np.float32)
-        zero_row = np.zeros(width, np.float32)
-        summed = padded[pad_left:pad_left + width]
+        summed[:] = 0.0
         for g in range(0, count, TAPS_PER_PASS):     # the column pass, four rows at a time
             add_four_taps(summed, image[rows[g]],
-                          image[rows[g + 1]] if g + 1 < count else zero_row,
-                          image[rows[g + 2]] if g + 2 < count else zero_row,
-                          image[rows[g + 3]] if g + 3 < count else zero_row,
+                          image[rows[g + 1]] if g + 1 < count else zeros,
+                          image[rows[g + 2]] if g + 2 < count else zeros,
+                          image[rows[g + 3]] if g + 3 < count else zeros,
                           values[g],
                           values[g + 1] if g + 1 < count else np.float32(0.0),
                           values[g + 2] if g + 2 < count else np.float32(0.0),
@@ -370,7 +372,7 @@ def separable_conv(first_task, last_task, x, column, row, bias, row_map, col_map
         fill_borders(padded, col_map, pad_left, width)
         destination = out[n, co, oy]
         destination[:] = bias[co]
-        accumulate_row(destination, padded, row[co], stride_w, dilation_w)
+        accumulate_row(destination, padded, row[co], stride_w, dilation_w, zeros)
 
 
 @jit_inline
@@ -403,10 +405,10 @@ def fill_borders(buffer, col_map, pad_left, width):
 
 
 @jit_inline
-def accumulate_row(destination, padded, taps, stride, dilation):
-    """``destination[o] += sum_k taps[k] * padded[o*stride + k*dilation]`` for every o."""
+def accumulate_row(destination, padded, taps, stride, dilation, zeros):
+    """``destination[o] += sum_k taps[k] * padded[o*stride + k*dilation]`` for every o; the
+    unused slots of the last pass read ``zeros`` (at least as long as ``padded``)."""
     kernel = taps.shape[0]
-    zeros = np.zeros_like(padded)  # the unused slots of the last pass: 0 * 0, never 0 * NaN
     for k in range(0, kernel, TAPS_PER_PASS):
         add_four_taps(destination, padded,
                       padded if k + 1 < kernel else zeros,
