@@ -67,32 +67,32 @@ def direct_conv(first_task, last_task, x, weight, bias, row_map, col_map, pad_le
     sources = np.empty(kernel_h, np.int64)    # the image row under each kernel row (-1: zeros)
     taps = np.zeros((MOST_PASS_ROWS, MOST_PASS_COLUMNS), np.float32)
     blocks = kernel_blocks(kernel_h, kernel_w)
+    used = np.empty(blocks.shape[0], np.bool_)  # blocks with a kernel row on the image
     for task in range(first_task, last_task):
         n, co, oy = output_row(task, out_channels, out_h)
         first_in = (co // group_out) * group_in
         destination = out[n, co, oy]
         for ky in range(kernel_h):
             sources[ky] = row_map[oy * stride_h + ky * dilation_h]
-        # The bias is added last, to the whole sum, as adding it afterwards would.
-        passes = 0
         for b in range(blocks.shape[0]):
-            passes += any_on_image(sources, blocks[b, 2], blocks[b, 2] + blocks[b, 3])
-        passes *= group_in
+            used[b] = False
+            for j in range(blocks[b, 3]):
+                used[b] = used[b] or row_on_image(sources, blocks[b, 2], blocks[b, 3], j)
+        # The bias is added last, to the whole sum, as adding it afterwards would.
+        passes = group_in * used.sum()
         done = 0
         for ci in range(group_in):
             image = x[n, first_in + ci]
             for b in range(blocks.shape[0]):
-                kx0, columns, ky0, rows = blocks[b, 0], blocks[b, 1], blocks[b, 2], blocks[b, 3]
-                if not any_on_image(sources, ky0, ky0 + rows):
+                if not used[b]:
                     continue
+                kx0, columns, ky0, rows = blocks[b, 0], blocks[b, 1], blocks[b, 2], blocks[b, 3]
                 # Kernel rows in the zero padding or past the kernel read a row of zeros
                 # with weights 0 (0 * 0: never 0 * inf).
                 for j in range(MOST_PASS_ROWS):
-                    ky = ky0 + j
-                    on_image = (j < rows and ky < kernel_h
-                                and sources[min(ky, kernel_h - 1)] >= 0)
+                    on_image = row_on_image(sources, ky0, rows, j)
                     for kx in range(columns):
-                        taps[j, kx] = (weight[co, ci, ky, kx0 + kx] if on_image
+                        taps[j, kx] = (weight[co, ci, ky0 + j, kx0 + kx] if on_image
                                        else np.float32(0.0))
                 done += 1
                 add_block(destination, first, last - first,
@@ -126,14 +126,15 @@ def strided_conv(first_task, last_task, x, weight, bias, row_map, col_map, pad_l
     group_in, kernel_h, kernel_w = weight.shape[1], weight.shape[2], weight.shape[3]
     group_out = out_channels // groups
     most = group_in * kernel_h * kernel_w
+    # The taps on image rows: input channel, image row, column offset, weight.
+    channels, rows = np.empty(most, np.int64), np.empty(most, np.int64)
+    offsets, values = np.empty(most, np.int64), np.empty(most, np.float32)
+    zero_row = np.zeros(x.shape[3], np.float32)  # the unused slots of the last pass
     for task in range(first_task, last_task):
         n, co, oy = output_row(task, out_channels, out_h)
         first_in = (co // group_out) * group_in
         destination = out[n, co, oy]
         destination[:] = bias[co]
-        # The taps on image rows: input channel, image row, column offset, weight.
-        channels, rows = np.empty(most, np.int64), np.empty(most, np.int64)
-        offsets, values = np.empty(most, np.int64), np.empty(most, np.float32)
         count = 0
         for ci in range(group_in):
             for ky in range(kernel_h):
@@ -144,7 +145,6 @@ def strided_conv(first_task, last_task, x, weight, bias, row_map, col_map, pad_l
                         offsets[count], values[count] = kx * dilation_w, weight[co, ci, ky, kx]
                         count += 1
         image = x[n]
-        zero_row = np.zeros(x.shape[3], np.float32)  # the unused slots of the last pass
         for g in range(0, count, TAPS_PER_PASS):
             add_taps_with_borders(
                 destination,
@@ -220,21 +220,17 @@ def kernel_blocks(kernel_h, kernel_w):
 
 
 @jit_inline
-def any_on_image(sources, first, stop):
-    """Whether a kernel row in [first, stop) lies on the image (``sources`` >= 0)."""
-    for ky in range(first, min(stop, sources.shape[0])):
-        if sources[ky] >= 0:
-            return True
-    return False
+def row_on_image(sources, ky0, rows, j):
+    """Whether row ``j`` of a block of ``rows`` from kernel row ``ky0`` is a kernel row on
+    the image (``sources`` >= 0), not one in the zero padding or past the kernel."""
+    ky = ky0 + j
+    return j < rows and ky < sources.shape[0] and sources[ky] >= 0
 
 
 @jit_inline
 def block_row(image, sources, ky0, rows, j, zero_row):
-    """The image row under kernel row ``ky0 + j`` of a block of ``rows`` (zeros outside)."""
-    ky = ky0 + j
-    if j < rows and ky < sources.shape[0] and sources[ky] >= 0:
-        return image[sources[ky]]
-    return zero_row
+    """The image row under row ``j`` of a block (``zero_row`` where it is off the image)."""
+    return image[sources[ky0 + j]] if row_on_image(sources, ky0, rows, j) else zero_row
 
 
 @jit_inline
